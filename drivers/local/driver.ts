@@ -1,0 +1,200 @@
+import { mkdir, open, stat, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  type AttachmentRecord,
+  type DoctorCheck,
+  type Driver,
+  type DriverContext,
+  formatSize,
+  type MountSpec,
+  type ParsedOptions,
+  type ProvisionResult,
+  parseOptions,
+  parseSize,
+  StowageError,
+  type VolumeInput,
+  type VolumeRecord,
+} from '../../src/index.js';
+import { LOCAL_OPTION_SPECS, type LocalConfig, type LocalOptions, MIN_BYTES } from './options.js';
+
+/**
+ * Each volume is a sparse image file, attached as a loop device at first mount, formatted if
+ * blank and mounted by the core's block pipeline: the same path EBS disks take.
+ */
+export class LocalDriver implements Driver {
+  readonly name = 'local';
+  readonly scope = 'local' as const;
+  readonly needsAttach = true;
+  readonly optionSpecs = LOCAL_OPTION_SPECS;
+  private readonly maxBytes: number;
+
+  constructor(
+    private readonly ctx: DriverContext,
+    private readonly cfg: LocalConfig,
+  ) {
+    this.maxBytes = parseSize(cfg.maxSize, 'local.maxSize');
+  }
+
+  parseOptions(raw: Record<string, string>): ParsedOptions<Record<string, unknown>> {
+    const parsed = parseOptions<LocalOptions>(this.name, this.optionSpecs, raw, {
+      size: this.cfg.defaultSize,
+      fsType: this.cfg.defaultFsType,
+    });
+    const { fsType } = parsed.values;
+    const size = parseSize(parsed.values.size);
+    if (size < MIN_BYTES[fsType]) {
+      throw new StowageError(
+        'INVALID_ARGUMENT',
+        `option size=${formatSize(size)} is too small for ${fsType}: the minimum is ${formatSize(MIN_BYTES[fsType])}`,
+      );
+    }
+    if (size > this.maxBytes) {
+      throw new StowageError(
+        'INVALID_ARGUMENT',
+        `option size=${formatSize(size)} is above this host's limit of ${this.cfg.maxSize} (config local.maxSize)`,
+      );
+    }
+    return parsed as unknown as ParsedOptions<Record<string, unknown>>;
+  }
+
+  async provision(volume: VolumeInput): Promise<ProvisionResult> {
+    const opts = volume.options as unknown as LocalOptions;
+    if (opts.fsType === 'xfs' && !(await this.ctx.mounter.hasTool('mkfs.xfs'))) {
+      throw new StowageError(
+        'UNAVAILABLE',
+        'fsType=xfs needs mkfs.xfs, which is not installed: apt-get install xfsprogs',
+      );
+    }
+    const image = this.imagePath(volume.name);
+    await mkdir(this.cfg.imageDir, { recursive: true, mode: 0o700 });
+    const found = await statOrUndefined(image);
+    if (found && !found.isFile()) {
+      throw new StowageError(
+        'CONFLICT',
+        `${image} exists and is not a regular file; move it away and create again`,
+      );
+    }
+    if (found && !volume.resuming) {
+      // An image without a record (state lost, or retained by an earlier Remove): take it over and
+      // keep it unless the user asks explicitly for delete.
+      this.ctx.log.warn({ volume: volume.name, image }, 'adopting an existing image file');
+      return {
+        adopted: true,
+        removePolicy: opts.onRemove ?? 'retain',
+        fields: { image, sizeBytes: found.size },
+      };
+    }
+    if (!found) {
+      const fh = await open(image, 'wx', 0o600);
+      try {
+        await fh.truncate(parseSize(opts.size)); // sparse: no blocks are written
+      } finally {
+        await fh.close();
+      }
+    }
+    return {
+      adopted: false,
+      removePolicy: opts.onRemove ?? 'delete',
+      fields: { image, sizeBytes: parseSize(opts.size) },
+    };
+  }
+
+  async destroy(volume: VolumeRecord): Promise<void> {
+    const image = this.imageOf(volume);
+    if (volume.removePolicy !== 'delete') {
+      this.ctx.log.info({ volume: volume.name, image, policy: volume.removePolicy }, 'image kept');
+      return;
+    }
+    const users = await this.ctx.loop.findByFile(image);
+    if (users.length > 0) {
+      throw new StowageError(
+        'IN_USE',
+        `image ${image} is still attached as ${users.join(', ')}; nothing was deleted`,
+      );
+    }
+    await unlink(image).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw err;
+    });
+  }
+
+  async attach(volume: VolumeRecord): Promise<{ device: string }> {
+    const image = this.imageOf(volume);
+    if (!(await statOrUndefined(image))) {
+      throw new StowageError('NOT_FOUND', `the image file of volume ${volume.name} (${image}) is missing`);
+    }
+    const [existing] = await this.ctx.loop.findByFile(image);
+    if (existing) return { device: existing };
+    return { device: await this.ctx.loop.attach(image) };
+  }
+
+  async detach(volume: VolumeRecord, attachment: AttachmentRecord): Promise<void> {
+    // Detach only devices that really back this image: a recorded /dev/loopN may have been reused.
+    for (const device of await this.ctx.loop.findByFile(this.imageOf(volume))) {
+      await this.ctx.loop.detach(device);
+    }
+    this.ctx.log.debug({ volume: volume.name, recorded: attachment.device }, 'loop devices released');
+  }
+
+  mountSpec(volume: VolumeRecord, attachment: AttachmentRecord | undefined): MountSpec {
+    if (!attachment?.device) {
+      throw new StowageError('INTERNAL', `volume ${volume.name} has no attached device to mount`);
+    }
+    return {
+      kind: 'block',
+      device: attachment.device,
+      fsType: String(volume.options.fsType),
+      mountOptions: [],
+    };
+  }
+
+  describe(volume: VolumeRecord): Record<string, unknown> {
+    return {
+      size:
+        typeof volume.fields.sizeBytes === 'number'
+          ? formatSize(volume.fields.sizeBytes)
+          : volume.options.size,
+      fsType: volume.options.fsType,
+      image: this.imageOf(volume),
+    };
+  }
+
+  async doctor(): Promise<DoctorCheck[]> {
+    const checks: DoctorCheck[] = [];
+    for (const tool of ['losetup', 'mkfs.ext4', 'blkid']) {
+      const ok = await this.ctx.mounter.hasTool(tool);
+      checks.push({
+        name: `local: ${tool}`,
+        ok,
+        detail: ok
+          ? 'found'
+          : `missing; apt-get install ${tool === 'mkfs.ext4' ? 'e2fsprogs' : 'util-linux mount'}`,
+      });
+    }
+    const xfs = await this.ctx.mounter.hasTool('mkfs.xfs');
+    checks.push({
+      name: 'local: mkfs.xfs',
+      ok: true,
+      detail: xfs
+        ? 'found (fsType=xfs available)'
+        : 'absent (fsType=xfs unavailable; apt-get install xfsprogs)',
+    });
+    return checks;
+  }
+
+  private imagePath(name: string): string {
+    return join(this.cfg.imageDir, `${name}.img`);
+  }
+
+  private imageOf(volume: VolumeRecord): string {
+    return typeof volume.fields.image === 'string' ? volume.fields.image : this.imagePath(volume.name);
+  }
+}
+
+async function statOrUndefined(path: string) {
+  try {
+    return await stat(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}

@@ -1,0 +1,40 @@
+import { closePluginSockets, servePluginSockets } from '../docker/server.js';
+import type { Runtime } from '../runtime.js';
+
+/**
+ * `stowage daemon`: register this host, reconcile records with the kernel, serve one socket per
+ * driver until SIGTERM/SIGINT. Shutdown removes the sockets and keeps every mount: containers keep
+ * running and the next start finds the same state.
+ */
+export async function runDaemon(rt: Runtime): Promise<void> {
+  const { config, log, manager, store } = rt;
+  await store.upsertHost({
+    id: config.hostId,
+    identity: { hostname: config.hostId, pid: process.pid },
+    lastSeen: new Date().toISOString(),
+  });
+  const report = await manager.reconcile();
+  log.info({ actions: report.actions.length }, 'reconciled state with this host');
+  const sockets = await servePluginSockets(manager, log, {
+    socketDir: config.socketDir,
+    prefix: config.socketPrefix,
+    drivers: config.drivers,
+  });
+  log.info(
+    { drivers: config.drivers, state: config.state, mountRoot: config.mountRoot },
+    'stowage daemon ready',
+  );
+
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      log.info({ signal }, 'shutting down; mounts are kept');
+      resolve();
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+  await closePluginSockets(sockets, log);
+  await rt.close();
+  log.info('stopped');
+  log.flush();
+}

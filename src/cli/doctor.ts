@@ -1,0 +1,65 @@
+import { access, constants, mkdir } from 'node:fs/promises';
+import Docker from 'dockerode';
+import type { Config } from '../config.js';
+import type { DoctorCheck } from '../core/driver.js';
+import { createRuntime } from '../runtime.js';
+
+const TOOLS = ['mount', 'umount', 'losetup', 'blkid', 'mkfs.ext4'];
+
+/** `stowage doctor`: every check runs even when an earlier one fails, each with what to do. */
+export async function runDoctor(config: Config): Promise<DoctorCheck[]> {
+  const checks: DoctorCheck[] = [];
+  const isRoot = process.getuid?.() === 0;
+  checks.push({
+    name: 'root',
+    ok: isRoot,
+    detail: isRoot ? 'running as root' : 'stowage must run as root (it mounts and attaches devices)',
+  });
+
+  let rt: ReturnType<typeof createRuntime> | undefined;
+  try {
+    rt = createRuntime(config, {});
+    const n = (await rt.store.listVolumes()).length;
+    checks.push({ name: 'store', ok: true, detail: `${config.state} readable (${n} volumes)` });
+  } catch (err) {
+    checks.push({ name: 'store', ok: false, detail: (err as Error).message });
+  }
+  if (rt) {
+    for (const tool of TOOLS) {
+      const ok = await rt.mounter.hasTool(tool);
+      checks.push({
+        name: `tool ${tool}`,
+        ok,
+        detail: ok ? 'found' : 'missing: apt-get install mount util-linux e2fsprogs',
+      });
+    }
+    for (const driver of rt.registry.enabled()) checks.push(...((await driver.doctor?.()) ?? []));
+    await rt.close();
+  }
+  try {
+    await mkdir(config.socketDir, { recursive: true, mode: 0o755 });
+    await access(config.socketDir, constants.W_OK);
+    checks.push({ name: 'socket dir', ok: true, detail: `${config.socketDir} writable` });
+  } catch (err) {
+    checks.push({ name: 'socket dir', ok: false, detail: `${config.socketDir}: ${(err as Error).message}` });
+  }
+  checks.push(await dockerReachable());
+  return checks;
+}
+
+async function dockerReachable(): Promise<DoctorCheck> {
+  const socketPath = process.env.DOCKER_HOST?.startsWith('unix://')
+    ? process.env.DOCKER_HOST.slice('unix://'.length)
+    : '/var/run/docker.sock';
+  const docker = new Docker({ socketPath, timeout: 3000 });
+  try {
+    await docker.ping();
+    return { name: 'dockerd', ok: true, detail: `answering on ${socketPath}` };
+  } catch (err) {
+    return {
+      name: 'dockerd',
+      ok: false,
+      detail: `not reachable on ${socketPath} (${(err as Error).message}); start dockerd, or ignore on Kubernetes-only nodes`,
+    };
+  }
+}

@@ -1,0 +1,178 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { isAbsolute, join } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { StowageError } from './core/errors.js';
+
+export const DEFAULT_CONFIG_FILE = '/etc/stowage/config.yaml';
+
+const absPath = z.string().refine(isAbsolute, { message: 'must be an absolute path' });
+const ms = z
+  .number()
+  .int()
+  .positive()
+  .max(24 * 3600 * 1000);
+
+export const ConfigSchema = z
+  .object({
+    /** This host's id in the store; defaults to the hostname. */
+    hostId: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$/, { message: 'must be a hostname-like id' })
+      .default(hostname()),
+    /** Base directory for everything stowage keeps on disk. */
+    dataDir: absPath.default('/var/lib/stowage'),
+    /** The metadata store: a SQLite file path (default <dataDir>/state.db). */
+    state: absPath.optional(),
+    /** Where volumes are mounted (default <dataDir>/volumes). */
+    mountRoot: absPath.optional(),
+    socketDir: absPath.default('/run/docker/plugins'),
+    socketPrefix: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9_.-]*$/, { message: 'lower-case letters, digits, "_", "." and "-"' })
+      .default('stowage-'),
+    drivers: z.array(z.string().min(1)).min(1).default(['local']),
+    log: z
+      .object({
+        level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
+        /** Log to this file instead of stderr. */
+        file: absPath.optional(),
+      })
+      .strict()
+      .prefault({}),
+    timeouts: z
+      .object({
+        commandMs: ms.default(30_000),
+        mountMs: ms.default(30_000),
+        mkfsMs: ms.default(120_000),
+        deviceWaitMs: ms.default(30_000),
+        lockWaitMs: ms.default(10_000),
+        lockTtlMs: ms.default(10 * 60_000),
+      })
+      .strict()
+      .prefault({}),
+    local: z
+      .object({
+        imageDir: absPath.optional(),
+        defaultSize: z.string().default('1G'),
+        maxSize: z.string().default('1T'),
+        defaultFsType: z.enum(['ext4', 'xfs']).default('ext4'),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+type Parsed = z.infer<typeof ConfigSchema>;
+export type Config = Parsed & {
+  state: string;
+  mountRoot: string;
+  local: Parsed['local'] & { imageDir: string };
+  /** Where the file part came from, for messages; undefined when none was read. */
+  source?: string;
+};
+
+export interface ConfigSources {
+  /** Explicit file (flag); missing file is an error. Without it, $STOWAGE_CONFIG, then the default path if present. */
+  file?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Flag values in config shape, already nested (highest priority). */
+  flags?: Record<string, unknown>;
+}
+
+const ENV_KEYS: Record<string, string[]> = {
+  STOWAGE_HOST_ID: ['hostId'],
+  STOWAGE_DATA_DIR: ['dataDir'],
+  STOWAGE_STATE: ['state'],
+  STOWAGE_MOUNT_ROOT: ['mountRoot'],
+  STOWAGE_SOCKET_DIR: ['socketDir'],
+  STOWAGE_SOCKET_PREFIX: ['socketPrefix'],
+  STOWAGE_DRIVERS: ['drivers'],
+  STOWAGE_LOG_LEVEL: ['log', 'level'],
+  STOWAGE_LOG_FILE: ['log', 'file'],
+};
+
+export function loadConfig(sources: ConfigSources = {}): Config {
+  const env = sources.env ?? process.env;
+  const file =
+    sources.file ?? env.STOWAGE_CONFIG ?? (existsSync(DEFAULT_CONFIG_FILE) ? DEFAULT_CONFIG_FILE : undefined);
+  const merged: Record<string, unknown> = file ? readConfigFile(file) : {};
+  for (const [name, path] of Object.entries(ENV_KEYS)) {
+    const value = env[name];
+    if (value === undefined || value === '') continue;
+    setPath(merged, path, name === 'STOWAGE_DRIVERS' ? splitList(value) : value);
+  }
+  deepMerge(merged, sources.flags ?? {});
+  const res = ConfigSchema.safeParse(merged);
+  if (!res.success) {
+    const where = file ? ` (file ${file}, environment and flags)` : '';
+    const lines = res.error.issues.map((i) => {
+      const key = i.path.join('.') || '(top level)';
+      return `  ${key}: ${i.message}`;
+    });
+    throw new StowageError('CONFIG', `invalid configuration${where}:\n${lines.join('\n')}`);
+  }
+  const c = res.data;
+  const config: Config = {
+    ...c,
+    state: c.state ?? join(c.dataDir, 'state.db'),
+    mountRoot: c.mountRoot ?? join(c.dataDir, 'volumes'),
+    local: { ...c.local, imageDir: c.local.imageDir ?? join(c.dataDir, 'local') },
+  };
+  if (file) config.source = file;
+  return config;
+}
+
+function readConfigFile(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new StowageError('CONFIG', `cannot read config file ${file}: ${(err as Error).message}`);
+  }
+  let data: unknown;
+  try {
+    data = file.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
+  } catch (err) {
+    throw new StowageError(
+      'CONFIG',
+      `config file ${file} is not valid ${file.endsWith('.json') ? 'JSON' : 'YAML'}: ${(err as Error).message}`,
+    );
+  }
+  if (data === null || data === undefined) return {};
+  if (typeof data !== 'object' || Array.isArray(data)) {
+    throw new StowageError('CONFIG', `config file ${file} must hold a mapping of keys to values`);
+  }
+  return data as Record<string, unknown>;
+}
+
+function splitList(value: string): string[] {
+  return value
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+}
+
+function setPath(target: Record<string, unknown>, path: string[], value: unknown): void {
+  let cur = target;
+  for (const key of path.slice(0, -1)) {
+    const next = cur[key];
+    if (typeof next !== 'object' || next === null || Array.isArray(next)) cur[key] = {};
+    cur = cur[key] as Record<string, unknown>;
+  }
+  cur[path[path.length - 1]!] = value;
+}
+
+function deepMerge(target: Record<string, unknown>, source: Record<string, unknown>): void {
+  for (const [key, value] of Object.entries(source)) {
+    if (value === undefined) continue;
+    const cur = target[key];
+    if (isPlainObject(value) && isPlainObject(cur)) deepMerge(cur, value);
+    else target[key] = value;
+  }
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}

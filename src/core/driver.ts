@@ -1,0 +1,79 @@
+import type { Logger } from 'pino';
+import type { LoopDevices } from '../mount/loop.js';
+import type { Mounter } from '../mount/mounter.js';
+import type { AttachmentRecord, RemovePolicy, VolumeRecord } from '../state/store.js';
+import type { OptionSpecs, ParsedOptions } from './options.js';
+
+/** Deadlines for every external step, from config. */
+export interface Timeouts {
+  commandMs: number;
+  mountMs: number;
+  mkfsMs: number;
+  deviceWaitMs: number;
+  lockWaitMs: number;
+}
+
+/** What a driver may use. Injected by the composition root (src/runtime.ts); no singletons. */
+export interface DriverContext {
+  host: string;
+  log: Logger;
+  mounter: Mounter;
+  loop: LoopDevices;
+  timeouts: Timeouts;
+  /** The driver's own section of the config (already validated by the config schema). */
+  config: Record<string, unknown>;
+}
+
+/** How a volume reaches the host's mount table; the core's mount pipeline handles each kind. */
+export type MountSpec = {
+  kind: 'block';
+  /** Block device (attached) to format if blank and mount. */
+  device: string;
+  fsType: string;
+  mountOptions: string[];
+};
+
+export interface ProvisionResult {
+  fields: Record<string, unknown>;
+  adopted: boolean;
+  removePolicy: RemovePolicy;
+}
+
+export interface VolumeInput {
+  name: string;
+  options: Record<string, unknown>;
+  givenOptions: string[];
+  /** True when an earlier Create of this volume was recorded but not finished: what exists is ours. */
+  resuming: boolean;
+}
+
+export interface DoctorCheck {
+  name: string;
+  ok: boolean;
+  detail: string;
+}
+
+export interface Driver {
+  readonly name: string;
+  /** Docker Capabilities scope: `global` when the same name means the same data on every host. */
+  readonly scope: 'local' | 'global';
+  /** True when the volume must be attached to a host (as a block device) before it is mounted. */
+  readonly needsAttach: boolean;
+  readonly optionSpecs: OptionSpecs;
+
+  parseOptions(raw: Record<string, string>): ParsedOptions<Record<string, unknown>>;
+  /** Creates (or adopts) the backing storage. Idempotent for the same name and options. */
+  provision(volume: VolumeInput): Promise<ProvisionResult>;
+  /** Applies the recorded remove policy. Storage that is already gone is success. */
+  destroy(volume: VolumeRecord): Promise<void>;
+  /** Makes the volume's block device present on this host; returns its path. */
+  attach?(volume: VolumeRecord): Promise<{ device: string }>;
+  /** Inverse of attach; a device that is already gone is success. */
+  detach?(volume: VolumeRecord, attachment: AttachmentRecord): Promise<void>;
+  mountSpec(volume: VolumeRecord, attachment: AttachmentRecord | undefined): MountSpec;
+  /** Driver facts for Get's Status and `volumes inspect`. */
+  describe(volume: VolumeRecord): Record<string, unknown>;
+  doctor?(): Promise<DoctorCheck[]>;
+}
+
+export type DriverFactory = (ctx: DriverContext) => Driver;

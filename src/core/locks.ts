@@ -1,0 +1,121 @@
+import { randomBytes } from 'node:crypto';
+import type { StateStore } from '../state/store.js';
+import { pollUntil } from './backoff.js';
+import { isStowageError, StowageError } from './errors.js';
+
+export interface VolumeLocksOptions {
+  host: string;
+  /** How long an operation waits for another one on the same volume before it answers BUSY. */
+  waitMs: number;
+  /** Expiry of a store lock, so a crashed holder on another host cannot block a volume forever. */
+  ttlMs: number;
+  /** Whether a process of this host still runs; a dead holder's lock is broken at once. */
+  isProcessAlive?: (pid: number) => boolean;
+}
+
+interface Owner {
+  host: string;
+  pid: number;
+  op: string;
+}
+
+/**
+ * Per-volume mutual exclusion at two levels: in this process (a map of held volumes) and across
+ * processes and hosts (a try-lock in the state store). Waits are bounded: a conflicting operation
+ * gets BUSY with the holder named, never an unbounded queue.
+ */
+export class VolumeLocks {
+  private readonly held = new Map<string, { op: string; released: Promise<void> }>();
+
+  constructor(
+    private readonly store: StateStore,
+    private readonly opts: VolumeLocksOptions,
+  ) {}
+
+  async withLock<T>(volume: string, op: string, fn: () => Promise<T>): Promise<T> {
+    const deadline = Date.now() + this.opts.waitMs;
+    await this.acquireLocal(volume, op, deadline);
+    let release!: () => void;
+    this.held.set(volume, { op, released: new Promise<void>((r) => (release = r)) });
+    const owner = `${this.opts.host}|${process.pid}|${op}|${randomBytes(4).toString('hex')}`;
+    const key = `volume/${volume}`;
+    try {
+      await this.acquireStore(volume, key, owner, op, deadline);
+      try {
+        return await fn();
+      } finally {
+        await this.store.unlock(key, owner).catch(() => undefined);
+      }
+    } finally {
+      this.held.delete(volume);
+      release();
+    }
+  }
+
+  private async acquireLocal(volume: string, op: string, deadline: number): Promise<void> {
+    for (;;) {
+      const cur = this.held.get(volume);
+      if (!cur) return;
+      const left = deadline - Date.now();
+      if (left <= 0) throw busy(volume, op, { host: this.opts.host, pid: process.pid, op: cur.op });
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([cur.released, new Promise((r) => (timer = setTimeout(r, left)))]);
+      clearTimeout(timer);
+    }
+  }
+
+  private async acquireStore(volume: string, key: string, owner: string, op: string, deadline: number) {
+    let lastHolder: Owner | undefined;
+    try {
+      await pollUntil(
+        async () => {
+          const res = await this.store.tryLock(key, owner, this.opts.ttlMs);
+          if (res.acquired) return true;
+          lastHolder = res.holder ? parseOwner(res.holder.owner) : undefined;
+          if (lastHolder && res.holder && this.holderIsDead(lastHolder)) {
+            await this.store.breakLock(key, res.holder.owner);
+          }
+          return undefined;
+        },
+        {
+          timeoutMs: Math.max(0, deadline - Date.now()),
+          initialDelayMs: 5,
+          maxDelayMs: 250,
+          what: `lock ${key}`,
+        },
+      );
+    } catch (err) {
+      if (isStowageError(err, 'TIMEOUT')) throw busy(volume, op, lastHolder);
+      throw err;
+    }
+  }
+
+  private holderIsDead(holder: Owner): boolean {
+    if (holder.host !== this.opts.host || !Number.isInteger(holder.pid)) return false;
+    if (holder.pid === process.pid) return false; // our own in-flight work; the local map guards it
+    return !(this.opts.isProcessAlive ?? processAlive)(holder.pid);
+  }
+}
+
+function parseOwner(owner: string): Owner | undefined {
+  const [host, pid, op] = owner.split('|');
+  if (!host || !pid || !op) return undefined;
+  return { host, pid: Number(pid), op };
+}
+
+function busy(volume: string, op: string, holder?: Owner): StowageError {
+  const who = holder ? ` (${holder.op} by process ${holder.pid} on host ${holder.host})` : '';
+  return new StowageError(
+    'BUSY',
+    `volume ${volume} is busy with another operation${who}; ${op} was not started. Try again in a few seconds.`,
+  );
+}
+
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

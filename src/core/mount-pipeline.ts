@@ -1,0 +1,61 @@
+import { mkdir } from 'node:fs/promises';
+import type { Logger } from 'pino';
+import type { Mounter } from '../mount/mounter.js';
+import { pollUntil } from './backoff.js';
+import type { MountSpec, Timeouts } from './driver.js';
+
+export interface PipelineDeps {
+  mounter: Mounter;
+  log: Logger;
+  timeouts: Timeouts;
+}
+
+/**
+ * The shared path from "the driver says the volume is here" to "it is mounted at target":
+ * wait for the block device, format it only when blkid finds no filesystem (existing data, such
+ * as a snapshot's, is never formatted over), create the mountpoint, mount. Idempotent: a target
+ * that is already a mount point is left as it is.
+ */
+export async function mountAt(deps: PipelineDeps, spec: MountSpec, target: string): Promise<void> {
+  const { mounter, log, timeouts } = deps;
+  await pollUntil(async () => ((await mounter.isBlockDevice(spec.device)) ? true : undefined), {
+    timeoutMs: timeouts.deviceWaitMs,
+    initialDelayMs: 10,
+    maxDelayMs: 1000,
+    what: `block device ${spec.device} to appear`,
+    hint: 'The device was attached but the kernel did not show it; check dmesg.',
+  });
+  let fsType = await mounter.probeFilesystem(spec.device);
+  if (fsType === null) {
+    log.info({ device: spec.device, fsType: spec.fsType }, 'device is blank; formatting');
+    await mounter.makeFilesystem(spec.device, spec.fsType);
+    fsType = spec.fsType;
+  } else if (fsType !== spec.fsType) {
+    log.warn(
+      { device: spec.device, found: fsType, requested: spec.fsType },
+      'device already has another filesystem; mounting it as it is',
+    );
+  }
+  await mkdir(target, { recursive: true, mode: 0o755 });
+  if (await mounter.isMountPoint(target)) return;
+  await mounter.mount(spec.device, target, {
+    fsType,
+    options: spec.mountOptions,
+    timeoutMs: timeouts.mountMs,
+  });
+}
+
+/**
+ * Unmounts target. A lazy unmount is only a fallback for network filesystems whose server is gone
+ * (`lazyFallback`); a busy block device stays mounted and the error reaches the caller, because
+ * something still uses the data.
+ */
+export async function unmountAt(deps: PipelineDeps, target: string, opts: { lazyFallback?: boolean } = {}) {
+  try {
+    await deps.mounter.unmount(target, { timeoutMs: deps.timeouts.mountMs });
+  } catch (err) {
+    if (!opts.lazyFallback) throw err;
+    deps.log.warn({ target, err: (err as Error).message }, 'unmount failed; detaching the mount lazily');
+    await deps.mounter.unmount(target, { lazy: true, timeoutMs: deps.timeouts.mountMs });
+  }
+}

@@ -1,0 +1,83 @@
+import { z } from 'zod';
+import { StowageError } from './errors.js';
+
+/**
+ * Declarative option parsing shared by every driver: canonical names with the aliases users know
+ * from other plugins, one zod schema per option, unknown keys refused with the list of valid ones.
+ */
+export interface OptionSpec {
+  aliases?: readonly string[];
+  schema: z.ZodType;
+  /** One line for the README/doctor and for error messages. */
+  help: string;
+}
+
+export type OptionSpecs = Record<string, OptionSpec>;
+
+export interface ParsedOptions<T> {
+  values: T;
+  /** Canonical names the caller gave explicitly (defaults excluded); used for idempotent Create. */
+  given: string[];
+}
+
+export function parseOptions<T>(
+  driver: string,
+  specs: OptionSpecs,
+  raw: Record<string, string>,
+  defaults: Partial<Record<keyof T & string, unknown>> = {},
+): ParsedOptions<T> {
+  const lookup = new Map<string, string>();
+  for (const [canonical, spec] of Object.entries(specs)) {
+    lookup.set(canonical.toLowerCase(), canonical);
+    for (const alias of spec.aliases ?? []) lookup.set(alias.toLowerCase(), canonical);
+  }
+  const picked: Record<string, string> = {};
+  const origin: Record<string, string> = {};
+  for (const [key, value] of Object.entries(raw)) {
+    const canonical = lookup.get(key.toLowerCase());
+    if (!canonical) {
+      throw new StowageError(
+        'INVALID_ARGUMENT',
+        `unknown option ${JSON.stringify(key)} for driver ${driver}; valid options: ${describeValid(specs)}`,
+      );
+    }
+    if (canonical in picked) {
+      throw new StowageError(
+        'INVALID_ARGUMENT',
+        `option ${JSON.stringify(key)} repeats ${JSON.stringify(origin[canonical])} (both mean ${canonical}); give it once`,
+      );
+    }
+    if (typeof value !== 'string') {
+      throw new StowageError('INVALID_ARGUMENT', `option ${key} must be a string value`);
+    }
+    picked[canonical] = value;
+    origin[canonical] = key;
+  }
+  const values: Record<string, unknown> = {};
+  for (const [canonical, spec] of Object.entries(specs)) {
+    const input = canonical in picked ? picked[canonical] : defaults[canonical as keyof T & string];
+    if (input === undefined) continue;
+    const result = spec.schema.safeParse(input);
+    if (!result.success) {
+      const shown = origin[canonical] ?? canonical;
+      const issue = result.error.issues[0]?.message ?? 'invalid value';
+      throw new StowageError(
+        'INVALID_ARGUMENT',
+        `option ${shown}=${JSON.stringify(String(input))} for driver ${driver}: ${issue} (${spec.help})`,
+      );
+    }
+    values[canonical] = result.data;
+  }
+  return { values: values as T, given: Object.keys(picked) };
+}
+
+function describeValid(specs: OptionSpecs): string {
+  return Object.entries(specs)
+    .map(([name, spec]) => (spec.aliases?.length ? `${name} (alias ${spec.aliases.join(', ')})` : name))
+    .join(', ');
+}
+
+/** A zod schema for an enum given as a string option, with a message listing the choices. */
+export function oneOf<const T extends readonly [string, ...string[]]>(choices: T) {
+  return z.enum(choices, { message: `must be one of ${choices.join(', ')}` });
+}

@@ -1,0 +1,44 @@
+import type { Driver, DriverContext, DriverFactory } from './driver.js';
+import { StowageError } from './errors.js';
+
+/** Driver name -> factory. Drivers are built once per runtime, only when enabled. */
+export class DriverRegistry {
+  private readonly factories = new Map<string, DriverFactory>();
+  private readonly built = new Map<string, Driver>();
+
+  register(name: string, factory: DriverFactory): void {
+    if (this.factories.has(name)) throw new Error(`driver ${name} registered twice`);
+    this.factories.set(name, factory);
+  }
+
+  known(): string[] {
+    return [...this.factories.keys()].sort();
+  }
+
+  /** Builds the enabled drivers; an unknown name in the list is a configuration error. */
+  enable(names: readonly string[], ctxFor: (name: string) => DriverContext): void {
+    for (const name of names) {
+      const factory = this.factories.get(name);
+      if (!factory) {
+        throw new StowageError(
+          'UNKNOWN_DRIVER',
+          `unknown driver ${JSON.stringify(name)}; known drivers: ${this.known().join(', ')}`,
+        );
+      }
+      this.built.set(name, factory(ctxFor(name)));
+    }
+  }
+
+  enabled(): Driver[] {
+    return [...this.built.values()];
+  }
+
+  get(name: string): Driver {
+    const driver = this.built.get(name);
+    if (driver) return driver;
+    const hint = this.factories.has(name)
+      ? `driver ${name} is not enabled; add it to "drivers" in the config`
+      : `unknown driver ${JSON.stringify(name)}; known drivers: ${this.known().join(', ')}`;
+    throw new StowageError('UNKNOWN_DRIVER', hint);
+  }
+}

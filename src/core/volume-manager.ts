@@ -1,0 +1,458 @@
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { Mounter } from '../mount/mounter.js';
+import {
+  type AttachmentRecord,
+  type IntentOp,
+  type MountRecord,
+  type StateStore,
+  totalRefs,
+  type VolumeRecord,
+  type VolumeSummary,
+} from '../state/store.js';
+import type { Driver, Timeouts } from './driver.js';
+import { StowageError, toStowageError } from './errors.js';
+import type { VolumeLocks } from './locks.js';
+import { mountAt, unmountAt } from './mount-pipeline.js';
+import { validateVolumeName } from './names.js';
+import type { DriverRegistry } from './registry.js';
+
+export interface VolumeManagerDeps {
+  host: string;
+  mountRoot: string;
+  store: StateStore;
+  registry: DriverRegistry;
+  mounter: Mounter;
+  locks: VolumeLocks;
+  timeouts: Timeouts;
+  log: Logger;
+}
+
+export interface VolumeView {
+  volume: VolumeRecord;
+  /** Mountpoint on this host when mounted here, else undefined. */
+  mountpoint?: string;
+  mounts: MountRecord[];
+  attachments: AttachmentRecord[];
+  status: Record<string, unknown>;
+}
+
+export interface ReconcileReport {
+  actions: string[];
+}
+
+// Docker mount ids are 64 hex characters; pod uids are UUIDs. Both fit this.
+const MOUNT_ID_RE = /^[A-Za-z0-9_.:-]{1,128}$/;
+
+/**
+ * The only thing adapters call. Every method is idempotent, takes the volume's lock with a bounded
+ * wait, records intent in the store before touching the host, and answers reads from the store.
+ * `driver` scopes a call to one driver (each Docker socket is one driver); undefined means any.
+ */
+export class VolumeManager {
+  constructor(private readonly d: VolumeManagerDeps) {}
+
+  get host(): string {
+    return this.d.host;
+  }
+
+  drivers(): Driver[] {
+    return this.d.registry.enabled();
+  }
+
+  capabilities(driverName: string): { scope: 'local' | 'global' } {
+    return { scope: this.d.registry.get(driverName).scope };
+  }
+
+  async create(driverName: string, name: string, rawOptions: Record<string, string>): Promise<VolumeRecord> {
+    validateVolumeName(name);
+    const driver = this.d.registry.get(driverName);
+    const parsed = driver.parseOptions(rawOptions);
+    return this.d.locks.withLock(name, 'create', async () => {
+      const existing = await this.d.store.getVolume(name);
+      if (existing) {
+        if (existing.driver !== driverName) {
+          throw new StowageError(
+            'CONFLICT',
+            `volume ${name} already exists with driver ${existing.driver}; choose another name or remove it first`,
+          );
+        }
+        assertSameOptions(existing, parsed.values, parsed.given);
+        if (existing.status !== 'creating') return existing;
+        // An earlier Create was interrupted after recording; provisioning is idempotent, finish it.
+      } else {
+        await this.d.store.insertVolume({
+          name,
+          driver: driverName,
+          options: parsed.values,
+          givenOptions: parsed.given,
+          removePolicy: 'retain',
+          adopted: false,
+          createdAt: new Date().toISOString(),
+          status: 'creating',
+          fields: {},
+        });
+      }
+      const log = this.d.log.child({ op: 'create', volume: name, driver: driverName });
+      try {
+        const res = await driver.provision({
+          name,
+          options: parsed.values,
+          givenOptions: parsed.given,
+          resuming: existing !== undefined,
+        });
+        await this.d.store.updateVolume(name, {
+          status: 'ready',
+          fields: res.fields,
+          adopted: res.adopted,
+          removePolicy: res.removePolicy,
+        });
+        log.info({ adopted: res.adopted, removePolicy: res.removePolicy }, 'volume created');
+      } catch (err) {
+        // Nothing was provisioned that the driver did not already undo: forget the record so a
+        // corrected Create can start clean.
+        if (!existing) await this.d.store.deleteVolume(name);
+        log.warn({ err: (err as Error).message }, 'create failed');
+        throw err;
+      }
+      return (await this.d.store.getVolume(name))!;
+    });
+  }
+
+  async remove(driverName: string | undefined, name: string): Promise<void> {
+    validateVolumeName(name);
+    await this.d.locks.withLock(name, 'remove', async () => {
+      const vol = await this.d.store.getVolume(name);
+      if (!vol || (driverName !== undefined && vol.driver !== driverName)) return; // already gone
+      const driver = this.d.registry.get(vol.driver);
+      const log = this.d.log.child({ op: 'remove', volume: name, driver: vol.driver });
+
+      const mounts = await this.d.store.getMounts(name);
+      const active = mounts.filter((m) => totalRefs(m) > 0);
+      if (active.length > 0) {
+        const desc = active.map(
+          (m) => `${totalRefs(m)} mount${totalRefs(m) === 1 ? '' : 's'} on host ${m.host}`,
+        );
+        throw new StowageError(
+          'IN_USE',
+          `volume ${name} is in use by ${desc.join(' and ')}; stop the containers or pods using it, then remove it again`,
+        );
+      }
+      // Leftovers of an interrupted unmount on this host are finished here; other hosts must do their own.
+      const attachments = await this.d.store.getAttachments(name);
+      if ([...mounts, ...attachments].some((x) => x.host === this.d.host))
+        await this.teardown(vol, driver, log);
+      const elsewhere = [
+        ...(await this.d.store.getMounts(name)).map((m) => `mounted on host ${m.host}`),
+        ...(await this.d.store.getAttachments(name)).map((a) => `attached to host ${a.host}`),
+      ];
+      const remaining = [...new Set(elsewhere)];
+      if (remaining.length > 0) {
+        throw new StowageError(
+          'IN_USE',
+          `volume ${name} is still ${remaining.join(', ')}; run stowage on that host to release it, then remove again`,
+        );
+      }
+      await this.d.store.updateVolume(name, { status: 'removing' });
+      const intent = await this.begin(name, 'remove', { policy: vol.removePolicy });
+      await driver.destroy(vol);
+      await this.d.store.deleteVolume(name);
+      await this.d.store.endIntent(intent);
+      log.info({ policy: vol.removePolicy }, 'volume removed');
+    });
+  }
+
+  async get(driverName: string | undefined, name: string): Promise<VolumeView> {
+    validateVolumeName(name);
+    const vol = await this.d.store.getVolume(name);
+    if (!vol || (driverName !== undefined && vol.driver !== driverName)) {
+      throw new StowageError('NOT_FOUND', `volume ${name} does not exist`);
+    }
+    const [mounts, attachments] = await Promise.all([
+      this.d.store.getMounts(name),
+      this.d.store.getAttachments(name),
+    ]);
+    const here = mounts.find((m) => m.host === this.d.host && m.state === 'mounted');
+    const view: VolumeView = {
+      volume: vol,
+      mounts,
+      attachments,
+      status: this.statusOf(vol, mounts, attachments),
+    };
+    if (here) view.mountpoint = here.mountpoint;
+    return view;
+  }
+
+  async list(driverName?: string): Promise<VolumeSummary[]> {
+    return this.d.store.listVolumeSummaries(
+      this.d.host,
+      driverName === undefined ? {} : { driver: driverName },
+    );
+  }
+
+  /** The mountpoint on this host, or "" when the volume is not mounted here. */
+  async path(driverName: string | undefined, name: string): Promise<string> {
+    return (await this.get(driverName, name)).mountpoint ?? '';
+  }
+
+  async mount(driverName: string | undefined, name: string, id: string): Promise<string> {
+    validateVolumeName(name);
+    validateMountId(id);
+    return this.d.locks.withLock(name, 'mount', async () => {
+      const vol = await this.requireReady(driverName, name);
+      const driver = this.d.registry.get(vol.driver);
+      const log = this.d.log.child({ op: 'mount', volume: name, driver: vol.driver });
+      const target = this.mountpointFor(name);
+      const existing = (await this.d.store.getMounts(name)).find((m) => m.host === this.d.host);
+
+      if (
+        existing &&
+        existing.state === 'mounted' &&
+        (await this.d.mounter.isMountPoint(existing.mountpoint))
+      ) {
+        existing.refs[id] = (existing.refs[id] ?? 0) + 1;
+        await this.d.store.putMount({ ...existing, updatedAt: new Date().toISOString() });
+        log.debug({ id, refs: totalRefs(existing) }, 'already mounted; counted');
+        return existing.mountpoint;
+      }
+
+      const refs = existing ? { ...existing.refs } : {};
+      refs[id] = (refs[id] ?? 0) + 1;
+      const intent = await this.begin(name, 'mount', { id, target });
+      let attachedNow = false;
+      try {
+        let attachment = (await this.d.store.getAttachments(name)).find((a) => a.host === this.d.host);
+        if (driver.needsAttach && driver.attach && attachment?.state !== 'attached') {
+          await this.d.store.putAttachment({
+            volume: name,
+            host: this.d.host,
+            device: attachment?.device ?? '',
+            state: 'attaching',
+            updatedAt: new Date().toISOString(),
+          });
+          const { device } = await driver.attach(vol);
+          attachedNow = true;
+          attachment = {
+            volume: name,
+            host: this.d.host,
+            device,
+            state: 'attached',
+            updatedAt: new Date().toISOString(),
+          };
+          await this.d.store.putAttachment(attachment);
+          log.info({ device }, 'attached');
+        }
+        await mountAt(this.pipeline(log), driver.mountSpec(vol, attachment), target);
+        await this.d.store.putMount({
+          volume: name,
+          host: this.d.host,
+          mountpoint: target,
+          refs,
+          state: 'mounted',
+          updatedAt: new Date().toISOString(),
+        });
+        log.info({ id, target }, 'mounted');
+      } catch (err) {
+        log.warn({ err: (err as Error).message }, 'mount failed; undoing');
+        if (attachedNow || !existing) await this.teardown(vol, driver, log).catch(() => undefined);
+        throw toStowageError(err, `mount of volume ${name}`);
+      } finally {
+        await this.d.store.endIntent(intent);
+      }
+      return target;
+    });
+  }
+
+  async unmount(driverName: string | undefined, name: string, id: string): Promise<void> {
+    validateVolumeName(name);
+    validateMountId(id);
+    await this.d.locks.withLock(name, 'unmount', async () => {
+      const vol = await this.d.store.getVolume(name);
+      if (!vol || (driverName !== undefined && vol.driver !== driverName)) return;
+      const mount = (await this.d.store.getMounts(name)).find((m) => m.host === this.d.host);
+      const log = this.d.log.child({ op: 'unmount', volume: name, driver: vol.driver });
+      if (!mount?.refs[id]) {
+        log.debug({ id }, 'unknown mount id; nothing to do');
+        return;
+      }
+      // Decrement first and always (as Docker's own local driver does): a failed teardown must not
+      // leave a reference that blocks Remove forever; the zero-ref row says the teardown is owed.
+      const count = mount.refs[id]! - 1;
+      if (count > 0) mount.refs[id] = count;
+      else delete mount.refs[id];
+      const left = totalRefs(mount);
+      await this.d.store.putMount({
+        ...mount,
+        state: left > 0 ? mount.state : 'unmounting',
+        updatedAt: new Date().toISOString(),
+      });
+      if (left > 0) {
+        log.debug({ id, refs: left }, 'still in use; kept mounted');
+        return;
+      }
+      await this.teardown(vol, this.d.registry.get(vol.driver), log);
+      log.info({ id }, 'unmounted');
+    });
+  }
+
+  /** Full view for `stowage volumes inspect`. */
+  async inspect(name: string): Promise<VolumeView> {
+    return this.get(undefined, name);
+  }
+
+  /**
+   * Brings the records of this host in line with the kernel after a restart or crash: finishes
+   * interrupted teardowns, drops mount records whose mount vanished (host reboot), and releases
+   * attachments that no mount needs. Mounts that are recorded and present are left alone.
+   */
+  async reconcile(): Promise<ReconcileReport> {
+    const actions: string[] = [];
+    const log = this.d.log.child({ op: 'reconcile' });
+    const mounted = new Set((await this.d.mounter.listMounts()).map((m) => m.mountPoint));
+    const recorded = new Map((await this.d.store.listMountsByHost(this.d.host)).map((m) => [m.volume, m]));
+
+    for (const intent of await this.d.store.listIntents(this.d.host)) {
+      const m = recorded.get(intent.volume);
+      if ((intent.op === 'mount' || intent.op === 'attach') && (!m || totalRefs(m) === 0)) {
+        actions.push(`interrupted ${intent.op} of ${intent.volume}: undone`);
+        await this.withVolume(intent.volume, 'reconcile', (vol, driver) => this.teardown(vol, driver, log));
+      } else {
+        actions.push(`interrupted ${intent.op} of ${intent.volume}: state checked`);
+      }
+      await this.d.store.endIntent(intent.id);
+    }
+
+    for (const m of await this.d.store.listMountsByHost(this.d.host)) {
+      const refs = totalRefs(m);
+      if (refs === 0) {
+        actions.push(`unfinished unmount of ${m.volume}: completed`);
+        await this.withVolume(m.volume, 'reconcile', (vol, driver) => this.teardown(vol, driver, log));
+      } else if (!mounted.has(m.mountpoint)) {
+        actions.push(
+          `${m.volume} had ${refs} mount(s) recorded but is not mounted (host restarted?): records dropped`,
+        );
+        await this.withVolume(m.volume, 'reconcile', (vol, driver) => this.teardown(vol, driver, log));
+      } else if (m.state !== 'mounted') {
+        await this.d.store.putMount({ ...m, state: 'mounted', updatedAt: new Date().toISOString() });
+        actions.push(`${m.volume}: mount confirmed`);
+      }
+    }
+
+    const stillMounted = new Set((await this.d.store.listMountsByHost(this.d.host)).map((m) => m.volume));
+    for (const a of await this.d.store.listAttachmentsByHost(this.d.host)) {
+      if (stillMounted.has(a.volume)) continue;
+      actions.push(`${a.volume}: attachment without a mount released`);
+      await this.withVolume(a.volume, 'reconcile', (vol, driver) => this.teardown(vol, driver, log));
+    }
+    for (const action of actions) log.warn(action);
+    return { actions };
+  }
+
+  mountpointFor(name: string): string {
+    return join(this.d.mountRoot, name);
+  }
+
+  /** Unmount (if mounted here), detach (if attached here) and drop this host's records. */
+  private async teardown(vol: VolumeRecord, driver: Driver, log: Logger): Promise<void> {
+    const target = this.mountpointFor(vol.name);
+    const intent = await this.begin(vol.name, 'unmount', { target });
+    try {
+      await unmountAt(this.pipeline(log), target);
+      await this.d.store.deleteMount(vol.name, this.d.host);
+      const attachment = (await this.d.store.getAttachments(vol.name)).find((a) => a.host === this.d.host);
+      if (attachment) {
+        await this.d.store.putAttachment({
+          ...attachment,
+          state: 'detaching',
+          updatedAt: new Date().toISOString(),
+        });
+        if (driver.detach) await driver.detach(vol, attachment);
+        await this.d.store.deleteAttachment(vol.name, this.d.host);
+        log.info({ device: attachment.device }, 'detached');
+      }
+    } finally {
+      await this.d.store.endIntent(intent);
+    }
+  }
+
+  private async withVolume(
+    name: string,
+    op: string,
+    fn: (vol: VolumeRecord, driver: Driver) => Promise<void>,
+  ): Promise<void> {
+    await this.d.locks.withLock(name, op, async () => {
+      const vol = await this.d.store.getVolume(name);
+      if (!vol) {
+        await this.d.store.deleteMount(name, this.d.host);
+        await this.d.store.deleteAttachment(name, this.d.host);
+        return;
+      }
+      await fn(vol, this.d.registry.get(vol.driver));
+    });
+  }
+
+  private async requireReady(driverName: string | undefined, name: string): Promise<VolumeRecord> {
+    const vol = await this.d.store.getVolume(name);
+    if (!vol || (driverName !== undefined && vol.driver !== driverName)) {
+      throw new StowageError('NOT_FOUND', `volume ${name} does not exist; create it first`);
+    }
+    if (vol.status !== 'ready') {
+      throw new StowageError(
+        'BUSY',
+        `volume ${name} is ${vol.status === 'creating' ? 'still being created (or its creation was interrupted; run Create again)' : 'being removed'}`,
+      );
+    }
+    return vol;
+  }
+
+  private statusOf(
+    vol: VolumeRecord,
+    mounts: MountRecord[],
+    attachments: AttachmentRecord[],
+  ): Record<string, unknown> {
+    const driver = this.d.registry.get(vol.driver);
+    return {
+      driver: vol.driver,
+      state: vol.status,
+      removePolicy: vol.removePolicy,
+      adopted: vol.adopted,
+      ...driver.describe(vol),
+      mounts: mounts.map((m) => ({
+        host: m.host,
+        mountpoint: m.mountpoint,
+        refs: totalRefs(m),
+        state: m.state,
+      })),
+      attachments: attachments.map((a) => ({ host: a.host, device: a.device, state: a.state })),
+    };
+  }
+
+  private pipeline(log: Logger) {
+    return { mounter: this.d.mounter, log, timeouts: this.d.timeouts };
+  }
+
+  private begin(volume: string, op: IntentOp, details: Record<string, unknown>): Promise<number> {
+    return this.d.store.beginIntent({ volume, host: this.d.host, op, details });
+  }
+}
+
+function validateMountId(id: unknown): void {
+  if (typeof id !== 'string' || !MOUNT_ID_RE.test(id)) {
+    throw new StowageError(
+      'INVALID_ARGUMENT',
+      `invalid mount ID ${JSON.stringify(id)}: expected 1-128 characters [A-Za-z0-9_.:-]`,
+    );
+  }
+}
+
+function assertSameOptions(existing: VolumeRecord, values: Record<string, unknown>, given: string[]): void {
+  const diffs = given
+    .filter((k) => JSON.stringify(existing.options[k]) !== JSON.stringify(values[k]))
+    .map((k) => `${k}=${JSON.stringify(values[k])} (recorded: ${JSON.stringify(existing.options[k])})`);
+  if (diffs.length > 0) {
+    throw new StowageError(
+      'CONFLICT',
+      `volume ${existing.name} already exists with different options: ${diffs.join(', ')}; remove it first or use another name`,
+    );
+  }
+}

@@ -1,0 +1,105 @@
+import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { StowageError } from '../core/errors.js';
+import type { VolumeManager } from '../core/volume-manager.js';
+import { createPluginApp } from './routes.js';
+
+export interface PluginSocket {
+  driver: string;
+  path: string;
+  server: Server;
+}
+
+export interface ServeOptions {
+  socketDir: string;
+  prefix: string;
+  drivers: readonly string[];
+}
+
+/** Serves one unix socket per enabled driver: <socketDir>/<prefix><driver>.sock, mode 0600. */
+export async function servePluginSockets(
+  manager: VolumeManager,
+  log: Logger,
+  opts: ServeOptions,
+): Promise<PluginSocket[]> {
+  await mkdir(opts.socketDir, { recursive: true, mode: 0o755 });
+  const sockets: PluginSocket[] = [];
+  try {
+    for (const driver of opts.drivers) {
+      const path = join(opts.socketDir, `${opts.prefix}${driver}.sock`);
+      await clearStaleSocket(path);
+      const server = createServer(createPluginApp(manager, driver, log.child({ driver })));
+      // dockerd's calls last at most 2 min; requests hung longer than that have no one waiting.
+      server.requestTimeout = 150_000;
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(path, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+      await chmod(path, 0o600); // root-only: whoever can talk to the socket can mount and delete volumes
+      sockets.push({ driver, path, server });
+      log.info({ driver, socket: path }, 'serving Docker volume plugin');
+    }
+  } catch (err) {
+    await closePluginSockets(sockets, log);
+    throw err;
+  }
+  return sockets;
+}
+
+export async function closePluginSockets(sockets: PluginSocket[], log: Logger): Promise<void> {
+  await Promise.all(
+    sockets.map(async (s) => {
+      await new Promise<void>((resolve) => {
+        s.server.close(() => resolve());
+        s.server.closeAllConnections();
+      });
+      await unlink(s.path).catch(() => undefined);
+      log.info({ driver: s.driver, socket: s.path }, 'socket closed');
+    }),
+  );
+}
+
+/** A socket file left by a crashed daemon is removed; one that answers belongs to a live daemon. */
+async function clearStaleSocket(path: string): Promise<void> {
+  let st: Awaited<ReturnType<typeof lstat>>;
+  try {
+    st = await lstat(path);
+  } catch {
+    return;
+  }
+  if (!st.isSocket()) {
+    throw new StowageError(
+      'CONFLICT',
+      `${path} exists and is not a socket; move it away before starting stowage`,
+    );
+  }
+  const alive = await new Promise<boolean>((resolve) => {
+    const c = connect(path);
+    const timer = setTimeout(() => {
+      c.destroy();
+      resolve(true);
+    }, 1000);
+    c.once('connect', () => {
+      clearTimeout(timer);
+      c.destroy();
+      resolve(true);
+    });
+    c.once('error', () => {
+      clearTimeout(timer);
+      resolve(false);
+    });
+  });
+  if (alive) {
+    throw new StowageError(
+      'CONFLICT',
+      `another process already serves ${path}; stop it (is stowage already running?)`,
+    );
+  }
+  await unlink(path);
+}

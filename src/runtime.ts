@@ -1,0 +1,90 @@
+import type { Logger } from 'pino';
+import { registerBuiltins } from '../drivers/index.js';
+import type { Config } from './config.js';
+import type { Timeouts } from './core/driver.js';
+import { VolumeLocks } from './core/locks.js';
+import { DriverRegistry } from './core/registry.js';
+import { VolumeManager } from './core/volume-manager.js';
+import { createLogger } from './log.js';
+import { type CommandRunner, ExecaRunner } from './mount/exec.js';
+import { type LoopDevices, LosetupLoopDevices } from './mount/loop.js';
+import { LinuxMounter, type Mounter } from './mount/mounter.js';
+import { SqliteStore } from './state/sqlite-store.js';
+import type { StateStore } from './state/store.js';
+
+export interface Runtime {
+  config: Config;
+  log: Logger;
+  store: StateStore;
+  mounter: Mounter;
+  registry: DriverRegistry;
+  manager: VolumeManager;
+  close(): Promise<void>;
+}
+
+/** Seams a test may replace; everything else is built from the config. */
+export interface RuntimeOverrides {
+  log?: Logger;
+  runner?: CommandRunner;
+  mounter?: Mounter;
+  loop?: LoopDevices;
+  store?: StateStore;
+  registry?: DriverRegistry;
+}
+
+/** The composition root: config -> logger, store, mounter, registry, manager. */
+export function createRuntime(config: Config, o: RuntimeOverrides = {}): Runtime {
+  const log =
+    o.log ?? createLogger({ level: config.log.level, file: config.log.file, base: { host: config.hostId } });
+  const timeouts: Timeouts = {
+    commandMs: config.timeouts.commandMs,
+    mountMs: config.timeouts.mountMs,
+    mkfsMs: config.timeouts.mkfsMs,
+    deviceWaitMs: config.timeouts.deviceWaitMs,
+    lockWaitMs: config.timeouts.lockWaitMs,
+  };
+  const runner = o.runner ?? new ExecaRunner();
+  const mounter =
+    o.mounter ??
+    new LinuxMounter(runner, { commandTimeoutMs: timeouts.commandMs, mkfsTimeoutMs: timeouts.mkfsMs });
+  const loop = o.loop ?? new LosetupLoopDevices(runner, timeouts.commandMs);
+  const store = o.store ?? new SqliteStore(config.state);
+  let registry = o.registry;
+  if (!registry) {
+    registry = new DriverRegistry();
+    registerBuiltins(registry);
+  }
+  const driverConfig: Record<string, Record<string, unknown>> = { local: config.local };
+  registry.enable(config.drivers, (name) => ({
+    host: config.hostId,
+    log: log.child({ driver: name }),
+    mounter,
+    loop,
+    timeouts,
+    config: driverConfig[name] ?? {},
+  }));
+  const locks = new VolumeLocks(store, {
+    host: config.hostId,
+    waitMs: timeouts.lockWaitMs,
+    ttlMs: config.timeouts.lockTtlMs,
+  });
+  const manager = new VolumeManager({
+    host: config.hostId,
+    mountRoot: config.mountRoot,
+    store,
+    registry,
+    mounter,
+    locks,
+    timeouts,
+    log,
+  });
+  return {
+    config,
+    log,
+    store,
+    mounter,
+    registry,
+    manager,
+    close: () => store.close(),
+  };
+}

@@ -1,0 +1,124 @@
+/**
+ * The metadata store: the one truth about volumes, attachments and mounts, shared by the Docker
+ * daemon and the flexvolume executable (and, with a distributed backend, by every host).
+ *
+ * Contract (every backend passes test/state/store-contract.ts):
+ * - Methods are async even where the backend is not, so SQLite and etcd are interchangeable.
+ * - insertVolume refuses an existing name with CONFLICT; deletes of missing rows succeed.
+ * - Mount refs are a multiset: id -> count. A mount row with no refs is a mount whose teardown
+ *   has not finished (state 'unmounting') and must be retried, never forgotten.
+ * - tryLock is a try-lock with an expiry; waiting and backoff belong to the caller (core/locks.ts).
+ */
+export type RemovePolicy = 'delete' | 'retain' | 'archive';
+export type VolumeStatus = 'creating' | 'ready' | 'removing';
+
+export interface VolumeRecord {
+  name: string;
+  driver: string;
+  /** Validated, canonical options (defaults applied) as the driver's schema produced them. */
+  options: Record<string, unknown>;
+  /** Canonical option names the user gave explicitly. */
+  givenOptions: string[];
+  removePolicy: RemovePolicy;
+  /** True when Create found existing data and took it over instead of provisioning it. */
+  adopted: boolean;
+  createdAt: string;
+  status: VolumeStatus;
+  /** Driver-owned facts (image path, cloud volume id, ...), opaque to the core. */
+  fields: Record<string, unknown>;
+}
+
+export type AttachmentState = 'attaching' | 'attached' | 'detaching';
+export interface AttachmentRecord {
+  volume: string;
+  host: string;
+  device: string;
+  state: AttachmentState;
+  updatedAt: string;
+}
+
+export type MountState = 'mounting' | 'mounted' | 'unmounting';
+export interface MountRecord {
+  volume: string;
+  host: string;
+  mountpoint: string;
+  /** Docker mount ids / pod uids using this mount, with multiplicity. */
+  refs: Record<string, number>;
+  state: MountState;
+  updatedAt: string;
+}
+
+export interface HostRecord {
+  id: string;
+  identity: Record<string, unknown>;
+  lastSeen: string;
+}
+
+export type IntentOp = 'create' | 'remove' | 'attach' | 'mount' | 'unmount' | 'detach';
+export interface IntentRecord {
+  id: number;
+  volume: string;
+  host: string;
+  op: IntentOp;
+  details: Record<string, unknown>;
+  startedAt: string;
+}
+
+export interface VolumeSummary {
+  name: string;
+  driver: string;
+  createdAt: string;
+  /** The mountpoint on the asking host, when it is mounted there. */
+  mountpoint?: string;
+}
+
+export interface LockHolder {
+  owner: string;
+  expiresAt: number;
+}
+
+export interface StateStore {
+  readonly kind: string;
+
+  getVolume(name: string): Promise<VolumeRecord | undefined>;
+  listVolumes(filter?: { driver?: string }): Promise<VolumeRecord[]>;
+  /** Lean listing for Docker's List: name, driver, created-at and this host's mountpoint. */
+  listVolumeSummaries(host: string, filter?: { driver?: string }): Promise<VolumeSummary[]>;
+  insertVolume(volume: VolumeRecord): Promise<void>;
+  updateVolume(
+    name: string,
+    patch: Partial<Pick<VolumeRecord, 'status' | 'fields' | 'adopted' | 'removePolicy'>>,
+  ): Promise<void>;
+  deleteVolume(name: string): Promise<void>;
+
+  getAttachments(volume: string): Promise<AttachmentRecord[]>;
+  listAttachmentsByHost(host: string): Promise<AttachmentRecord[]>;
+  putAttachment(attachment: AttachmentRecord): Promise<void>;
+  deleteAttachment(volume: string, host: string): Promise<void>;
+
+  getMounts(volume: string): Promise<MountRecord[]>;
+  listMountsByHost(host: string): Promise<MountRecord[]>;
+  putMount(mount: MountRecord): Promise<void>;
+  deleteMount(volume: string, host: string): Promise<void>;
+
+  upsertHost(host: HostRecord): Promise<void>;
+  listHosts(): Promise<HostRecord[]>;
+
+  beginIntent(intent: Omit<IntentRecord, 'id' | 'startedAt'>): Promise<number>;
+  endIntent(id: number): Promise<void>;
+  listIntents(host: string): Promise<IntentRecord[]>;
+
+  /** Takes `key` for `owner` until `ttlMs` from now; an expired holder is replaced. */
+  tryLock(key: string, owner: string, ttlMs: number): Promise<{ acquired: boolean; holder?: LockHolder }>;
+  unlock(key: string, owner: string): Promise<void>;
+  /** Removes a lock whose holder is known to be dead (same host, process gone). */
+  breakLock(key: string, owner: string): Promise<void>;
+
+  close(): Promise<void>;
+}
+
+export function totalRefs(mount: Pick<MountRecord, 'refs'>): number {
+  let n = 0;
+  for (const count of Object.values(mount.refs)) n += count;
+  return n;
+}
