@@ -34,9 +34,7 @@ export class VolumeLocks {
 
   async withLock<T>(volume: string, op: string, fn: () => Promise<T>): Promise<T> {
     const deadline = Date.now() + this.opts.waitMs;
-    await this.acquireLocal(volume, op, deadline);
-    let release!: () => void;
-    this.held.set(volume, { op, released: new Promise<void>((r) => (release = r)) });
+    const release = await this.acquireLocal(volume, op, deadline);
     const owner = `${this.opts.host}|${process.pid}|${op}|${randomBytes(4).toString('hex')}`;
     const key = `volume/${volume}`;
     try {
@@ -52,10 +50,15 @@ export class VolumeLocks {
     }
   }
 
-  private async acquireLocal(volume: string, op: string, deadline: number): Promise<void> {
+  /** Waits for the volume to be free in this process and takes it in the same synchronous step. */
+  private async acquireLocal(volume: string, op: string, deadline: number): Promise<() => void> {
     for (;;) {
       const cur = this.held.get(volume);
-      if (!cur) return;
+      if (!cur) {
+        let release!: () => void;
+        this.held.set(volume, { op, released: new Promise<void>((r) => (release = r)) });
+        return release;
+      }
       const left = deadline - Date.now();
       if (left <= 0) throw busy(volume, op, { host: this.opts.host, pid: process.pid, op: cur.op });
       let timer: NodeJS.Timeout | undefined;

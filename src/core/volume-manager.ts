@@ -11,7 +11,7 @@ import {
   type VolumeSummary,
 } from '../state/store.js';
 import type { Driver, Timeouts } from './driver.js';
-import { StowageError, toStowageError } from './errors.js';
+import { isStowageError, StowageError, toStowageError } from './errors.js';
 import type { VolumeLocks } from './locks.js';
 import { mountAt, unmountAt } from './mount-pipeline.js';
 import { validateVolumeName } from './names.js';
@@ -75,6 +75,12 @@ export class VolumeManager {
           throw new StowageError(
             'CONFLICT',
             `volume ${name} already exists with driver ${existing.driver}; choose another name or remove it first`,
+          );
+        }
+        if (existing.status === 'removing') {
+          throw new StowageError(
+            'BUSY',
+            `volume ${name} is being removed; run Remove again to finish, then create it`,
           );
         }
         assertSameOptions(existing, parsed.values, parsed.given);
@@ -155,9 +161,17 @@ export class VolumeManager {
       }
       await this.d.store.updateVolume(name, { status: 'removing' });
       const intent = await this.begin(name, 'remove', { policy: vol.removePolicy });
-      await driver.destroy(vol);
+      try {
+        await driver.destroy(vol);
+      } catch (err) {
+        // A refusal (IN_USE) deleted nothing: the volume stays usable. Other failures keep 'removing'
+        // so that only another Remove (safe to repeat) can touch it.
+        if (isStowageError(err, 'IN_USE')) await this.d.store.updateVolume(name, { status: 'ready' });
+        throw err;
+      } finally {
+        await this.d.store.endIntent(intent);
+      }
       await this.d.store.deleteVolume(name);
-      await this.d.store.endIntent(intent);
       log.info({ policy: vol.removePolicy }, 'volume removed');
     });
   }
@@ -290,7 +304,11 @@ export class VolumeManager {
         log.debug({ id, refs: left }, 'still in use; kept mounted');
         return;
       }
-      await this.teardown(vol, this.d.registry.get(vol.driver), log);
+      try {
+        await this.teardown(vol, this.d.registry.get(vol.driver), log);
+      } catch (err) {
+        throw toStowageError(err, `unmount of volume ${name}`);
+      }
       log.info({ id }, 'unmounted');
     });
   }
@@ -308,34 +326,45 @@ export class VolumeManager {
   async reconcile(): Promise<ReconcileReport> {
     const actions: string[] = [];
     const log = this.d.log.child({ op: 'reconcile' });
-    const mounted = new Set((await this.d.mounter.listMounts()).map((m) => m.mountPoint));
-    const recorded = new Map((await this.d.store.listMountsByHost(this.d.host)).map((m) => [m.volume, m]));
 
+    // Every decision is taken again under the volume's lock: another process on this host (an old
+    // daemon finishing, a flexvolume call) may have finished or changed the volume while we waited.
     for (const intent of await this.d.store.listIntents(this.d.host)) {
-      const m = recorded.get(intent.volume);
-      if ((intent.op === 'mount' || intent.op === 'attach') && (!m || totalRefs(m) === 0)) {
-        actions.push(`interrupted ${intent.op} of ${intent.volume}: undone`);
-        await this.withVolume(intent.volume, 'reconcile', (vol, driver) => this.teardown(vol, driver, log));
-      } else {
-        actions.push(`interrupted ${intent.op} of ${intent.volume}: state checked`);
-      }
-      await this.d.store.endIntent(intent.id);
+      let action = `interrupted ${intent.op} of ${intent.volume}: state checked`;
+      await this.withVolume(intent.volume, 'reconcile', async (vol, driver) => {
+        const open = (await this.d.store.listIntents(this.d.host)).some((i) => i.id === intent.id);
+        if (!open) {
+          action = ''; // its owner finished it
+          return;
+        }
+        const m = (await this.d.store.getMounts(vol.name)).find((x) => x.host === this.d.host);
+        if ((intent.op === 'mount' || intent.op === 'attach') && (!m || totalRefs(m) === 0)) {
+          action = `interrupted ${intent.op} of ${intent.volume}: undone`;
+          await this.teardown(vol, driver, log);
+        }
+      });
+      await this.d.store.endIntent(intent.id); // a no-op when its owner already ended it
+      if (action) actions.push(action);
     }
 
-    for (const m of await this.d.store.listMountsByHost(this.d.host)) {
-      const refs = totalRefs(m);
-      if (refs === 0) {
-        actions.push(`unfinished unmount of ${m.volume}: completed`);
-        await this.withVolume(m.volume, 'reconcile', (vol, driver) => this.teardown(vol, driver, log));
-      } else if (!mounted.has(m.mountpoint)) {
-        actions.push(
-          `${m.volume} had ${refs} mount(s) recorded but is not mounted (host restarted?): records dropped`,
-        );
-        await this.withVolume(m.volume, 'reconcile', (vol, driver) => this.teardown(vol, driver, log));
-      } else if (m.state !== 'mounted') {
-        await this.d.store.putMount({ ...m, state: 'mounted', updatedAt: new Date().toISOString() });
-        actions.push(`${m.volume}: mount confirmed`);
-      }
+    for (const snapshot of await this.d.store.listMountsByHost(this.d.host)) {
+      await this.withVolume(snapshot.volume, 'reconcile', async (vol, driver) => {
+        const m = (await this.d.store.getMounts(vol.name)).find((x) => x.host === this.d.host);
+        if (!m) return;
+        const refs = totalRefs(m);
+        if (refs === 0) {
+          actions.push(`unfinished unmount of ${m.volume}: completed`);
+          await this.teardown(vol, driver, log);
+        } else if (!(await this.d.mounter.isMountPoint(m.mountpoint))) {
+          actions.push(
+            `${m.volume} had ${refs} mount(s) recorded but is not mounted (host restarted?): records dropped`,
+          );
+          await this.teardown(vol, driver, log);
+        } else if (m.state !== 'mounted') {
+          await this.d.store.putMount({ ...m, state: 'mounted', updatedAt: new Date().toISOString() });
+          actions.push(`${m.volume}: mount confirmed`);
+        }
+      });
     }
 
     const stillMounted = new Set((await this.d.store.listMountsByHost(this.d.host)).map((m) => m.volume));

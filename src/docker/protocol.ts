@@ -17,4 +17,4 @@ export const MountReq = z.looseObject({
 
 export const CONTENT_TYPE = 'application/vnd.docker.plugins.v1+json';
 /** Request bodies above this are refused; the largest real one (Create with options) is far smaller. */
-export const BODY_LIMIT = '64kb';
+export const BODY_LIMIT_BYTES = 64 * 1024;

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { StowageError } from '../core/errors.js';
 import type { VolumeManager } from '../core/volume-manager.js';
-import { createPluginApp } from './routes.js';
+import { createPluginHandler } from './routes.js';
 
 export interface PluginSocket {
   driver: string;
@@ -31,7 +31,7 @@ export async function servePluginSockets(
     for (const driver of opts.drivers) {
       const path = join(opts.socketDir, `${opts.prefix}${driver}.sock`);
       await clearStaleSocket(path);
-      const server = createServer(createPluginApp(manager, driver, log.child({ driver })));
+      const server = createServer(createPluginHandler(manager, driver, log.child({ driver })));
       // dockerd's calls last at most 2 min; requests hung longer than that have no one waiting.
       server.requestTimeout = 150_000;
       await new Promise<void>((resolve, reject) => {
