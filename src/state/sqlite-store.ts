@@ -25,6 +25,7 @@ export class SqliteStore implements StateStore {
   readonly kind = 'sqlite';
   private readonly db: Database.Database;
   private readonly stmts: ReturnType<SqliteStore['prepare']>;
+  private readonly summaryCache = new Map<string, { d: number; t: number; list: VolumeSummary[] }>();
 
   constructor(
     readonly path: string,
@@ -79,6 +80,7 @@ export class SqliteStore implements StateStore {
   private prepare() {
     const d = this.db;
     return {
+      version: d.prepare('SELECT data_version AS d, total_changes() AS t FROM pragma_data_version'),
       getVolume: d.prepare('SELECT * FROM volumes WHERE name = ?'),
       listVolumes: d.prepare('SELECT * FROM volumes ORDER BY name'),
       listVolumesByDriver: d.prepare('SELECT * FROM volumes WHERE driver = ? ORDER BY name'),
@@ -142,7 +144,22 @@ export class SqliteStore implements StateStore {
     return rows.map(toVolume);
   }
 
+  /**
+   * Docker asks List often and it is the one large read; the answer is reused while the database
+   * is unchanged: data_version moves on another connection's commit, total_changes() on ours.
+   * The returned array is shared and must not be modified.
+   */
   async listVolumeSummaries(host: string, filter: { driver?: string } = {}): Promise<VolumeSummary[]> {
+    const key = `${host}\0${filter.driver ?? ''}`;
+    const version = this.stmts.version.get() as { d: number; t: number };
+    const hit = this.summaryCache.get(key);
+    if (hit && hit.d === version.d && hit.t === version.t) return hit.list;
+    const list = this.querySummaries(host, filter);
+    this.summaryCache.set(key, { ...version, list });
+    return list;
+  }
+
+  private querySummaries(host: string, filter: { driver?: string }): VolumeSummary[] {
     const rows = (
       filter.driver ? this.stmts.summariesByDriver.all(host, filter.driver) : this.stmts.summaries.all(host)
     ) as Row[];

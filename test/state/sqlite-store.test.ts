@@ -61,6 +61,30 @@ describe('SqliteStore', () => {
     await s.close();
   });
 
+  it("answers List again from the database after its own or another connection's write", async () => {
+    const path = await tempDb();
+    const daemon = new SqliteStore(path);
+    const cli = new SqliteStore(path); // e.g. the flexvolume process on the same host
+    await daemon.insertVolume(volume('one'));
+    const first = await daemon.listVolumeSummaries('h');
+    expect(await daemon.listVolumeSummaries('h')).toBe(first); // unchanged database: same answer
+    await cli.insertVolume(volume('two'));
+    expect((await daemon.listVolumeSummaries('h')).map((v) => v.name)).toEqual(['one', 'two']);
+    await daemon.putMount({
+      volume: 'two',
+      host: 'h',
+      mountpoint: '/m/two',
+      refs: { a: 1 },
+      state: 'mounted',
+      updatedAt: 't',
+    });
+    expect((await daemon.listVolumeSummaries('h'))[1]?.mountpoint).toBe('/m/two');
+    await cli.deleteMount('two', 'h');
+    expect((await daemon.listVolumeSummaries('h'))[1]?.mountpoint).toBeUndefined();
+    await cli.close();
+    await daemon.close();
+  });
+
   it('refuses a database written by a newer stowage', async () => {
     const path = await tempDb();
     const raw = new Database(path);
