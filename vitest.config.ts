@@ -8,6 +8,6 @@ export default defineConfig({
     fileParallelism: false,
     testTimeout: 30_000,
     hookTimeout: 180_000,
-    reporters: ['default'],
+    reporters: ['default', './test/reporters/summary.ts'],
   },
 });
