@@ -2,7 +2,7 @@
  * The "floor" for bench/socket-latency.ts: the cheapest server that still speaks the plugin
  * protocol's shape over a unix socket. It runs in its own process, like the daemon, so both sides
  * of the comparison pay the same IPC and scheduling costs; whatever the daemon takes beyond this
- * is express, zod, the store and JSON work.
+ * is the router, zod, the store and JSON work.
  *
  * Usage: node --import tsx bench/lib/floor-server.ts <socket-path>
  */

@@ -52,12 +52,23 @@ export async function servePluginSockets(
   return sockets;
 }
 
-export async function closePluginSockets(sockets: PluginSocket[], log: Logger): Promise<void> {
+/**
+ * Stops accepting requests, lets those in flight finish (a Mount half done is worse than a slow
+ * stop) for up to `graceMs`, then drops what is left and removes the socket files.
+ */
+export async function closePluginSockets(sockets: PluginSocket[], log: Logger, graceMs = 20_000): Promise<void> {
   await Promise.all(
     sockets.map(async (s) => {
       await new Promise<void>((resolve) => {
-        s.server.close(() => resolve());
-        s.server.closeAllConnections();
+        const timer = setTimeout(() => {
+          log.warn({ driver: s.driver }, 'requests still running at shutdown deadline; dropping them');
+          s.server.closeAllConnections();
+        }, graceMs);
+        s.server.close(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+        s.server.closeIdleConnections(); // dockerd keeps connections alive between calls
       });
       await unlink(s.path).catch(() => undefined);
       log.info({ driver: s.driver, socket: s.path }, 'socket closed');
