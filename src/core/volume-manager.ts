@@ -224,14 +224,13 @@ export class VolumeManager {
         existing.state === 'mounted' &&
         (await this.d.mounter.isMountPoint(existing.mountpoint))
       ) {
-        existing.refs[id] = (existing.refs[id] ?? 0) + 1;
-        await this.d.store.putMount({ ...existing, updatedAt: new Date().toISOString() });
-        log.debug({ id, refs: totalRefs(existing) }, 'already mounted; counted');
+        const counted = { ...existing, refs: addRef(existing.refs, id, 1), updatedAt: new Date().toISOString() };
+        await this.d.store.putMount(counted);
+        log.debug({ id, refs: totalRefs(counted) }, 'already mounted; counted');
         return existing.mountpoint;
       }
 
-      const refs = existing ? { ...existing.refs } : {};
-      refs[id] = (refs[id] ?? 0) + 1;
+      const refs = addRef(existing?.refs ?? {}, id, 1);
       const intent = await this.begin(name, 'mount', { id, target });
       let attachedNow = false;
       try {
@@ -291,12 +290,11 @@ export class VolumeManager {
       }
       // Decrement first and always (as Docker's own local driver does): a failed teardown must not
       // leave a reference that blocks Remove forever; the zero-ref row says the teardown is owed.
-      const count = mount.refs[id]! - 1;
-      if (count > 0) mount.refs[id] = count;
-      else delete mount.refs[id];
-      const left = totalRefs(mount);
+      const refs = addRef(mount.refs, id, -1);
+      const left = totalRefs({ refs });
       await this.d.store.putMount({
         ...mount,
+        refs,
         state: left > 0 ? mount.state : 'unmounting',
         updatedAt: new Date().toISOString(),
       });
@@ -463,6 +461,15 @@ export class VolumeManager {
   private begin(volume: string, op: IntentOp, details: Record<string, unknown>): Promise<number> {
     return this.d.store.beginIntent({ volume, host: this.d.host, op, details });
   }
+}
+
+/** A copy of `refs` with `id` counted `delta` more times; ids that reach zero are dropped. */
+function addRef(refs: Readonly<Record<string, number>>, id: string, delta: number): Record<string, number> {
+  const out = { ...refs };
+  const count = (out[id] ?? 0) + delta;
+  if (count > 0) out[id] = count;
+  else delete out[id];
+  return out;
 }
 
 function validateMountId(id: unknown): void {

@@ -16,6 +16,17 @@ import type {
 
 type Row = Record<string, unknown>;
 
+/** Enough for every volume's record, mounts and attachments at 10,000+ volumes. */
+const MAX_CACHED_READS = 100_000;
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}
+
 /**
  * Embedded store on SQLite in WAL mode. The daemon and short-lived processes (CLI, flexvolume) on
  * the same host open the same file at once: WAL lets readers proceed during a write, and
@@ -25,7 +36,13 @@ export class SqliteStore implements StateStore {
   readonly kind = 'sqlite';
   private readonly db: Database.Database;
   private readonly stmts: ReturnType<SqliteStore['prepare']>;
-  private readonly summaryCache = new Map<string, { d: number; t: number; list: VolumeSummary[] }>();
+  /**
+   * Answers of the hot reads (Docker's Get, Path and List), reused while the database is
+   * unchanged: data_version moves when another connection commits, total_changes() when we do.
+   * Cached values are deep-frozen, so a caller that tries to modify one fails loudly.
+   */
+  private readonly readCache = new Map<string, unknown>();
+  private cacheVersion = { d: -1, t: -1 };
 
   constructor(
     readonly path: string,
@@ -133,8 +150,10 @@ export class SqliteStore implements StateStore {
   }
 
   async getVolume(name: string): Promise<VolumeRecord | undefined> {
-    const row = this.stmts.getVolume.get(name) as Row | undefined;
-    return row ? toVolume(row) : undefined;
+    return this.cached(`v\0${name}`, () => {
+      const row = this.stmts.getVolume.get(name) as Row | undefined;
+      return row ? toVolume(row) : undefined;
+    });
   }
 
   async listVolumes(filter: { driver?: string } = {}): Promise<VolumeRecord[]> {
@@ -144,19 +163,21 @@ export class SqliteStore implements StateStore {
     return rows.map(toVolume);
   }
 
-  /**
-   * Docker asks List often and it is the one large read; the answer is reused while the database
-   * is unchanged: data_version moves on another connection's commit, total_changes() on ours.
-   * The returned array is shared and must not be modified.
-   */
+  /** The returned array is shared (and frozen): Docker's List asks often, it is the one large read. */
   async listVolumeSummaries(host: string, filter: { driver?: string } = {}): Promise<VolumeSummary[]> {
-    const key = `${host}\0${filter.driver ?? ''}`;
-    const version = this.stmts.version.get() as { d: number; t: number };
-    const hit = this.summaryCache.get(key);
-    if (hit && hit.d === version.d && hit.t === version.t) return hit.list;
-    const list = this.querySummaries(host, filter);
-    this.summaryCache.set(key, { ...version, list });
-    return list;
+    return this.cached(`s\0${host}\0${filter.driver ?? ''}`, () => this.querySummaries(host, filter));
+  }
+
+  private cached<T>(key: string, load: () => T): T {
+    const v = this.stmts.version.get() as { d: number; t: number };
+    if (v.d !== this.cacheVersion.d || v.t !== this.cacheVersion.t) {
+      this.readCache.clear();
+      this.cacheVersion = v;
+    }
+    if (this.readCache.has(key)) return this.readCache.get(key) as T;
+    const value = deepFreeze(load());
+    if (this.readCache.size < MAX_CACHED_READS) this.readCache.set(key, value);
+    return value;
   }
 
   private querySummaries(host: string, filter: { driver?: string }): VolumeSummary[] {
@@ -227,7 +248,7 @@ export class SqliteStore implements StateStore {
   }
 
   async getAttachments(volume: string): Promise<AttachmentRecord[]> {
-    return (this.stmts.getAttachments.all(volume) as Row[]).map(toAttachment);
+    return this.cached(`a\0${volume}`, () => (this.stmts.getAttachments.all(volume) as Row[]).map(toAttachment));
   }
 
   async listAttachmentsByHost(host: string): Promise<AttachmentRecord[]> {
@@ -249,7 +270,7 @@ export class SqliteStore implements StateStore {
   }
 
   async getMounts(volume: string): Promise<MountRecord[]> {
-    return (this.stmts.getMounts.all(volume) as Row[]).map(toMount);
+    return this.cached(`m\0${volume}`, () => (this.stmts.getMounts.all(volume) as Row[]).map(toMount));
   }
 
   async listMountsByHost(host: string): Promise<MountRecord[]> {
