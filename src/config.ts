@@ -107,10 +107,11 @@ export function loadConfig(sources: ConfigSources = {}): Config {
   const res = ConfigSchema.safeParse(merged);
   if (!res.success) {
     const where = file ? ` (file ${file}, environment and flags)` : '';
-    const lines = res.error.issues.map((i) => {
-      const key = i.path.join('.') || '(top level)';
-      return `  ${key}: ${i.message}`;
-    });
+    const lines = res.error.issues.flatMap((i) =>
+      i.code === 'unrecognized_keys'
+        ? i.keys.map((k) => `  ${[...i.path, k].join('.')}: unknown key`)
+        : [`  ${i.path.join('.') || '(top level)'}: ${i.message}`],
+    );
     throw new StowageError('CONFIG', `invalid configuration${where}:\n${lines.join('\n')}`);
   }
   const c = res.data;

@@ -1,11 +1,12 @@
 import { type Logger, pino } from 'pino';
 
-const SECRET_KEY = /secret|password|passwd|token|credential|authorization|secretaccesskey/i;
+const SECRET_KEY = /secret|password|passwd|token|credential|authorization|apikey|privatekey|accesskey/i;
 const MAX_DEPTH = 6;
 
 /** Masks values under keys that look like secrets, at any depth, before anything is written. */
 export function redact(value: unknown, depth = 0): unknown {
-  if (depth > MAX_DEPTH || value === null || typeof value !== 'object') return value;
+  if (value === null || typeof value !== 'object') return value;
+  if (depth > MAX_DEPTH) return '[truncated]'; // deeper than anything we log on purpose: never unmasked
   if (value instanceof Error) return value;
   if (Array.isArray(value)) return value.map((v) => redact(v, depth + 1));
   const out: Record<string, unknown> = {};

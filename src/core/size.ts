@@ -8,7 +8,8 @@ const UNITS: Record<string, number> = {
   T: 1024 ** 4,
 };
 
-const SIZE_RE = /^(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?$/i;
+// `10` (GiB), `64M`, `64MiB`, `64MB` (all binary), `512B` (bytes).
+const SIZE_RE = /^(\d+(?:\.\d+)?)\s*(?:([KMGT])(?:i?B)?|(B))?$/i;
 
 /** Parses `64M`, `1G`, `1.5GiB`, `10` (GiB) into bytes. */
 export function parseSize(text: string, what = 'size'): number {
@@ -19,8 +20,8 @@ export function parseSize(text: string, what = 'size'): number {
       `${what} ${JSON.stringify(text)} is not a size: use a number of GiB (10) or a number with a unit (64M, 1G, 2T)`,
     );
   }
-  const bytes = Math.floor(Number(m[1]) * (UNITS[(m[2] ?? '').toUpperCase()] ?? 1));
-  return bytes;
+  const factor = m[3] ? 1 : (UNITS[(m[2] ?? '').toUpperCase()] ?? 1);
+  return Math.floor(Number(m[1]) * factor);
 }
 
 export function formatSize(bytes: number): string {

@@ -33,36 +33,47 @@ const PACKAGE_OF: Record<string, string> = {
 
 export class ExecaRunner implements CommandRunner {
   async run(command: string, args: readonly string[], opts: RunOptions): Promise<CommandResult> {
-    const res = await execa(command, args, {
+    // Its own process group, so that the deadline kills helpers it started too (mount.nfs...):
+    // otherwise a child holding our pipes open keeps us waiting long past the deadline.
+    const sub = execa(command, args, {
       timeout: opts.timeoutMs,
       killSignal: 'SIGKILL',
       reject: false,
       stdin: 'ignore',
       shell: false,
+      detached: true,
       env: { LC_ALL: 'C' },
     });
-    const what = opts.what ?? `${command} ${args.join(' ')}`;
+    const timer = setTimeout(() => killGroup(sub.pid), opts.timeoutMs);
+    const res = await sub.finally(() => clearTimeout(timer));
+    const what = opts.what ?? [command, ...args].join(' ');
     if (res.timedOut) {
-      throw new StowageError(
-        'TIMEOUT',
-        `${what} did not finish within ${formatMs(opts.timeoutMs)} and was killed`,
-      );
+      throw new StowageError('TIMEOUT', `${what} did not finish within ${formatMs(opts.timeoutMs)} and was killed`);
     }
-    if ((res as { code?: string }).code === 'ENOENT' || (res.failed && res.exitCode === undefined)) {
+    if ((res as { code?: string }).code === 'ENOENT') {
       const pkg = PACKAGE_OF[command];
       throw new StowageError(
         'UNAVAILABLE',
         `cannot run ${command}: ${res.shortMessage}${pkg ? ` (install it with: apt-get install ${pkg})` : ''}`,
       );
     }
+    if (res.signal) {
+      throw new StowageError('INTERNAL', `${what} was killed by ${res.signal}`);
+    }
     const exitCode = res.exitCode ?? -1;
     if (exitCode !== 0 && !(opts.okExitCodes ?? []).includes(exitCode)) {
-      const detail = (String(res.stderr).trim() || String(res.stdout).trim())
-        .split('\n')
-        .slice(-3)
-        .join('; ');
+      const detail = (String(res.stderr).trim() || String(res.stdout).trim()).split('\n').slice(-3).join('; ');
       throw new StowageError('INTERNAL', `${what} failed (exit ${exitCode}): ${detail || 'no output'}`);
     }
     return { stdout: String(res.stdout), stderr: String(res.stderr), exitCode };
+  }
+}
+
+function killGroup(pid: number | undefined): void {
+  if (pid === undefined) return;
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    // already gone
   }
 }

@@ -1,4 +1,5 @@
 import { readFile, stat } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import { StowageError } from '../core/errors.js';
 import type { CommandRunner } from './exec.js';
 import { type MountEntry, parseMountInfo } from './mountinfo.js';
@@ -62,8 +63,9 @@ export class LinuxMounter implements Mounter {
   }
 
   async isMountPoint(target: string): Promise<boolean> {
+    const wanted = resolve(target); // mountinfo paths carry no trailing slash
     const mounts = await this.listMounts();
-    return mounts.some((m) => m.mountPoint === target);
+    return mounts.some((m) => m.mountPoint === wanted);
   }
 
   async probeFilesystem(device: string): Promise<string | null> {
