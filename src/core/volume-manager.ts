@@ -224,7 +224,11 @@ export class VolumeManager {
         existing.state === 'mounted' &&
         (await this.d.mounter.isMountPoint(existing.mountpoint))
       ) {
-        const counted = { ...existing, refs: addRef(existing.refs, id, 1), updatedAt: new Date().toISOString() };
+        const counted = {
+          ...existing,
+          refs: addRef(existing.refs, id, 1),
+          updatedAt: new Date().toISOString(),
+        };
         await this.d.store.putMount(counted);
         log.debug({ id, refs: totalRefs(counted) }, 'already mounted; counted');
         return existing.mountpoint;

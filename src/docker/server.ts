@@ -56,7 +56,11 @@ export async function servePluginSockets(
  * Stops accepting requests, lets those in flight finish (a Mount half done is worse than a slow
  * stop) for up to `graceMs`, then drops what is left and removes the socket files.
  */
-export async function closePluginSockets(sockets: PluginSocket[], log: Logger, graceMs = 20_000): Promise<void> {
+export async function closePluginSockets(
+  sockets: PluginSocket[],
+  log: Logger,
+  graceMs = 20_000,
+): Promise<void> {
   await Promise.all(
     sockets.map(async (s) => {
       await new Promise<void>((resolve) => {

@@ -48,7 +48,10 @@ export class ExecaRunner implements CommandRunner {
     const res = await sub.finally(() => clearTimeout(timer));
     const what = opts.what ?? [command, ...args].join(' ');
     if (res.timedOut) {
-      throw new StowageError('TIMEOUT', `${what} did not finish within ${formatMs(opts.timeoutMs)} and was killed`);
+      throw new StowageError(
+        'TIMEOUT',
+        `${what} did not finish within ${formatMs(opts.timeoutMs)} and was killed`,
+      );
     }
     if ((res as { code?: string }).code === 'ENOENT') {
       const pkg = PACKAGE_OF[command];
@@ -62,7 +65,10 @@ export class ExecaRunner implements CommandRunner {
     }
     const exitCode = res.exitCode ?? -1;
     if (exitCode !== 0 && !(opts.okExitCodes ?? []).includes(exitCode)) {
-      const detail = (String(res.stderr).trim() || String(res.stdout).trim()).split('\n').slice(-3).join('; ');
+      const detail = (String(res.stderr).trim() || String(res.stdout).trim())
+        .split('\n')
+        .slice(-3)
+        .join('; ');
       throw new StowageError('INTERNAL', `${what} failed (exit ${exitCode}): ${detail || 'no output'}`);
     }
     return { stdout: String(res.stdout), stderr: String(res.stderr), exitCode };

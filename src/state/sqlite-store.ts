@@ -248,7 +248,9 @@ export class SqliteStore implements StateStore {
   }
 
   async getAttachments(volume: string): Promise<AttachmentRecord[]> {
-    return this.cached(`a\0${volume}`, () => (this.stmts.getAttachments.all(volume) as Row[]).map(toAttachment));
+    return this.cached(`a\0${volume}`, () =>
+      (this.stmts.getAttachments.all(volume) as Row[]).map(toAttachment),
+    );
   }
 
   async listAttachmentsByHost(host: string): Promise<AttachmentRecord[]> {
