@@ -27,6 +27,8 @@ export const ConfigSchema = z
     state: absPath.optional(),
     /** Where volumes are mounted (default <dataDir>/volumes). */
     mountRoot: absPath.optional(),
+    /** Private mounts for provisioning, e.g. an NFS share root (default <dataDir>/staging). */
+    stagingDir: absPath.optional(),
     socketDir: absPath.default('/run/docker/plugins'),
     socketPrefix: z
       .string()
@@ -52,6 +54,24 @@ export const ConfigSchema = z
       })
       .strict()
       .prefault({}),
+    nfs: z
+      .object({
+        /** Default server for volumes that give none (`-o server=`). */
+        server: z.string().min(1).optional(),
+        /** Default base export under which each volume gets its subdirectory. */
+        share: z.string().startsWith('/', { message: 'must be an absolute export path' }).optional(),
+        /** Mount options every NFS mount gets; a volume's own mountOptions are merged over them. */
+        mountOptions: z.array(z.string().min(1)).default([]),
+        nfsVersion: z.enum(['3', '4', '4.1', '4.2']).default('4.1'),
+        onRemove: z.enum(['retain', 'delete', 'archive']).default('retain'),
+        mode: z
+          .string()
+          .regex(/^0?[0-7]{3,4}$/, { message: 'must be an octal mode such as 0755' })
+          .default('0755'),
+        mountTimeout: z.string().default('30s'),
+      })
+      .strict()
+      .prefault({}),
     local: z
       .object({
         imageDir: absPath.optional(),
@@ -68,6 +88,7 @@ type Parsed = z.infer<typeof ConfigSchema>;
 export type Config = Parsed & {
   state: string;
   mountRoot: string;
+  stagingDir: string;
   local: Parsed['local'] & { imageDir: string };
   /** Where the file part came from, for messages; undefined when none was read. */
   source?: string;
@@ -91,6 +112,8 @@ const ENV_KEYS: Record<string, string[]> = {
   STOWAGE_DRIVERS: ['drivers'],
   STOWAGE_LOG_LEVEL: ['log', 'level'],
   STOWAGE_LOG_FILE: ['log', 'file'],
+  STOWAGE_NFS_SERVER: ['nfs', 'server'],
+  STOWAGE_NFS_SHARE: ['nfs', 'share'],
 };
 
 export function loadConfig(sources: ConfigSources = {}): Config {
@@ -119,6 +142,7 @@ export function loadConfig(sources: ConfigSources = {}): Config {
     ...c,
     state: c.state ?? join(c.dataDir, 'state.db'),
     mountRoot: c.mountRoot ?? join(c.dataDir, 'volumes'),
+    stagingDir: c.stagingDir ?? join(c.dataDir, 'staging'),
     local: { ...c.local, imageDir: c.local.imageDir ?? join(c.dataDir, 'local') },
   };
   if (file) config.source = file;

@@ -7,8 +7,10 @@ import { DriverRegistry } from './core/registry.js';
 import { VolumeManager } from './core/volume-manager.js';
 import { createLogger } from './log.js';
 import { type CommandRunner, ExecaRunner } from './mount/exec.js';
+import { type FileOps, SpawnFileOps } from './mount/file-ops.js';
 import { type LoopDevices, LosetupLoopDevices } from './mount/loop.js';
 import { LinuxMounter, type Mounter } from './mount/mounter.js';
+import { probeTcp, type TcpProbe } from './net/tcp-probe.js';
 import { SqliteStore } from './state/sqlite-store.js';
 import type { StateStore } from './state/store.js';
 
@@ -28,6 +30,8 @@ export interface RuntimeOverrides {
   runner?: CommandRunner;
   mounter?: Mounter;
   loop?: LoopDevices;
+  files?: FileOps;
+  probeTcp?: TcpProbe;
   store?: StateStore;
   registry?: DriverRegistry;
 }
@@ -54,13 +58,17 @@ export function createRuntime(config: Config, o: RuntimeOverrides = {}): Runtime
     registry = new DriverRegistry();
     registerBuiltins(registry);
   }
-  const driverConfig: Record<string, Record<string, unknown>> = { local: config.local };
+  const files = o.files ?? new SpawnFileOps(runner);
+  const driverConfig: Record<string, Record<string, unknown>> = { local: config.local, nfs: config.nfs };
   registry.enable(config.drivers, (name) => ({
     host: config.hostId,
     log: log.child({ driver: name }),
     mounter,
     loop,
+    files,
+    probeTcp: o.probeTcp ?? probeTcp,
     timeouts,
+    stagingDir: config.stagingDir,
     config: driverConfig[name] ?? {},
   }));
   const locks = new VolumeLocks(store, {

@@ -25,6 +25,7 @@ export class LocalDriver implements Driver {
   readonly name = 'local';
   readonly scope = 'local' as const;
   readonly needsAttach = true;
+  readonly lazyUnmount = false;
   readonly optionSpecs = LOCAL_OPTION_SPECS;
   private readonly maxBytes: number;
 

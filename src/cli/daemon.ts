@@ -13,6 +13,15 @@ export async function runDaemon(rt: Runtime): Promise<void> {
     identity: { hostname: config.hostId, pid: process.pid },
     lastSeen: new Date().toISOString(),
   });
+  // Driver checks (e.g. is the NFS server up) warn and never stop the daemon: the other drivers
+  // must be served, and the check runs again on every `stowage doctor`.
+  for (const driver of manager.drivers()) {
+    for (const check of (await driver
+      .doctor?.()
+      .catch((err: Error) => [{ name: driver.name, ok: false, detail: err.message }])) ?? []) {
+      if (!check.ok) log.warn({ driver: driver.name, check: check.name }, check.detail);
+    }
+  }
   const report = await manager.reconcile();
   log.info({ actions: report.actions.length }, 'reconciled state with this host');
   const sockets = await servePluginSockets(manager, log, {

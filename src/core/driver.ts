@@ -1,6 +1,8 @@
 import type { Logger } from 'pino';
+import type { FileOps } from '../mount/file-ops.js';
 import type { LoopDevices } from '../mount/loop.js';
 import type { Mounter } from '../mount/mounter.js';
+import type { TcpProbe } from '../net/tcp-probe.js';
 import type { AttachmentRecord, RemovePolicy, VolumeRecord } from '../state/store.js';
 import type { OptionSpecs, ParsedOptions } from './options.js';
 
@@ -19,19 +21,34 @@ export interface DriverContext {
   log: Logger;
   mounter: Mounter;
   loop: LoopDevices;
+  files: FileOps;
+  probeTcp: TcpProbe;
   timeouts: Timeouts;
+  /** A directory of stowage's own where a driver may mount things for provisioning. */
+  stagingDir: string;
   /** The driver's own section of the config (already validated by the config schema). */
   config: Record<string, unknown>;
 }
 
 /** How a volume reaches the host's mount table; the core's mount pipeline handles each kind. */
-export type MountSpec = {
-  kind: 'block';
-  /** Block device (attached) to format if blank and mount. */
-  device: string;
-  fsType: string;
-  mountOptions: string[];
-};
+export type MountSpec =
+  | {
+      kind: 'block';
+      /** Block device (attached) to format if blank and mount. */
+      device: string;
+      fsType: string;
+      mountOptions: string[];
+    }
+  | {
+      kind: 'nfs';
+      /** `server:/path` */
+      source: string;
+      server: string;
+      fsType: 'nfs' | 'nfs4';
+      mountOptions: string[];
+      /** Deadline of the mount command; past it the server is reported as not answering. */
+      timeoutMs: number;
+    };
 
 export interface ProvisionResult {
   fields: Record<string, unknown>;
@@ -59,6 +76,11 @@ export interface Driver {
   readonly scope: 'local' | 'global';
   /** True when the volume must be attached to a host (as a block device) before it is mounted. */
   readonly needsAttach: boolean;
+  /**
+   * True for network filesystems: when a plain unmount fails (server gone), the mount is detached
+   * lazily instead of staying stuck. Never for block devices, where a busy mount means a user.
+   */
+  readonly lazyUnmount: boolean;
   readonly optionSpecs: OptionSpecs;
 
   parseOptions(raw: Record<string, string>): ParsedOptions<Record<string, unknown>>;

@@ -1,8 +1,9 @@
 import { mkdir } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { Mounter } from '../mount/mounter.js';
-import { pollUntil } from './backoff.js';
+import { formatMs, pollUntil } from './backoff.js';
 import type { MountSpec, Timeouts } from './driver.js';
+import { isStowageError, StowageError } from './errors.js';
 
 export interface PipelineDeps {
   mounter: Mounter;
@@ -17,6 +18,9 @@ export interface PipelineDeps {
  * that is already a mount point is left as it is.
  */
 export async function mountAt(deps: PipelineDeps, spec: MountSpec, target: string): Promise<void> {
+  // First, before touching the path: stat on a mountpoint whose server died would hang.
+  if (await deps.mounter.isMountPoint(target)) return;
+  if (spec.kind === 'nfs') return mountNfs(deps, spec, target);
   const { mounter, log, timeouts } = deps;
   await pollUntil(async () => ((await mounter.isBlockDevice(spec.device)) ? true : undefined), {
     timeoutMs: timeouts.deviceWaitMs,
@@ -37,12 +41,32 @@ export async function mountAt(deps: PipelineDeps, spec: MountSpec, target: strin
     );
   }
   await mkdir(target, { recursive: true, mode: 0o755 });
-  if (await mounter.isMountPoint(target)) return;
   await mounter.mount(spec.device, target, {
     fsType,
     options: spec.mountOptions,
     timeoutMs: timeouts.mountMs,
   });
+}
+
+async function mountNfs(deps: PipelineDeps, spec: Extract<MountSpec, { kind: 'nfs' }>, target: string) {
+  await mkdir(target, { recursive: true, mode: 0o755 });
+  try {
+    await deps.mounter.mount(spec.source, target, {
+      fsType: spec.fsType,
+      options: spec.mountOptions,
+      timeoutMs: spec.timeoutMs,
+    });
+  } catch (err) {
+    if (isStowageError(err, 'TIMEOUT')) {
+      throw new StowageError(
+        'TIMEOUT',
+        `NFS server ${spec.server} did not answer within ${formatMs(spec.timeoutMs)} (mount of ${spec.source}); ` +
+          'check that the server is up and reachable from this host, or raise the mountTimeout option',
+        { cause: err },
+      );
+    }
+    throw err;
+  }
 }
 
 /**

@@ -388,7 +388,7 @@ export class VolumeManager {
     const target = this.mountpointFor(vol.name);
     const intent = await this.begin(vol.name, 'unmount', { target });
     try {
-      await unmountAt(this.pipeline(log), target);
+      await unmountAt(this.pipeline(log), target, { lazyFallback: driver.lazyUnmount });
       await this.d.store.deleteMount(vol.name, this.d.host);
       const attachment = (await this.d.store.getAttachments(vol.name)).find((a) => a.host === this.d.host);
       if (attachment) {

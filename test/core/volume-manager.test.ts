@@ -490,6 +490,7 @@ function makeOtherDriver(): Driver & { provisioned: string[] } {
     name: 'other',
     scope: 'global',
     needsAttach: false,
+    lazyUnmount: false,
     optionSpecs: {},
     provisioned,
     parseOptions: (raw) => parseOptions('other', {}, raw),

@@ -9,6 +9,7 @@ import type { LocalConfig } from '../../drivers/local/options.js';
 import type { DriverContext, VolumeInput } from '../../src/core/driver.js';
 import { isStowageError, type StowageError } from '../../src/core/errors.js';
 import type { AttachmentRecord, VolumeRecord } from '../../src/state/store.js';
+import { FakeFileOps } from '../fakes/fake-file-ops.js';
 import { FakeLoopDevices } from '../fakes/fake-loop.js';
 import { FakeMounter } from '../fakes/fake-mounter.js';
 
@@ -42,6 +43,9 @@ function driver(cfg: Partial<LocalConfig> = {}): LocalDriver {
     log: pino({ level: 'silent' }),
     mounter,
     loop,
+    files: new FakeFileOps(mounter),
+    probeTcp: async () => ({ ok: true, detail: 'fake' }),
+    stagingDir: join(dir, 'staging'),
     timeouts: { commandMs: 1000, mountMs: 1000, mkfsMs: 1000, deviceWaitMs: 1000, lockWaitMs: 1000 },
     config: { imageDir, defaultSize: '1G', maxSize: '1T', defaultFsType: 'ext4', ...cfg },
   };

@@ -95,6 +95,8 @@ type HeldOp = 'mount' | 'unmount' | 'mkfs';
 export class FakeMounter implements Mounter {
   /** target -> what is mounted there. */
   readonly table = new Map<string, FakeMountEntry>();
+  /** NFS servers that answer: server name -> local directory standing in for its filesystem root. */
+  readonly nfsServers = new Map<string, string>();
   /** Every call in order, including the read-only ones and those that failed. */
   readonly calls: MounterCall[] = [];
   /** Tools hasTool() reports as installed. */
@@ -161,6 +163,18 @@ export class FakeMounter implements Mounter {
     this.failures.take('mount');
     if (this.table.has(target)) {
       throw new Error(`fake mount: ${target} is already a mount point; stowage must not stack mounts`);
+    }
+    if (opts.fsType === 'nfs' || opts.fsType === 'nfs4') {
+      const server = source.slice(0, source.indexOf(':'));
+      if (!this.nfsServers.has(server)) {
+        // What the real runner reports when mount.nfs waits for a server that never answers.
+        throw new StowageError(
+          'TIMEOUT',
+          `mount of ${source} on ${target} did not finish within ${opts.timeoutMs} ms and was killed`,
+        );
+      }
+      this.table.set(target, { source, fsType: opts.fsType, options: [...(opts.options ?? [])] });
+      return;
     }
     const disk = this.devices.get(source);
     if (!disk) throw new Error(`mount: ${target}: special device ${source} does not exist.`);

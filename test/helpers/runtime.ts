@@ -7,6 +7,7 @@ import type { DriverRegistry } from '../../src/core/registry.js';
 import type { VolumeManager } from '../../src/core/volume-manager.js';
 import { createRuntime, type Runtime } from '../../src/runtime.js';
 import { SqliteStore } from '../../src/state/sqlite-store.js';
+import { FakeFileOps } from '../fakes/fake-file-ops.js';
 import { FakeLoopDevices } from '../fakes/fake-loop.js';
 import { FakeMounter } from '../fakes/fake-mounter.js';
 
@@ -21,6 +22,7 @@ export interface TestRuntime {
   store: SqliteStore;
   mounter: FakeMounter;
   loop: FakeLoopDevices;
+  files: FakeFileOps;
   /** Closes the store and deletes the temp directory (unless it was shared from another runtime). */
   cleanup(): Promise<void>;
 }
@@ -59,10 +61,13 @@ export async function createTestRuntime(opts: TestRuntimeOptions = {}): Promise<
   });
   const mounter = shared?.mounter ?? new FakeMounter();
   const loop = shared?.loop ?? new FakeLoopDevices(mounter);
+  const files = shared?.files ?? new FakeFileOps(mounter);
   const store = opts.store ? opts.store(config.state) : new SqliteStore(config.state);
   const runtime = createRuntime(config, {
     mounter,
     loop,
+    files,
+    probeTcp: async (host) => ({ ok: mounter.nfsServers.has(host), detail: 'fake probe' }),
     store,
     log: pino({ level: 'silent' }),
     ...(opts.registry ? { registry: opts.registry } : {}),
@@ -75,6 +80,7 @@ export async function createTestRuntime(opts: TestRuntimeOptions = {}): Promise<
     store,
     mounter,
     loop,
+    files,
     cleanup: async () => {
       await runtime.close();
       if (!shared) await rm(dir, { recursive: true, force: true });

@@ -1,0 +1,257 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, rmdir } from 'node:fs/promises';
+import { join, posix } from 'node:path';
+import {
+  type DoctorCheck,
+  type Driver,
+  type DriverContext,
+  type MountSpec,
+  type ParsedOptions,
+  type ProvisionResult,
+  parseDuration,
+  parseOptions,
+  StowageError,
+  type VolumeInput,
+  type VolumeRecord,
+} from '../../src/index.js';
+import { NFS_OPTION_SPECS, type NfsConfig, type NfsOptions } from './options.js';
+
+const VERSION_KEYS = ['vers', 'nfsvers'];
+
+/**
+ * A subdirectory per volume on a shared export (or, with `export`, the export itself). Create
+ * mounts the share root on a private staging directory to make the subdirectory; Mount mounts
+ * server:/share/subdir once per host; Remove applies the recorded policy on the server.
+ */
+export class NfsDriver implements Driver {
+  readonly name = 'nfs';
+  readonly scope = 'global' as const;
+  readonly needsAttach = false;
+  readonly lazyUnmount = true;
+  readonly optionSpecs = NFS_OPTION_SPECS;
+
+  constructor(
+    private readonly ctx: DriverContext,
+    private readonly cfg: NfsConfig,
+  ) {}
+
+  parseOptions(raw: Record<string, string>): ParsedOptions<Record<string, unknown>> {
+    const parsed = parseOptions<NfsOptions>(this.name, this.optionSpecs, raw, {
+      server: this.cfg.server,
+      nfsVersion: this.cfg.nfsVersion,
+      onRemove: this.cfg.onRemove,
+      mode: this.cfg.mode,
+      mountTimeout: this.cfg.mountTimeout,
+      // share comes from config only when the volume does not name an export of its own
+      ...(raw.export === undefined ? { share: this.cfg.share } : {}),
+    });
+    const o = parsed.values;
+    const given = new Set(parsed.given);
+    const bad = (msg: string) => new StowageError('INVALID_ARGUMENT', `driver nfs: ${msg}`);
+    if (!o.server) throw bad('no NFS server: give -o server=HOST, or set nfs.server in the config');
+    if (o.export !== undefined && given.has('share'))
+      throw bad('give either share (a subdirectory per volume) or export, not both');
+    if (o.export === undefined && o.share === undefined) {
+      throw bad(
+        'no share: give -o share=/exported/path (or export=/path to mount an export as it is), or set nfs.share in the config',
+      );
+    }
+    if (o.export !== undefined) {
+      if (o.subdir !== undefined) throw bad('export mounts the export itself; subdir needs share instead');
+      if (given.has('onRemove') && o.onRemove !== 'retain') {
+        throw bad(
+          `onRemove=${o.onRemove} would remove the whole export ${o.export}; only retain is allowed with export`,
+        );
+      }
+      o.onRemove = 'retain';
+    }
+    const versionInOptions = (o.mountOptions ?? []).find((m) =>
+      VERSION_KEYS.includes(m.split('=')[0]!.toLowerCase()),
+    );
+    if (versionInOptions) {
+      const v = versionInOptions.split('=')[1] ?? '';
+      if (given.has('nfsVersion') && v !== o.nfsVersion) {
+        throw bad(
+          `mountOptions say ${versionInOptions} but nfsVersion=${o.nfsVersion}; give the version once`,
+        );
+      }
+      if (!['3', '4', '4.0', '4.1', '4.2'].includes(v))
+        throw bad(`unsupported NFS version in ${versionInOptions}`);
+      o.nfsVersion = (v === '4.0' ? '4' : v) as NfsOptions['nfsVersion'];
+      o.mountOptions = (o.mountOptions ?? []).filter((m) => m !== versionInOptions);
+    }
+    return parsed as unknown as ParsedOptions<Record<string, unknown>>;
+  }
+
+  async provision(volume: VolumeInput): Promise<ProvisionResult> {
+    const o = volume.options as unknown as NfsOptions;
+    if (o.export !== undefined) {
+      return { adopted: true, removePolicy: 'retain', fields: { server: o.server, remotePath: o.export } };
+    }
+    const subdir = this.subdirOf(volume.name, o);
+    const remotePath = posix.join(o.share!, subdir);
+    const timeoutMs = parseDuration(o.mountTimeout);
+    const fields = { server: o.server, remotePath, share: o.share, subdir };
+    return this.withShare(o, async (root) => {
+      const dir = join(root, subdir);
+      const kind = await this.ctx.files.kind(dir, timeoutMs);
+      if (kind !== null && !volume.resuming) {
+        if (kind !== 'directory') {
+          throw new StowageError(
+            'CONFLICT',
+            `${o.server}:${remotePath} exists and is a ${kind}, not a directory`,
+          );
+        }
+        // Existing data: take it over and keep it unless the user asked for delete explicitly.
+        const policy = volume.givenOptions.includes('onRemove') ? o.onRemove : 'retain';
+        this.ctx.log.warn({ volume: volume.name, remotePath, policy }, 'adopting an existing directory');
+        return { adopted: true, removePolicy: policy, fields };
+      }
+      const owner = {
+        ...(o.uid !== undefined ? { uid: o.uid } : {}),
+        ...(o.gid !== undefined ? { gid: o.gid } : {}),
+      };
+      await this.ctx.files.makeDir(dir, { mode: o.mode, ...owner, timeoutMs });
+      return { adopted: false, removePolicy: o.onRemove, fields };
+    });
+  }
+
+  async destroy(volume: VolumeRecord): Promise<void> {
+    const o = volume.options as unknown as NfsOptions;
+    const subdir = typeof volume.fields.subdir === 'string' ? volume.fields.subdir : undefined;
+    if (volume.removePolicy === 'retain' || subdir === undefined) {
+      this.ctx.log.info({ volume: volume.name, policy: 'retain' }, 'directory kept on the server');
+      return;
+    }
+    const timeoutMs = parseDuration(o.mountTimeout);
+    await this.withShare(o, async (root) => {
+      const dir = join(root, subdir);
+      if ((await this.ctx.files.kind(dir, timeoutMs)) === null) return; // already gone
+      if (volume.removePolicy === 'delete') {
+        await this.ctx.files.removeTree(dir, timeoutMs);
+      } else {
+        const archived = join(root, `archived-${subdir.replaceAll('/', '-')}-${timestamp()}`);
+        await this.ctx.files.rename(dir, archived, timeoutMs);
+        this.ctx.log.info({ volume: volume.name, archived }, 'directory archived');
+      }
+    });
+  }
+
+  mountSpec(volume: VolumeRecord): MountSpec {
+    const o = volume.options as unknown as NfsOptions;
+    const remotePath = String(volume.fields.remotePath ?? o.export);
+    return {
+      kind: 'nfs',
+      source: `${o.server}:${remotePath}`,
+      server: o.server,
+      fsType: fsTypeOf(o),
+      mountOptions: this.mountOptions(o),
+      timeoutMs: parseDuration(o.mountTimeout),
+    };
+  }
+
+  describe(volume: VolumeRecord): Record<string, unknown> {
+    const o = volume.options as unknown as NfsOptions;
+    return {
+      server: o.server,
+      remotePath: volume.fields.remotePath ?? o.export,
+      nfsVersion: o.nfsVersion,
+      mountOptions: this.mountOptions(o).join(','),
+    };
+  }
+
+  async doctor(): Promise<DoctorCheck[]> {
+    if (!this.cfg.server) {
+      return [
+        {
+          name: 'nfs: server',
+          ok: true,
+          detail: 'no default server configured (volumes must give -o server=)',
+        },
+      ];
+    }
+    const port = portOf(this.cfg.mountOptions);
+    const res = await this.ctx.probeTcp(this.cfg.server, port, 3000);
+    return [
+      {
+        name: 'nfs: server',
+        ok: res.ok,
+        detail: `${this.cfg.server}:${port} ${res.detail}${res.ok ? '' : '; NFS volumes cannot be created or mounted until it answers'}`,
+      },
+    ];
+  }
+
+  /** Configured defaults, then the volume's own options over them (same key: the volume wins). */
+  private mountOptions(o: NfsOptions): string[] {
+    const merged = new Map<string, string>();
+    const add = (opt: string) => {
+      const key = opt.split('=')[0]!.toLowerCase();
+      if (!VERSION_KEYS.includes(key)) merged.set(key, opt);
+    };
+    for (const opt of this.cfg.mountOptions) add(opt);
+    for (const opt of o.mountOptions ?? []) add(opt);
+    return [`vers=${o.nfsVersion}`, ...merged.values()];
+  }
+
+  private subdirOf(name: string, o: NfsOptions): string {
+    return (o.subdir ?? '{name}').replaceAll('{name}', name);
+  }
+
+  /** Mounts server:/share on a private staging directory for `fn`, then unmounts and removes it. */
+  private async withShare<T>(o: NfsOptions, fn: (root: string) => Promise<T>): Promise<T> {
+    const staging = join(this.ctx.stagingDir, `nfs-${randomBytes(6).toString('hex')}`);
+    await mkdir(staging, { recursive: true, mode: 0o700 });
+    const timeoutMs = parseDuration(o.mountTimeout);
+    try {
+      await this.ctx.mounter.mount(`${o.server}:${o.share}`, staging, {
+        fsType: fsTypeOf(o),
+        options: this.mountOptions(o),
+        timeoutMs,
+      });
+    } catch (err) {
+      await rmdir(staging).catch(() => undefined);
+      throw serverError(err, o.server, timeoutMs);
+    }
+    try {
+      return await fn(staging);
+    } catch (err) {
+      throw serverError(err, o.server, timeoutMs);
+    } finally {
+      try {
+        await this.ctx.mounter.unmount(staging, { timeoutMs });
+      } catch {
+        await this.ctx.mounter.unmount(staging, { lazy: true, timeoutMs }).catch(() => undefined);
+      }
+      // Only an empty, unmounted directory goes: rmdir refuses anything else, which is the point.
+      await rmdir(staging).catch(() => undefined);
+    }
+  }
+}
+
+function serverError(err: unknown, server: string, timeoutMs: number): unknown {
+  if (err instanceof StowageError && err.code === 'TIMEOUT' && !err.message.startsWith('NFS server')) {
+    return new StowageError(
+      'TIMEOUT',
+      `NFS server ${server} did not answer within ${timeoutMs / 1000} s (${err.message}); check that it is up and reachable`,
+      { cause: err },
+    );
+  }
+  return err;
+}
+
+function fsTypeOf(o: NfsOptions): 'nfs' | 'nfs4' {
+  return o.nfsVersion === '3' ? 'nfs' : 'nfs4';
+}
+
+function portOf(options: readonly string[]): number {
+  const p = options.find((o) => o.toLowerCase().startsWith('port='));
+  const n = p ? Number(p.split('=')[1]) : 2049;
+  return Number.isInteger(n) && n > 0 ? n : 2049;
+}
+
+function timestamp(): string {
+  return new Date()
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
+}
