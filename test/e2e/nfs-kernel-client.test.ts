@@ -1,0 +1,151 @@
+import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildGuestKernel, buildPayloadDisk, ensureGuestPackages } from './guest/build.js';
+import { type GuestResult, runInGuest } from './guest/run.js';
+import { ensureNfsPackages, freePort, type Ganesha, startGanesha } from './nfs/ganesha.js';
+import type { GuestReport } from './nfs/guest-program.js';
+
+/**
+ * The nfs driver's real mount path against a real NFS server and a real kernel NFS client. The
+ * host kernel has none, so the driver runs inside a small qemu guest (Debian's cloud kernel,
+ * software emulation) against nfs-ganesha on the host's loopback; see test/e2e/guest/ and
+ * test/e2e/nfs/guest-program.ts for what runs there. Every outcome is then checked on the server.
+ */
+const PROJECT = resolve(import.meta.dirname, '../..');
+const GUEST_CACHE = '/var/cache/stowage-test-guest';
+// Development-only packages the guest has no use for; leaving them out halves the disk image.
+const NOT_IN_GUEST = new Set([
+  '.bin',
+  '@biomejs',
+  'typescript',
+  '@rolldown',
+  'rolldown',
+  'lightningcss',
+  'lightningcss-linux-x64-gnu',
+  'vitest',
+  '@vitest',
+  'vite',
+]);
+
+let work: string;
+let exportDir: string;
+let ganesha: Ganesha | undefined;
+let hung: Server | undefined;
+const held: Socket[] = [];
+let guest: GuestResult;
+let result: GuestReport;
+
+beforeAll(async () => {
+  await ensureNfsPackages();
+  await ensureGuestPackages();
+  work = await mkdtemp(join(tmpdir(), 'stowage-nfs-e2e-'));
+  exportDir = join(work, 'export');
+  const port = await freePort();
+  ganesha = await startGanesha({ exportDir, port });
+  // A "server" that accepts connections and never says a word.
+  const hungPort = await freePort();
+  hung = createServer((socket) => held.push(socket));
+  await new Promise<void>((ok) => hung?.listen(hungPort, '127.0.0.1', ok));
+
+  const kernel = await buildGuestKernel({ cacheDir: GUEST_CACHE });
+  const files: Record<string, string> = {};
+  for (const dir of ['src', 'drivers', 'test/e2e/nfs/guest-program.ts', 'package.json'])
+    files[`app/${dir}`] = join(PROJECT, dir);
+  for (const entry of await readdir(join(PROJECT, 'node_modules'))) {
+    if (!NOT_IN_GUEST.has(entry)) files[`app/node_modules/${entry}`] = join(PROJECT, 'node_modules', entry);
+  }
+  const payload = await buildPayloadDisk({ dir: work, files });
+  guest = await runInGuest({
+    kernel: kernel.kernel,
+    initrd: kernel.initrd,
+    payloadDisk: payload.image,
+    command: [
+      '/payload/bin/node',
+      '--no-warnings',
+      '--import',
+      'file:///payload/app/node_modules/tsx/dist/loader.mjs',
+      '/payload/app/test/e2e/nfs/guest-program.ts',
+      String(port),
+      String(hungPort),
+    ],
+    timeoutMs: 240_000,
+    memoryMb: 1024,
+  });
+  const line = /RESULT (\{.*\})/.exec(guest.output)?.[1];
+  if (guest.exitCode !== 0 || !line) {
+    throw new Error(
+      `the guest program failed (exit ${guest.exitCode}):\n${guest.console.split('\n').slice(-40).join('\n')}`,
+    );
+  }
+  result = JSON.parse(line);
+}, 420_000);
+
+afterAll(async () => {
+  for (const s of held) s.destroy();
+  await new Promise<void>((ok) => (hung ? hung.close(() => ok()) : ok()));
+  await ganesha?.stop();
+  if (work) await rm(work, { recursive: true, force: true });
+});
+
+describe('nfs driver with a kernel NFS client against nfs-ganesha', () => {
+  it('ran every step in the guest without an unexpected error', () => {
+    expect(result.error).toBeUndefined();
+  });
+
+  it('shares one NFSv4 mount between two mount ids and keeps it for the second after the first unmounts', () => {
+    expect(result.share).toEqual({ same: true, refs: 2, fsType: 'nfs4' });
+    expect(result.afterFirstUnmount).toEqual({
+      mounted: true,
+      refs: 1,
+      readable: 'written through the kernel NFS client\n',
+    });
+    expect(result.afterLastUnmount).toEqual({ mounted: false, records: 0 });
+  });
+
+  it('refused Remove while the volume was mounted', () => {
+    expect(result.removeWhileMounted).toMatchObject({ ok: false, code: 'IN_USE' });
+    expect(result.removeWhileMounted.message ?? '').toMatch(
+      /^volume drop-me is in use by 1 mount on host guest/,
+    );
+  });
+
+  it('kept the retained directory on the server, with its mode and the data written', async () => {
+    const s = await stat(join(exportDir, 'keep-me'));
+    expect(s.isDirectory()).toBe(true);
+    expect(s.mode & 0o7777).toBe(0o750);
+    expect(await readFile(join(exportDir, 'keep-me', 'hello.txt'), 'utf8')).toBe(
+      'written through the kernel NFS client\n',
+    );
+  });
+
+  it('deleted the directory of the delete volume and archived the archive volume with its data', async () => {
+    const entries = await readdir(exportDir);
+    expect(entries).not.toContain('drop-me');
+    expect(entries).not.toContain('file-me');
+    const archived = entries.filter((e) => e.startsWith('archived-file-me-'));
+    expect(archived).toHaveLength(1);
+    expect(archived[0]).toMatch(/^archived-file-me-\d{8}T\d{6}Z$/);
+    expect(await readFile(join(exportDir, archived[0]!, 'data.txt'), 'utf8')).toBe('file-me');
+    expect(result.removed).toEqual([]);
+  });
+
+  it('fails Create against a server that never answers within mountTimeout, naming the server', () => {
+    expect(result.hungCreate).toMatchObject({ ok: false, code: 'TIMEOUT' });
+    expect(result.hungCreate.message ?? '').toMatch(/^NFS server 10\.0\.2\.2 did not answer within 3 s/);
+    expect(result.hungCreate.ms).toBeLessThan(30_000); // a bound far above the 3 s deadline, not a timing claim
+  });
+
+  it('fails Mount against a server that never answers with the clear message, and keeps serving meanwhile', () => {
+    expect(result.hungMount).toMatchObject({ ok: false, code: 'TIMEOUT' });
+    expect(result.hungMount.message).toBe(
+      'NFS server 10.0.2.2 did not answer within 3 s (mount of 10.0.2.2:/export); check that the server is up ' +
+        'and reachable from this host, or raise the mountTimeout option',
+    );
+    expect(result.servedMeanwhile.names).toEqual(['hung-mount']);
+    expect(result.servedMeanwhile.ms).toBeLessThan(result.hungMount.ms);
+    expect(result.hungRecords).toBe(0);
+  });
+});

@@ -1,0 +1,139 @@
+/**
+ * Runs inside the qemu guest for test/e2e/nfs.test.ts: the real runtime and nfs driver, spawning
+ * Debian's mount/mount.nfs4 against the kernel's NFS client, talking to ganesha on the host
+ * (10.0.2.2). Prints one `RESULT {json}` line; the host test checks it and the server side.
+ *
+ * argv: <ganesha port> <hung port>
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { loadConfig } from '../../../src/config.js';
+import { isStowageError } from '../../../src/core/errors.js';
+import { createRuntime } from '../../../src/runtime.js';
+import { totalRefs } from '../../../src/state/store.js';
+
+/** What the guest reports; the host test reads it from the console. */
+export interface Outcome {
+  ok: boolean;
+  code?: string;
+  message?: string;
+  ms: number;
+}
+export interface GuestReport {
+  error?: string;
+  share: { same: boolean; refs: number; fsType?: string };
+  afterFirstUnmount: { mounted: boolean; refs: number; readable: string };
+  afterLastUnmount: { mounted: boolean; records: number };
+  removeWhileMounted: Outcome;
+  removed: string[];
+  hungCreate: Outcome;
+  hungMount: Outcome;
+  servedMeanwhile: { names: string[]; ms: number };
+  hungRecords: number;
+}
+
+const [port, hungPort] = process.argv.slice(2);
+const A = 'a'.repeat(64);
+const B = 'b'.repeat(64);
+
+const config = loadConfig({
+  file: '/dev/null',
+  env: {},
+  flags: {
+    dataDir: '/tmp/stowage',
+    hostId: 'guest',
+    socketDir: '/tmp/plugins',
+    drivers: ['nfs'],
+    nfs: { server: '10.0.2.2', share: '/export', mountOptions: [`port=${port}`] },
+  },
+});
+const rt = createRuntime(config, { log: pino({ level: 'warn' }) });
+const m = rt.manager;
+
+const mounted = (path: string) =>
+  readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .some((l) => l.split(' ')[4] === path);
+const fsTypeAt = (path: string) =>
+  readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .find((l) => l.split(' ')[4] === path)
+    ?.split(' - ')[1]
+    ?.split(' ')[0];
+const refs = async (name: string) => totalRefs((await rt.store.getMounts(name))[0] ?? { refs: {} });
+
+async function failure(p: Promise<unknown>): Promise<Outcome> {
+  const started = Date.now();
+  try {
+    await p;
+    return { ok: true, ms: Date.now() - started };
+  } catch (err) {
+    return {
+      ok: false,
+      code: isStowageError(err) ? err.code : 'plain',
+      message: (err as Error).message,
+      ms: Date.now() - started,
+    };
+  }
+}
+
+const result: Partial<GuestReport> = {};
+try {
+  // Create: one volume per remove policy; the directory is made on the server with the mode asked.
+  await m.create('nfs', 'keep-me', { mode: '0750', onRemove: 'retain' });
+  await m.create('nfs', 'drop-me', { onRemove: 'delete' });
+  await m.create('nfs', 'file-me', { onRemove: 'archive' });
+
+  // Two mount ids share one kernel mount; the first unmount leaves it for the second.
+  const target = await m.mount('nfs', 'keep-me', A);
+  writeFileSync(join(target, 'hello.txt'), 'written through the kernel NFS client\n');
+  const again = await m.mount('nfs', 'keep-me', B);
+  result.share = { same: target === again, refs: await refs('keep-me'), fsType: fsTypeAt(target) };
+  await m.unmount('nfs', 'keep-me', A);
+  result.afterFirstUnmount = {
+    mounted: mounted(target),
+    refs: await refs('keep-me'),
+    readable: readFileSync(join(target, 'hello.txt'), 'utf8'),
+  };
+  await m.unmount('nfs', 'keep-me', B);
+  result.afterLastUnmount = {
+    mounted: mounted(target),
+    records: (await rt.store.getMounts('keep-me')).length,
+  };
+
+  for (const name of ['drop-me', 'file-me']) {
+    const t = await m.mount('nfs', name, A);
+    writeFileSync(join(t, 'data.txt'), name);
+    await m.unmount('nfs', name, A);
+  }
+  result.removeWhileMounted = await failure(
+    (async () => {
+      await m.mount('nfs', 'drop-me', A);
+      try {
+        await m.remove('nfs', 'drop-me');
+      } finally {
+        await m.unmount('nfs', 'drop-me', A);
+      }
+    })(),
+  );
+  for (const name of ['keep-me', 'drop-me', 'file-me']) await m.remove('nfs', name);
+  result.removed = (await m.list()).map((v) => v.name);
+
+  // A server that accepts TCP and never answers: Create (staging mount) and Mount both fail at the
+  // deadline with the server named, while other requests are answered meanwhile.
+  const hungOpts = { server: '10.0.2.2', mountOptions: `port=${hungPort}`, mountTimeout: '3s' };
+  result.hungCreate = await failure(m.create('nfs', 'hung-create', hungOpts));
+  await m.create('nfs', 'hung-mount', { ...hungOpts, export: '/export' }); // export=: nothing to provision
+  const hung = failure(m.mount('nfs', 'hung-mount', A));
+  const listedAt = Date.now();
+  const listed = (await m.list()).map((v) => v.name);
+  result.servedMeanwhile = { names: listed, ms: Date.now() - listedAt };
+  result.hungMount = await hung;
+  result.hungRecords = (await rt.store.getMounts('hung-mount')).length;
+  await m.remove('nfs', 'hung-mount');
+} catch (err) {
+  result.error = (err as Error).stack ?? String(err);
+}
+await rt.close();
+process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
