@@ -12,6 +12,8 @@ export interface DaemonOptions {
   socketDir: string;
   logFile: string;
   drivers?: string[];
+  /** A config file for the daemon and CLI (default: none, an empty one). */
+  configFile?: string;
 }
 
 /** The real `stowage daemon` (compiled CLI) as a child process, as an operator runs it. */
@@ -29,7 +31,15 @@ export class DaemonProcess {
   }
 
   globalArgs(): string[] {
-    return ['--data-dir', this.opts.dataDir, '--socket-dir', this.opts.socketDir];
+    // Always an explicit config file, so a host's /etc/stowage/config.yaml cannot leak in.
+    return [
+      '--config',
+      this.opts.configFile ?? '/dev/null',
+      '--data-dir',
+      this.opts.dataDir,
+      '--socket-dir',
+      this.opts.socketDir,
+    ];
   }
 
   async start(): Promise<void> {
