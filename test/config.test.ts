@@ -53,6 +53,7 @@ describe('defaults', () => {
       dataDir: '/var/lib/stowage',
       state: '/var/lib/stowage/state.db',
       mountRoot: '/var/lib/stowage/volumes',
+      stagingDir: '/var/lib/stowage/staging',
       socketDir: '/run/docker/plugins',
       socketPrefix: 'stowage-',
       drivers: ['local'],
@@ -71,6 +72,7 @@ describe('defaults', () => {
         maxSize: '1T',
         defaultFsType: 'ext4',
       },
+      nfs: { mountOptions: [], nfsVersion: '4.1', onRemove: 'retain', mode: '0755', mountTimeout: '30s' },
       source: file,
     });
   });
@@ -84,6 +86,15 @@ describe('defaults', () => {
     expect(a.source).toBe(yaml);
     expect(b.source).toBe(json);
     expect(b.dataDir).toBe('/var/lib/stowage');
+  });
+
+  it('reads the NFS defaults from STOWAGE_NFS_SERVER and STOWAGE_NFS_SHARE', async () => {
+    const file = await configFile('config.yaml', 'nfs:\n  server: from-file\n');
+    const config = loadConfig({
+      file,
+      env: { STOWAGE_NFS_SERVER: 'nas1', STOWAGE_NFS_SHARE: '/exports/docker' },
+    });
+    expect(config.nfs).toMatchObject({ server: 'nas1', share: '/exports/docker' });
   });
 
   it('$STOWAGE_CONFIG names the file when no explicit file is given', async () => {
