@@ -178,14 +178,10 @@ export class VolumeManager {
 
   async get(driverName: string | undefined, name: string): Promise<VolumeView> {
     validateVolumeName(name);
-    const vol = await this.d.store.getVolume(name);
+    const { volume: vol, mounts, attachments } = await this.d.store.getVolumeState(name);
     if (!vol || (driverName !== undefined && vol.driver !== driverName)) {
       throw new StowageError('NOT_FOUND', `volume ${name} does not exist`);
     }
-    const [mounts, attachments] = await Promise.all([
-      this.d.store.getMounts(name),
-      this.d.store.getAttachments(name),
-    ]);
     const here = mounts.find((m) => m.host === this.d.host && m.state === 'mounted');
     const view: VolumeView = {
       volume: vol,

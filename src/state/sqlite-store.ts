@@ -11,6 +11,7 @@ import type {
   MountRecord,
   StateStore,
   VolumeRecord,
+  VolumeState,
   VolumeSummary,
 } from './store.js';
 
@@ -97,7 +98,9 @@ export class SqliteStore implements StateStore {
   private prepare() {
     const d = this.db;
     return {
-      version: d.prepare('SELECT data_version AS d, total_changes() AS t FROM pragma_data_version'),
+      // Two plain statements: cheaper than one query over the pragma_data_version table function.
+      dataVersion: d.prepare('PRAGMA data_version').pluck(),
+      totalChanges: d.prepare('SELECT total_changes()').pluck(),
       getVolume: d.prepare('SELECT * FROM volumes WHERE name = ?'),
       listVolumes: d.prepare('SELECT * FROM volumes ORDER BY name'),
       listVolumesByDriver: d.prepare('SELECT * FROM volumes WHERE driver = ? ORDER BY name'),
@@ -156,6 +159,18 @@ export class SqliteStore implements StateStore {
     });
   }
 
+  async getVolumeState(name: string): Promise<VolumeState> {
+    return this.cached(`vs\0${name}`, () => {
+      const row = this.stmts.getVolume.get(name) as Row | undefined;
+      const state: VolumeState = {
+        mounts: (this.stmts.getMounts.all(name) as Row[]).map(toMount),
+        attachments: (this.stmts.getAttachments.all(name) as Row[]).map(toAttachment),
+      };
+      if (row) state.volume = toVolume(row);
+      return state;
+    });
+  }
+
   async listVolumes(filter: { driver?: string } = {}): Promise<VolumeRecord[]> {
     const rows = (
       filter.driver ? this.stmts.listVolumesByDriver.all(filter.driver) : this.stmts.listVolumes.all()
@@ -169,7 +184,7 @@ export class SqliteStore implements StateStore {
   }
 
   private cached<T>(key: string, load: () => T): T {
-    const v = this.stmts.version.get() as { d: number; t: number };
+    const v = { d: this.stmts.dataVersion.get() as number, t: this.stmts.totalChanges.get() as number };
     if (v.d !== this.cacheVersion.d || v.t !== this.cacheVersion.t) {
       this.readCache.clear();
       this.cacheVersion = v;

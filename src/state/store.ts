@@ -72,6 +72,13 @@ export interface VolumeSummary {
   mountpoint?: string;
 }
 
+/** A volume with its mounts and attachments on every host, read at one point in time. */
+export interface VolumeState {
+  volume?: VolumeRecord;
+  mounts: MountRecord[];
+  attachments: AttachmentRecord[];
+}
+
 export interface LockHolder {
   owner: string;
   expiresAt: number;
@@ -81,6 +88,8 @@ export interface StateStore {
   readonly kind: string;
 
   getVolume(name: string): Promise<VolumeRecord | undefined>;
+  /** Volume, mounts and attachments in one consistent read (Docker's Get and Path ask for this). */
+  getVolumeState(name: string): Promise<VolumeState>;
   listVolumes(filter?: { driver?: string }): Promise<VolumeRecord[]>;
   /** Lean listing for Docker's List: name, driver, created-at and this host's mountpoint. */
   listVolumeSummaries(host: string, filter?: { driver?: string }): Promise<VolumeSummary[]>;

@@ -115,6 +115,34 @@ export function storeContract(backend: string, open: () => Promise<StateStore>):
       await s.close();
     });
 
+    it('reads a volume with its mounts and attachments in one call', async () => {
+      const s = await open();
+      expect(await s.getVolumeState('none')).toEqual({ mounts: [], attachments: [] });
+      await s.insertVolume(volume('vs'));
+      await s.putMount({
+        volume: 'vs',
+        host: 'h1',
+        mountpoint: '/m/vs',
+        refs: { a: 1 },
+        state: 'mounted',
+        updatedAt: now(),
+      });
+      await s.putAttachment({
+        volume: 'vs',
+        host: 'h1',
+        device: '/dev/loop3',
+        state: 'attached',
+        updatedAt: now(),
+      });
+      const state = await s.getVolumeState('vs');
+      expect(state.volume).toEqual(volume('vs'));
+      expect(state.mounts.map((m) => [m.host, m.refs])).toEqual([['h1', { a: 1 }]]);
+      expect(state.attachments.map((a) => a.device)).toEqual(['/dev/loop3']);
+      await s.deleteMount('vs', 'h1');
+      expect((await s.getVolumeState('vs')).mounts).toEqual([]);
+      await s.close();
+    });
+
     it('lists summaries with the mountpoint of the asking host only', async () => {
       const s = await open();
       await s.insertVolume(volume('m1'));
