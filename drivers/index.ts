@@ -1,4 +1,5 @@
 import type { DriverRegistry } from '../src/index.js';
+import { ebsDriver } from './ebs/index.js';
 import { localDriver } from './local/index.js';
 import { nfsDriver } from './nfs/index.js';
 
@@ -6,4 +7,5 @@ import { nfsDriver } from './nfs/index.js';
 export function registerBuiltins(registry: DriverRegistry): void {
   registry.register('local', localDriver);
   registry.register('nfs', nfsDriver);
+  registry.register('ebs', ebsDriver);
 }

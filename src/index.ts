@@ -1,13 +1,17 @@
 // The public surface for drivers/: types, errors, option helpers. Drivers import nothing else.
 
-export { formatMs } from './core/backoff.js';
+export type { Ec2Api, Ec2Instance, Ec2Volume } from './cloud/ec2.js';
+export type { IdentitySource, InstanceIdentity } from './cloud/imds.js';
+export { formatMs, pollUntil } from './core/backoff.js';
 export type {
+  CloudClients,
   DoctorCheck,
   Driver,
   DriverContext,
   DriverFactory,
   MountSpec,
   ProvisionResult,
+  StateView,
   Timeouts,
   VolumeInput,
 } from './core/driver.js';
@@ -16,4 +20,5 @@ export { type ErrorCode, isStowageError, StowageError } from './core/errors.js';
 export { type OptionSpecs, oneOf, type ParsedOptions, parseOptions } from './core/options.js';
 export type { DriverRegistry } from './core/registry.js';
 export { formatSize, parseSize } from './core/size.js';
-export type { AttachmentRecord, RemovePolicy, VolumeRecord } from './state/store.js';
+export type { AttachmentRecord, HostRecord, MountRecord, RemovePolicy, VolumeRecord } from './state/store.js';
+export { totalRefs } from './state/store.js';

@@ -1,7 +1,10 @@
 import type { Logger } from 'pino';
 import { registerBuiltins } from '../drivers/index.js';
+import { SdkEc2 } from './cloud/ec2.js';
+import { DEFAULT_IMDS_ENDPOINT, type IdentitySource, Imdsv2, StaticIdentity } from './cloud/imds.js';
 import type { Config } from './config.js';
-import type { Timeouts } from './core/driver.js';
+import type { CloudClients, StateView, Timeouts } from './core/driver.js';
+import { StowageError } from './core/errors.js';
 import { VolumeLocks } from './core/locks.js';
 import { DriverRegistry } from './core/registry.js';
 import { VolumeManager } from './core/volume-manager.js';
@@ -32,6 +35,7 @@ export interface RuntimeOverrides {
   loop?: LoopDevices;
   files?: FileOps;
   probeTcp?: TcpProbe;
+  cloud?: CloudClients;
   store?: StateStore;
   registry?: DriverRegistry;
 }
@@ -59,7 +63,17 @@ export function createRuntime(config: Config, o: RuntimeOverrides = {}): Runtime
     registerBuiltins(registry);
   }
   const files = o.files ?? new SpawnFileOps(runner);
-  const driverConfig: Record<string, Record<string, unknown>> = { local: config.local, nfs: config.nfs };
+  const driverConfig: Record<string, Record<string, unknown>> = {
+    local: config.local,
+    nfs: config.nfs,
+    ebs: config.ebs,
+  };
+  const state: StateView = {
+    hosts: () => store.listHosts(),
+    mounts: (volume) => store.getMounts(volume),
+    attachmentsOnHost: (host) => store.listAttachmentsByHost(host),
+  };
+  const cloud = o.cloud ?? (config.drivers.includes('ebs') ? awsClients(config) : undefined);
   registry.enable(config.drivers, (name) => ({
     host: config.hostId,
     log: log.child({ driver: name }),
@@ -70,6 +84,8 @@ export function createRuntime(config: Config, o: RuntimeOverrides = {}): Runtime
     timeouts,
     stagingDir: config.stagingDir,
     config: driverConfig[name] ?? {},
+    state,
+    ...(cloud ? { cloud } : {}),
   }));
   const locks = new VolumeLocks(store, {
     host: config.hostId,
@@ -95,4 +111,38 @@ export function createRuntime(config: Config, o: RuntimeOverrides = {}): Runtime
     manager,
     close: () => store.close(),
   };
+}
+
+/**
+ * The AWS seams, built only when a cloud driver is enabled. Identity: static from config when
+ * ebs.instanceId is set, else IMDSv2. Region: config, $AWS_REGION, then the instance's own.
+ */
+function awsClients(config: Config): CloudClients {
+  const e = config.ebs;
+  let identity: IdentitySource;
+  if (e.instanceId) {
+    if (!e.availabilityZone) {
+      throw new StowageError(
+        'CONFIG',
+        'ebs.instanceId is set without ebs.availabilityZone; give both or neither',
+      );
+    }
+    identity = new StaticIdentity({
+      instanceId: e.instanceId,
+      availabilityZone: e.availabilityZone,
+      region: e.region ?? e.availabilityZone.replace(/[a-z]$/, ''),
+    });
+  } else {
+    identity = new Imdsv2(
+      e.imdsEndpoint ?? process.env.AWS_EC2_METADATA_SERVICE_ENDPOINT ?? DEFAULT_IMDS_ENDPOINT,
+    );
+  }
+  const envRegion = process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION;
+  const ec2 = new SdkEc2({
+    region: e.region ?? envRegion ?? (async () => (await identity.identity()).region),
+    maxAttempts: e.maxAttempts,
+    requestTimeoutMs: e.requestTimeoutMs,
+    ...(e.endpoint ? { endpoint: e.endpoint } : {}),
+  });
+  return { ec2, identity };
 }

@@ -73,6 +73,18 @@ describe('defaults', () => {
         defaultFsType: 'ext4',
       },
       nfs: { mountOptions: [], nfsVersion: '4.1', onRemove: 'retain', mode: '0755', mountTimeout: '30s' },
+      ebs: {
+        defaultSizeGiB: 10,
+        defaultType: 'gp3',
+        defaultFsType: 'ext4',
+        createTimeout: '5m',
+        attachTimeout: '2m',
+        maxAttempts: 5,
+        requestTimeoutMs: 30_000,
+        devDir: '/dev',
+        byIdDir: '/dev/disk/by-id',
+        sysBlockDir: '/sys/block',
+      },
       source: file,
     });
   });

@@ -1,9 +1,17 @@
 import type { Logger } from 'pino';
+import type { Ec2Api } from '../cloud/ec2.js';
+import type { IdentitySource } from '../cloud/imds.js';
 import type { FileOps } from '../mount/file-ops.js';
 import type { LoopDevices } from '../mount/loop.js';
 import type { Mounter } from '../mount/mounter.js';
 import type { TcpProbe } from '../net/tcp-probe.js';
-import type { AttachmentRecord, RemovePolicy, VolumeRecord } from '../state/store.js';
+import type {
+  AttachmentRecord,
+  HostRecord,
+  MountRecord,
+  RemovePolicy,
+  VolumeRecord,
+} from '../state/store.js';
 import type { OptionSpecs, ParsedOptions } from './options.js';
 
 /** Deadlines for every external step, from config. */
@@ -28,6 +36,21 @@ export interface DriverContext {
   stagingDir: string;
   /** The driver's own section of the config (already validated by the config schema). */
   config: Record<string, unknown>;
+  /** Read-only view of the shared state, for decisions that depend on other hosts. */
+  state: StateView;
+  /** AWS seams; present when a cloud driver is enabled. */
+  cloud?: CloudClients;
+}
+
+export interface StateView {
+  hosts(): Promise<HostRecord[]>;
+  mounts(volume: string): Promise<MountRecord[]>;
+  attachmentsOnHost(host: string): Promise<AttachmentRecord[]>;
+}
+
+export interface CloudClients {
+  ec2: Ec2Api;
+  identity: IdentitySource;
 }
 
 /** How a volume reaches the host's mount table; the core's mount pipeline handles each kind. */
@@ -62,6 +85,8 @@ export interface VolumeInput {
   givenOptions: string[];
   /** True when an earlier Create of this volume was recorded but not finished: what exists is ours. */
   resuming: boolean;
+  /** When the volume record was made; stable across a resumed Create. */
+  createdAt: string;
 }
 
 export interface DoctorCheck {
@@ -96,6 +121,8 @@ export interface Driver {
   /** Driver facts for Get's Status and `volumes inspect`. */
   describe(volume: VolumeRecord): Record<string, unknown>;
   doctor?(): Promise<DoctorCheck[]>;
+  /** Facts about this host the driver needs other hosts to know (e.g. its EC2 instance id). */
+  hostIdentity?(): Promise<Record<string, unknown>>;
 }
 
 export type DriverFactory = (ctx: DriverContext) => Driver;

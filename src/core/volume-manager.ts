@@ -70,6 +70,7 @@ export class VolumeManager {
     const parsed = driver.parseOptions(rawOptions);
     return this.d.locks.withLock(name, 'create', async () => {
       const existing = await this.d.store.getVolume(name);
+      const createdAt = existing?.createdAt ?? new Date().toISOString();
       if (existing) {
         if (existing.driver !== driverName) {
           throw new StowageError(
@@ -94,7 +95,7 @@ export class VolumeManager {
           givenOptions: parsed.given,
           removePolicy: 'retain',
           adopted: false,
-          createdAt: new Date().toISOString(),
+          createdAt,
           status: 'creating',
           fields: {},
         });
@@ -106,6 +107,7 @@ export class VolumeManager {
           options: parsed.values,
           givenOptions: parsed.given,
           resuming: existing !== undefined,
+          createdAt,
         });
         await this.d.store.updateVolume(name, {
           status: 'ready',

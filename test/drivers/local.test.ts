@@ -46,6 +46,7 @@ function driver(cfg: Partial<LocalConfig> = {}): LocalDriver {
     files: new FakeFileOps(mounter),
     probeTcp: async () => ({ ok: true, detail: 'fake' }),
     stagingDir: join(dir, 'staging'),
+    state: { hosts: async () => [], mounts: async () => [], attachmentsOnHost: async () => [] },
     timeouts: { commandMs: 1000, mountMs: 1000, mkfsMs: 1000, deviceWaitMs: 1000, lockWaitMs: 1000 },
     config: { imageDir, defaultSize: '1G', maxSize: '1T', defaultFsType: 'ext4', ...cfg },
   };
@@ -64,7 +65,13 @@ function input(
   resuming = false,
 ): VolumeInput {
   const parsed = d.parseOptions(raw);
-  return { name, options: parsed.values, givenOptions: parsed.given, resuming };
+  return {
+    name,
+    options: parsed.values,
+    givenOptions: parsed.given,
+    resuming,
+    createdAt: '2026-01-01T00:00:00.000Z',
+  };
 }
 
 /** A volume record as the store holds it after provision(). */

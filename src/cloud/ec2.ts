@@ -1,0 +1,240 @@
+import {
+  AttachVolumeCommand,
+  CreateVolumeCommand,
+  DeleteVolumeCommand,
+  DescribeInstancesCommand,
+  type DescribeInstancesCommandInput,
+  DescribeSnapshotsCommand,
+  type DescribeSnapshotsCommandInput,
+  DescribeVolumesCommand,
+  DetachVolumeCommand,
+  EC2Client,
+  type Volume,
+  type VolumeType,
+} from '@aws-sdk/client-ec2';
+import { isStowageError } from '../core/errors.js';
+import { fromAwsError } from './errors.js';
+
+export type VolumeState = 'creating' | 'available' | 'in-use' | 'deleting' | 'deleted' | 'error';
+export type AttachState = 'attaching' | 'attached' | 'detaching' | 'detached' | 'busy';
+
+export interface Ec2Volume {
+  id: string;
+  sizeGiB: number;
+  state: VolumeState;
+  availabilityZone: string;
+  type: string;
+  snapshotId?: string;
+  tags: Record<string, string>;
+  attachments: { instanceId: string; device: string; state: AttachState }[];
+}
+
+export interface Ec2Instance {
+  id: string;
+  availabilityZone: string;
+  privateDnsName?: string;
+  /** Device names already used on the instance (root disk included). */
+  devices: string[];
+}
+
+export interface CreateVolumeInput {
+  clientToken: string;
+  sizeGiB?: number;
+  type: string;
+  iops?: number;
+  throughput?: number;
+  encrypted?: boolean;
+  kmsKeyId?: string;
+  snapshotId?: string;
+  availabilityZone: string;
+  tags: Record<string, string>;
+}
+
+/** The narrow EC2 seam the EBS driver uses. Errors are StowageErrors; NotFound on delete/detach is success. */
+export interface Ec2Api {
+  createVolume(input: CreateVolumeInput): Promise<Ec2Volume>;
+  describeVolume(id: string): Promise<Ec2Volume | undefined>;
+  deleteVolume(id: string): Promise<void>;
+  attachVolume(id: string, instanceId: string, device: string): Promise<void>;
+  detachVolume(id: string, instanceId: string, opts?: { force?: boolean }): Promise<void>;
+  describeInstance(id: string): Promise<Ec2Instance | undefined>;
+  findInstanceByPrivateDnsName(name: string): Promise<Ec2Instance | undefined>;
+  describeSnapshot(id: string): Promise<{ id: string; sizeGiB: number } | undefined>;
+  findSnapshotByTag(key: string, value: string): Promise<{ id: string; sizeGiB: number } | undefined>;
+}
+
+export interface SdkEc2Options {
+  /** A region, or a function that finds it (the instance's own, through IMDS). */
+  region: string | (() => Promise<string>);
+  /** Explicit endpoint (config); otherwise the SDK's own resolution, incl. AWS_ENDPOINT_URL_EC2. */
+  endpoint?: string;
+  /** Attempts per call, with the SDK's standard backoff for throttling and transient errors. */
+  maxAttempts: number;
+  requestTimeoutMs: number;
+}
+
+export class SdkEc2 implements Ec2Api {
+  private readonly client: EC2Client;
+
+  constructor(opts: SdkEc2Options) {
+    this.client = new EC2Client({
+      region: opts.region,
+      maxAttempts: opts.maxAttempts,
+      retryMode: 'standard',
+      ...(opts.endpoint ? { endpoint: opts.endpoint } : {}),
+      requestHandler: {
+        requestTimeout: opts.requestTimeoutMs,
+        connectionTimeout: Math.min(opts.requestTimeoutMs, 5000),
+      },
+    });
+  }
+
+  async createVolume(i: CreateVolumeInput): Promise<Ec2Volume> {
+    const out = await this.call(`CreateVolume in ${i.availabilityZone}`, () =>
+      this.client.send(
+        new CreateVolumeCommand({
+          ClientToken: i.clientToken,
+          AvailabilityZone: i.availabilityZone,
+          VolumeType: i.type as VolumeType,
+          ...(i.sizeGiB !== undefined ? { Size: i.sizeGiB } : {}),
+          ...(i.iops !== undefined ? { Iops: i.iops } : {}),
+          ...(i.throughput !== undefined ? { Throughput: i.throughput } : {}),
+          ...(i.encrypted !== undefined ? { Encrypted: i.encrypted } : {}),
+          ...(i.kmsKeyId !== undefined ? { KmsKeyId: i.kmsKeyId } : {}),
+          ...(i.snapshotId !== undefined ? { SnapshotId: i.snapshotId } : {}),
+          TagSpecifications: [
+            { ResourceType: 'volume', Tags: Object.entries(i.tags).map(([Key, Value]) => ({ Key, Value })) },
+          ],
+        }),
+      ),
+    );
+    return toVolume(out);
+  }
+
+  async describeVolume(id: string): Promise<Ec2Volume | undefined> {
+    try {
+      const out = await this.call(`DescribeVolumes ${id}`, () =>
+        this.client.send(new DescribeVolumesCommand({ VolumeIds: [id] })),
+      );
+      const v = out.Volumes?.[0];
+      return v ? toVolume(v) : undefined;
+    } catch (err) {
+      if (isStowageError(err, 'NOT_FOUND')) return undefined;
+      throw err;
+    }
+  }
+
+  async deleteVolume(id: string): Promise<void> {
+    try {
+      await this.call(`DeleteVolume ${id}`, () =>
+        this.client.send(new DeleteVolumeCommand({ VolumeId: id })),
+      );
+    } catch (err) {
+      if (!isStowageError(err, 'NOT_FOUND')) throw err;
+    }
+  }
+
+  async attachVolume(id: string, instanceId: string, device: string): Promise<void> {
+    await this.call(`AttachVolume ${id} to ${instanceId} as ${device}`, () =>
+      this.client.send(new AttachVolumeCommand({ VolumeId: id, InstanceId: instanceId, Device: device })),
+    );
+  }
+
+  async detachVolume(id: string, instanceId: string, opts: { force?: boolean } = {}): Promise<void> {
+    try {
+      await this.call(`DetachVolume ${id} from ${instanceId}`, () =>
+        this.client.send(
+          new DetachVolumeCommand({ VolumeId: id, InstanceId: instanceId, Force: opts.force ?? false }),
+        ),
+      );
+    } catch (err) {
+      // Not found, or not attached (IncorrectState): already detached.
+      if (!isStowageError(err, 'NOT_FOUND') && !isStowageError(err, 'CONFLICT')) throw err;
+    }
+  }
+
+  async describeInstance(id: string): Promise<Ec2Instance | undefined> {
+    try {
+      return await this.findInstance(`DescribeInstances ${id}`, { InstanceIds: [id] });
+    } catch (err) {
+      if (isStowageError(err, 'NOT_FOUND')) return undefined;
+      throw err;
+    }
+  }
+
+  findInstanceByPrivateDnsName(name: string): Promise<Ec2Instance | undefined> {
+    return this.findInstance(`DescribeInstances private-dns-name=${name}`, {
+      Filters: [{ Name: 'private-dns-name', Values: [name] }],
+    });
+  }
+
+  async describeSnapshot(id: string): Promise<{ id: string; sizeGiB: number } | undefined> {
+    try {
+      return await this.findSnapshot(`DescribeSnapshots ${id}`, { SnapshotIds: [id] });
+    } catch (err) {
+      if (isStowageError(err, 'NOT_FOUND')) return undefined;
+      throw err;
+    }
+  }
+
+  findSnapshotByTag(key: string, value: string): Promise<{ id: string; sizeGiB: number } | undefined> {
+    return this.findSnapshot(`DescribeSnapshots tag:${key}=${value}`, {
+      Filters: [{ Name: `tag:${key}`, Values: [value] }],
+    });
+  }
+
+  private async findInstance(
+    doing: string,
+    input: DescribeInstancesCommandInput,
+  ): Promise<Ec2Instance | undefined> {
+    const out = await this.call(doing, () => this.client.send(new DescribeInstancesCommand(input)));
+    const inst = out.Reservations?.flatMap((r) => r.Instances ?? [])[0];
+    if (!inst?.InstanceId) return undefined;
+    const found: Ec2Instance = {
+      id: inst.InstanceId,
+      availabilityZone: inst.Placement?.AvailabilityZone ?? '',
+      devices: (inst.BlockDeviceMappings ?? []).map((b) => b.DeviceName ?? '').filter(Boolean),
+    };
+    if (inst.PrivateDnsName) found.privateDnsName = inst.PrivateDnsName;
+    return found;
+  }
+
+  private async findSnapshot(
+    doing: string,
+    input: DescribeSnapshotsCommandInput,
+  ): Promise<{ id: string; sizeGiB: number } | undefined> {
+    const out = await this.call(doing, () => this.client.send(new DescribeSnapshotsCommand(input)));
+    // Newest first when a tag matches several snapshots.
+    const snaps = [...(out.Snapshots ?? [])].sort(
+      (a, b) => (b.StartTime?.getTime() ?? 0) - (a.StartTime?.getTime() ?? 0),
+    );
+    const s = snaps[0];
+    return s?.SnapshotId ? { id: s.SnapshotId, sizeGiB: s.VolumeSize ?? 0 } : undefined;
+  }
+
+  private async call<T>(doing: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw fromAwsError(err, doing);
+    }
+  }
+}
+
+function toVolume(v: Volume): Ec2Volume {
+  const out: Ec2Volume = {
+    id: v.VolumeId ?? '',
+    sizeGiB: v.Size ?? 0,
+    state: (v.State ?? 'error') as VolumeState,
+    availabilityZone: v.AvailabilityZone ?? '',
+    type: v.VolumeType ?? '',
+    tags: Object.fromEntries((v.Tags ?? []).map((t) => [t.Key ?? '', t.Value ?? ''])),
+    attachments: (v.Attachments ?? []).map((a) => ({
+      instanceId: a.InstanceId ?? '',
+      device: a.Device ?? '',
+      state: (a.State ?? 'attaching') as AttachState,
+    })),
+  };
+  if (v.SnapshotId) out.snapshotId = v.SnapshotId;
+  return out;
+}
