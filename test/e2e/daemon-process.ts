@@ -14,6 +14,8 @@ export interface DaemonOptions {
   drivers?: string[];
   /** A config file for the daemon and CLI (default: none, an empty one). */
   configFile?: string;
+  /** Extra environment for the daemon and CLI (e.g. AWS credentials for a test endpoint). */
+  env?: Record<string, string>;
 }
 
 /** The real `stowage daemon` (compiled CLI) as a child process, as an operator runs it. */
@@ -57,7 +59,7 @@ export class DaemonProcess {
         this.opts.logFile,
         'daemon',
       ],
-      { reject: false, stdin: 'ignore', all: true },
+      { reject: false, stdin: 'ignore', all: true, env: this.opts.env ?? {} },
     );
     const deadline = Date.now() + 20_000;
     for (let delay = 20; ; delay = Math.min(delay * 2, 500)) {
@@ -99,6 +101,7 @@ export class DaemonProcess {
       reject: false,
       timeout: 30_000,
       stdin: 'ignore',
+      env: this.opts.env ?? {},
     });
     return { exitCode: res.exitCode ?? -1, stdout: String(res.stdout), stderr: String(res.stderr) };
   }
