@@ -136,10 +136,18 @@ export class EbsDriver implements Driver {
       ...(o.size !== undefined ? { sizeGiB: o.size } : {}),
       ...(o.iops !== undefined ? { iops: o.iops } : {}),
       ...(o.throughput !== undefined ? { throughput: o.throughput } : {}),
-      ...(o.encrypted !== undefined ? { encrypted: o.encrypted } : {}),
+      // A KMS key implies encryption; EC2 refuses the key without Encrypted=true.
+      ...(o.encrypted !== undefined || o.kmsKeyId !== undefined ? { encrypted: o.encrypted ?? true } : {}),
       ...(o.kmsKeyId !== undefined ? { kmsKeyId: o.kmsKeyId } : {}),
       ...(snapshotId !== undefined ? { snapshotId } : {}),
     });
+    if (created.state === 'deleting' || created.state === 'deleted') {
+      // The token was spent by an earlier attempt whose volume was deleted again.
+      throw new StowageError(
+        'CONFLICT',
+        `an earlier attempt of this Create made EBS volume ${created.id}, which is ${created.state}; remove volume ${volume.name} and create it again`,
+      );
+    }
     try {
       const ready = await this.waitVolume(
         created.id,
@@ -173,6 +181,7 @@ export class EbsDriver implements Driver {
   }
 
   async destroy(volume: VolumeRecord): Promise<void> {
+    if (typeof volume.fields.volumeId !== 'string') return; // its Create never got an EBS volume
     const id = volumeIdOf(volume);
     if (volume.removePolicy !== 'delete') {
       this.ctx.log.info({ volume: volume.name, volumeId: id }, 'EBS volume kept');

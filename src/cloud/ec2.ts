@@ -179,6 +179,8 @@ export class SdkEc2 implements Ec2Api {
 
   findSnapshotByTag(key: string, value: string): Promise<{ id: string; sizeGiB: number } | undefined> {
     return this.findSnapshot(`DescribeSnapshots tag:${key}=${value}`, {
+      // Only this account's: a stranger's public snapshot with the same tag must never be picked.
+      OwnerIds: ['self'],
       Filters: [{ Name: `tag:${key}`, Values: [value] }],
     });
   }

@@ -118,8 +118,8 @@ export class VolumeManager {
         log.info({ adopted: res.adopted, removePolicy: res.removePolicy }, 'volume created');
       } catch (err) {
         // Nothing was provisioned that the driver did not already undo: forget the record so a
-        // corrected Create can start clean.
-        if (!existing) await this.d.store.deleteVolume(name);
+        // corrected Create starts clean (with a new creation time, hence new idempotency tokens).
+        await this.d.store.deleteVolume(name);
         log.warn({ err: (err as Error).message }, 'create failed');
         throw err;
       }

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pollUntil } from '../../src/core/backoff.js';
+import { SqliteStore } from '../../src/state/sqlite-store.js';
 import { FakeEc2 } from '../fakes/aws/ec2-endpoint.js';
 import { callPlugin } from '../helpers/plugin-client.js';
 import { DaemonProcess } from './daemon-process.js';
@@ -16,6 +17,7 @@ import { docker, PLUGIN_DIR, TEST_IMAGE } from './env.js';
  * requested name, so the device wait, blkid, mkfs and mount run on the kernel's devices.
  */
 const INSTANCE = 'i-0e2e0000000000001';
+const ID_A = 'a'.repeat(64);
 const AZ = 'us-east-1a';
 let base: string;
 let ec2: FakeEc2;
@@ -46,7 +48,7 @@ beforeAll(async () => {
       `  availabilityZone: ${AZ}`,
       `  devDir: ${devDir}`,
       `  byIdDir: ${byIdDir}`,
-      '  attachTimeout: 30s',
+      '  attachTimeout: 5s',
       '  createTimeout: 30s',
       '',
     ].join('\n'),
@@ -63,7 +65,8 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  for (const v of ['ebs-db', 'ebs-restored', 'ebs-zone', 'ebs-foreign']) await docker(['volume', 'rm', v]);
+  for (const v of ['ebs-db', 'ebs-restored', 'ebs-zone', 'ebs-foreign', 'ebs-take'])
+    await docker(['volume', 'rm', v]);
   await daemon?.stop();
   await ec2?.stop();
   if (base) await rm(base, { recursive: true, force: true });
@@ -181,6 +184,119 @@ describe('stowage-ebs with a real dockerd and the test EC2 endpoint', () => {
     expect(r.stderr).toContain(
       'is in us-east-1b but this host is in us-east-1a; EBS volumes attach only in their own zone',
     );
+  });
+
+  it('skips a device name EC2 says is taken and never uses it again', async () => {
+    const sock = daemon.socket('ebs');
+    expect(
+      (await callPlugin(sock, 'VolumeDriver.Create', { Name: 'ebs-names', Opts: { size: '1' } })).body.Err,
+    ).toBe('');
+    ec2.failNext('AttachVolume', {
+      code: 'InvalidParameterValue',
+      message: 'Attachment point /dev/xvdg is already in use',
+    });
+    const m = await callPlugin(sock, 'VolumeDriver.Mount', { Name: 'ebs-names', ID: ID_A }, 60_000);
+    expect(m.body.Err).toBe('');
+    const devices = ec2.calls
+      .filter((c) => c.action === 'AttachVolume')
+      .slice(-2)
+      .map((c) => c.params.Device);
+    expect(devices).toEqual(['/dev/xvdg', '/dev/xvdh']);
+    expect(
+      (await callPlugin(sock, 'VolumeDriver.Unmount', { Name: 'ebs-names', ID: ID_A }, 60_000)).body.Err,
+    ).toBe('');
+  });
+
+  it('gives up on an attachment stuck in "attaching" at attachTimeout and force-detaches it', async () => {
+    const sock = daemon.socket('ebs');
+    const id = ebsVolume('ebs-names')!.volumeId;
+    ec2.stickAttaching(id);
+    const m = await callPlugin(sock, 'VolumeDriver.Mount', { Name: 'ebs-names', ID: ID_A }, 60_000);
+    expect(m.body.Err).toMatch(
+      new RegExp(
+        `timed out after 5 s waiting for EBS volume ${id} to attach to ${INSTANCE} as /dev/xvd[a-z]+`,
+      ),
+    );
+    const detaches = ec2.calls.filter((c) => c.action === 'DetachVolume' && c.params.VolumeId === id);
+    expect(detaches.map((c) => c.params.Force)).toContain('true');
+    ec2.stickAttaching(id, false);
+    const stuckName = ec2.calls.filter((c) => c.action === 'AttachVolume').pop()?.params.Device;
+    // The next mount works under another name: the stuck one is tainted.
+    const again = await callPlugin(sock, 'VolumeDriver.Mount', { Name: 'ebs-names', ID: ID_A }, 60_000);
+    expect(again.body.Err).toBe('');
+    expect(ec2.calls.filter((c) => c.action === 'AttachVolume').pop()?.params.Device).not.toBe(stuckName);
+    expect(
+      (await callPlugin(sock, 'VolumeDriver.Unmount', { Name: 'ebs-names', ID: ID_A }, 60_000)).body.Err,
+    ).toBe('');
+    expect((await callPlugin(sock, 'VolumeDriver.Remove', { Name: 'ebs-names' })).body.Err).toBe('');
+  });
+
+  it('preempts from another stowage host only when the store shows no mounts there', async () => {
+    const sock = daemon.socket('ebs');
+    const other = 'i-0bbbbbbbbbbbbbbbb';
+    const store = new SqliteStore(join(base, 'data', 'state.db'));
+    try {
+      await store.upsertHost({
+        id: 'host-b',
+        identity: { instanceId: other },
+        lastSeen: new Date().toISOString(),
+      });
+      for (const [name, preempt] of [
+        ['ebs-held', 'false'],
+        ['ebs-take', 'true'],
+      ] as const) {
+        const c = await callPlugin(sock, 'VolumeDriver.Create', { Name: name, Opts: { size: '1', preempt } });
+        expect(c.body.Err).toBe('');
+        ec2.attachElsewhere(ebsVolume(name)!.volumeId, other);
+      }
+      // Without preempt: refused, naming the host and its (zero) mounts.
+      const held = await callPlugin(sock, 'VolumeDriver.Mount', { Name: 'ebs-held', ID: ID_A }, 60_000);
+      expect(held.body.Err).toBe(
+        `volume ebs-held is attached to instance ${other} (host host-b) with 0 active mounts; release it there, or create the volume with preempt=true to take it over`,
+      );
+      // With preempt, but host-b's records show a mount: refused, nothing detached.
+      await store.putMount({
+        volume: 'ebs-take',
+        host: 'host-b',
+        mountpoint: '/x',
+        refs: { p: 1 },
+        state: 'mounted',
+        updatedAt: 't',
+      });
+      const busy = await callPlugin(sock, 'VolumeDriver.Mount', { Name: 'ebs-take', ID: ID_A }, 60_000);
+      expect(busy.body.Err).toMatch(/with 1 active mount; preempt takes a volume only when nobody uses it$/);
+      const takeId = ebsVolume('ebs-take')!.volumeId;
+      expect(ec2.calls.some((c) => c.action === 'DetachVolume' && c.params.VolumeId === takeId)).toBe(false);
+      // With preempt and no mounts there: force-detached from host-b and attached here.
+      await store.deleteMount('ebs-take', 'host-b');
+      const taken = await callPlugin(sock, 'VolumeDriver.Mount', { Name: 'ebs-take', ID: ID_A }, 60_000);
+      expect(taken.body.Err).toBe('');
+      expect(
+        ec2.calls.find((c) => c.action === 'DetachVolume' && c.params.VolumeId === takeId)?.params,
+      ).toMatchObject({
+        InstanceId: other,
+        Force: 'true',
+      });
+      expect(ec2.volume(takeId)?.attachments.map((a) => a.instanceId)).toEqual([INSTANCE]);
+      expect(ec2.maxConcurrentAttachments(takeId)).toBe(1);
+      expect(await logOf()).toMatch(/preempt: force-detaching from another host/);
+      expect(
+        (await callPlugin(sock, 'VolumeDriver.Unmount', { Name: 'ebs-take', ID: ID_A }, 60_000)).body.Err,
+      ).toBe('');
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('refuses to delete an EBS volume that is still attached elsewhere, and deletes nothing', async () => {
+    const sock = daemon.socket('ebs');
+    const res = await callPlugin(sock, 'VolumeDriver.Remove', { Name: 'ebs-held' });
+    const id = ebsVolume('ebs-held')!.volumeId;
+    expect(res.body.Err).toBe(
+      `EBS volume ${id} is still attached to i-0bbbbbbbbbbbbbbbb; nothing was deleted`,
+    );
+    expect(ec2.volume(id)?.state).toBe('in-use');
+    expect((await callPlugin(sock, 'VolumeDriver.Get', { Name: 'ebs-held' })).body.Err).toBe('');
   });
 
   it('deletes the EBS volume on docker volume rm and leaves no device behind', async () => {
