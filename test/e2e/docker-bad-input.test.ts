@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callPlugin } from '../helpers/plugin-client.js';
 import { DaemonProcess } from './daemon-process.js';
+import { type PrivateDockerd, startDockerd } from './dockerd.js';
 import { docker, PLUGIN_DIR } from './env.js';
 
 /**
@@ -12,6 +13,7 @@ import { docker, PLUGIN_DIR } from './env.js';
  */
 let base: string;
 let daemon: DaemonProcess;
+let dockerd: PrivateDockerd | undefined;
 let sock: string;
 
 async function volumeNames(): Promise<string[]> {
@@ -25,6 +27,7 @@ async function images(): Promise<string[]> {
 }
 
 beforeAll(async () => {
+  dockerd = await startDockerd();
   base = await mkdtemp(join(tmpdir(), 'stowage-bad-'));
   daemon = new DaemonProcess({
     dataDir: join(base, 'data'),
@@ -41,6 +44,7 @@ afterAll(async () => {
   );
   await callPlugin(sock, 'VolumeDriver.Remove', { Name: 'bad-mounted' }).catch(() => undefined);
   await callPlugin(sock, 'VolumeDriver.Remove', { Name: 'bad-existing' }).catch(() => undefined);
+  await dockerd?.stop(); // before the plugin, as Docker wants
   await daemon?.stop();
   if (base) await rm(base, { recursive: true, force: true });
 });

@@ -9,6 +9,7 @@ import { SqliteStore } from '../../src/state/sqlite-store.js';
 import { FakeEc2 } from '../fakes/aws/ec2-endpoint.js';
 import { callPlugin } from '../helpers/plugin-client.js';
 import { DaemonProcess } from './daemon-process.js';
+import { type PrivateDockerd, startDockerd } from './dockerd.js';
 import { docker, PLUGIN_DIR, TEST_IMAGE } from './env.js';
 
 /**
@@ -22,6 +23,7 @@ const AZ = 'us-east-1a';
 let base: string;
 let ec2: FakeEc2;
 let daemon: DaemonProcess;
+let dockerd: PrivateDockerd | undefined;
 
 const ebsVolume = (name: string) => ec2.volumes.find((v) => v.tags.Name === name && v.state !== 'deleted');
 const logOf = () => readFile(join(base, 'daemon.log'), 'utf8');
@@ -31,6 +33,7 @@ function run(args: string[]) {
 }
 
 beforeAll(async () => {
+  dockerd = await startDockerd();
   base = await mkdtemp(join(tmpdir(), 'stowage-ebs-'));
   const devDir = join(base, 'dev');
   const byIdDir = join(devDir, 'disk', 'by-id');
@@ -67,6 +70,7 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const v of ['ebs-db', 'ebs-restored', 'ebs-zone', 'ebs-foreign', 'ebs-take'])
     await docker(['volume', 'rm', v]);
+  await dockerd?.stop(); // before the plugin, as Docker wants
   await daemon?.stop();
   await ec2?.stop();
   if (base) await rm(base, { recursive: true, force: true });

@@ -6,6 +6,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callPlugin } from '../helpers/plugin-client.js';
 import { DaemonProcess } from './daemon-process.js';
+import { type PrivateDockerd, startDockerd } from './dockerd.js';
 import { docker, PLUGIN_DIR, TEST_IMAGE } from './env.js';
 
 /**
@@ -15,6 +16,7 @@ import { docker, PLUGIN_DIR, TEST_IMAGE } from './env.js';
 const VOL = 'e2e-v1';
 let base: string;
 let daemon: DaemonProcess;
+let dockerd: PrivateDockerd | undefined;
 
 async function kernelMounts(): Promise<string[]> {
   return (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').map((l) => l.split(' ')[4] ?? '');
@@ -37,6 +39,7 @@ function run(args: string[]) {
 }
 
 beforeAll(async () => {
+  dockerd = await startDockerd();
   base = await mkdtemp(join(tmpdir(), 'stowage-e2e-'));
   daemon = new DaemonProcess({
     dataDir: join(base, 'data'),
@@ -49,6 +52,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await docker(['rm', '-f', 'e2e-c1', 'e2e-c2']);
   await docker(['volume', 'rm', VOL]);
+  await dockerd?.stop(); // before the plugin, as Docker wants
   await daemon?.stop();
   if (base) await rm(base, { recursive: true, force: true });
 });

@@ -1,11 +1,10 @@
 import { existsSync } from 'node:fs';
 import { execa } from 'execa';
-import { inject } from 'vitest';
 
 declare module 'vitest' {
   export interface ProvidedContext {
-    /** unix:// address of the suite's private dockerd (test/e2e/global-setup.ts). */
-    dockerHost: string;
+    /** A tarball of a busybox root filesystem, for `docker import` (test/e2e/global-setup.ts). */
+    busyboxTarball: string;
   }
 }
 
@@ -14,10 +13,17 @@ export const DOCKER_CLI = existsSync('/usr/bin/docker') ? '/usr/bin/docker' : 'd
 export const TEST_IMAGE = 'stowage-test:busybox';
 export const PLUGIN_DIR = '/run/docker/plugins';
 
-/** Runs the docker CLI against the suite's own dockerd; never throws, returns what happened. */
+let dockerHost: string | undefined;
+
+/** Set by startDockerd() (test/e2e/dockerd.ts) for this test file. */
+export function setDockerHost(host: string): void {
+  dockerHost = host;
+}
+
+/** Runs the docker CLI against this file's private dockerd; never throws, returns what happened. */
 export async function docker(args: string[], timeoutMs = 60_000) {
-  const host = inject('dockerHost');
-  const res = await execa(DOCKER_CLI, ['-H', host, ...args], {
+  if (!dockerHost) throw new Error('no dockerd for this test file: call startDockerd() in beforeAll');
+  const res = await execa(DOCKER_CLI, ['-H', dockerHost, ...args], {
     reject: false,
     timeout: timeoutMs,
     stdin: 'ignore',

@@ -1,0 +1,83 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { execa, type ResultPromise } from 'execa';
+import { inject } from 'vitest';
+import { within } from '../helpers/deadline.js';
+import { DOCKER_CLI, setDockerHost, TEST_IMAGE } from './env.js';
+
+/**
+ * A private dockerd for one test file: its own data root, exec root and socket, no iptables, the
+ * busybox test image imported. One per file because dockerd caches every plugin it has talked to
+ * and keeps asking it (with 30 s of retries) once its socket is gone: a file's stopped plugins
+ * must not slow the next file down.
+ */
+export interface PrivateDockerd {
+  host: string;
+  stop(): Promise<void>;
+}
+
+export async function startDockerd(): Promise<PrivateDockerd> {
+  const dir = await mkdtemp(join(tmpdir(), 'stowage-dockerd-'));
+  const sock = join(dir, 'docker.sock');
+  const host = `unix://${sock}`;
+  const proc: ResultPromise = execa(
+    '/usr/sbin/dockerd',
+    [
+      '--iptables=false',
+      '--bridge=none',
+      '--data-root',
+      join(dir, 'root'),
+      '--exec-root',
+      join(dir, 'exec'),
+      '--pidfile',
+      join(dir, 'dockerd.pid'),
+      '-H',
+      host,
+    ],
+    { reject: false, stdin: 'ignore', stdout: 'ignore', stderr: { file: join(dir, 'dockerd.log') } },
+  );
+  const stop = async () => {
+    proc.kill('SIGTERM');
+    if ((await within(proc, 20_000)) === undefined) {
+      proc.kill('SIGKILL');
+      await proc;
+    }
+    // dockerd unmounts its overlays on a clean stop; anything left would make rm fail loudly.
+    const mounts = await readFile('/proc/self/mountinfo', 'utf8');
+    for (const line of mounts.split('\n')) {
+      const mp = line.split(' ')[4];
+      if (mp?.startsWith(dir)) await execa('umount', ['-l', mp], { reject: false });
+    }
+    await rm(dir, { recursive: true, force: true });
+  };
+  try {
+    const deadline = Date.now() + 60_000;
+    for (let delay = 50; ; delay = Math.min(delay * 2, 1000)) {
+      const info = await execa(DOCKER_CLI, ['-H', host, 'info', '--format', '{{.ServerVersion}}'], {
+        reject: false,
+        timeout: 10_000,
+      });
+      if (info.exitCode === 0) break;
+      if (proc.exitCode !== null || Date.now() > deadline) {
+        const log = await readFile(join(dir, 'dockerd.log'), 'utf8').catch(() => '');
+        throw new Error(
+          `dockerd did not become ready within 60 s:\n${log.split('\n').slice(-15).join('\n')}`,
+        );
+      }
+      await sleep(delay);
+    }
+    const imported = await execa(DOCKER_CLI, ['-H', host, 'import', inject('busyboxTarball'), TEST_IMAGE], {
+      reject: false,
+      timeout: 60_000,
+    });
+    if (imported.exitCode !== 0)
+      throw new Error(`docker import of the busybox test image failed: ${imported.stderr}`);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  setDockerHost(host);
+  return { host, stop };
+}
