@@ -17,6 +17,7 @@ export type {
 } from './core/driver.js';
 export { parseDuration } from './core/duration.js';
 export { type ErrorCode, isStowageError, StowageError } from './core/errors.js';
+export { blockMountSpec } from './core/mount-pipeline.js';
 export { type OptionSpecs, oneOf, type ParsedOptions, parseOptions } from './core/options.js';
 export type { DriverRegistry } from './core/registry.js';
 export { formatSize, parseSize } from './core/size.js';

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import {
   type AttachmentRecord,
+  blockMountSpec,
   type CloudClients,
   type DoctorCheck,
   type Driver,
@@ -252,14 +253,7 @@ export class EbsDriver implements Driver {
   }
 
   mountSpec(volume: VolumeRecord, attachment: AttachmentRecord | undefined): MountSpec {
-    if (!attachment?.device)
-      throw new StowageError('INTERNAL', `volume ${volume.name} has no attached device to mount`);
-    return {
-      kind: 'block',
-      device: attachment.device,
-      fsType: String(volume.options.fsType),
-      mountOptions: [],
-    };
+    return blockMountSpec(volume, attachment);
   }
 
   describe(volume: VolumeRecord): Record<string, unknown> {

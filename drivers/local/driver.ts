@@ -2,6 +2,7 @@ import { mkdir, open, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   type AttachmentRecord,
+  blockMountSpec,
   type DoctorCheck,
   type Driver,
   type DriverContext,
@@ -137,15 +138,7 @@ export class LocalDriver implements Driver {
   }
 
   mountSpec(volume: VolumeRecord, attachment: AttachmentRecord | undefined): MountSpec {
-    if (!attachment?.device) {
-      throw new StowageError('INTERNAL', `volume ${volume.name} has no attached device to mount`);
-    }
-    return {
-      kind: 'block',
-      device: attachment.device,
-      fsType: String(volume.options.fsType),
-      mountOptions: [],
-    };
+    return blockMountSpec(volume, attachment);
   }
 
   describe(volume: VolumeRecord): Record<string, unknown> {

@@ -1,6 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { Mounter } from '../mount/mounter.js';
+import type { AttachmentRecord, VolumeRecord } from '../state/store.js';
 import { formatMs, pollUntil } from './backoff.js';
 import type { MountSpec, Timeouts } from './driver.js';
 import { isStowageError, StowageError } from './errors.js';
@@ -9,6 +10,19 @@ export interface PipelineDeps {
   mounter: Mounter;
   log: Logger;
   timeouts: Timeouts;
+}
+
+/** The MountSpec of a volume whose attachment gave a block device: what local and ebs both mount. */
+export function blockMountSpec(volume: VolumeRecord, attachment: AttachmentRecord | undefined): MountSpec {
+  if (!attachment?.device) {
+    throw new StowageError('INTERNAL', `volume ${volume.name} has no attached device to mount`);
+  }
+  return {
+    kind: 'block',
+    device: attachment.device,
+    fsType: String(volume.options.fsType),
+    mountOptions: [],
+  };
 }
 
 /**
