@@ -1,16 +1,9 @@
-import {
-  AttachVolumeCommand,
-  CreateVolumeCommand,
-  DeleteVolumeCommand,
-  DescribeInstancesCommand,
-  type DescribeInstancesCommandInput,
-  DescribeSnapshotsCommand,
-  type DescribeSnapshotsCommandInput,
-  DescribeVolumesCommand,
-  DetachVolumeCommand,
+import type {
+  DescribeInstancesCommandInput,
+  DescribeSnapshotsCommandInput,
   EC2Client,
-  type Volume,
-  type VolumeType,
+  Volume,
+  VolumeType,
 } from '@aws-sdk/client-ec2';
 import { isStowageError } from '../core/errors.js';
 import { fromAwsError } from './errors.js';
@@ -73,26 +66,38 @@ export interface SdkEc2Options {
   requestTimeoutMs: number;
 }
 
-export class SdkEc2 implements Ec2Api {
-  private readonly client: EC2Client;
+type Sdk = typeof import('@aws-sdk/client-ec2');
 
-  constructor(opts: SdkEc2Options) {
-    this.client = new EC2Client({
-      region: opts.region,
-      maxAttempts: opts.maxAttempts,
-      retryMode: 'standard',
-      ...(opts.endpoint ? { endpoint: opts.endpoint } : {}),
-      requestHandler: {
-        requestTimeout: opts.requestTimeoutMs,
-        connectionTimeout: Math.min(opts.requestTimeoutMs, 5000),
-      },
-    });
+export class SdkEc2 implements Ec2Api {
+  private sdk: Promise<{ sdk: Sdk; client: EC2Client }> | undefined;
+
+  constructor(private readonly opts: SdkEc2Options) {}
+
+  /**
+   * The SDK is loaded on first use, not at start-up: it costs ~35 MB of memory and most of a
+   * second of CPU, which a daemon without the ebs driver, or a CLI call, must not pay.
+   */
+  private load(): Promise<{ sdk: Sdk; client: EC2Client }> {
+    this.sdk ??= import('@aws-sdk/client-ec2').then((sdk) => ({
+      sdk,
+      client: new sdk.EC2Client({
+        region: this.opts.region,
+        maxAttempts: this.opts.maxAttempts,
+        retryMode: 'standard',
+        ...(this.opts.endpoint ? { endpoint: this.opts.endpoint } : {}),
+        requestHandler: {
+          requestTimeout: this.opts.requestTimeoutMs,
+          connectionTimeout: Math.min(this.opts.requestTimeoutMs, 5000),
+        },
+      }),
+    }));
+    return this.sdk;
   }
 
   async createVolume(i: CreateVolumeInput): Promise<Ec2Volume> {
-    const out = await this.call(`CreateVolume in ${i.availabilityZone}`, () =>
-      this.client.send(
-        new CreateVolumeCommand({
+    const out = await this.call(`CreateVolume in ${i.availabilityZone}`, (c) =>
+      c.client.send(
+        new c.sdk.CreateVolumeCommand({
           ClientToken: i.clientToken,
           AvailabilityZone: i.availabilityZone,
           VolumeType: i.type as VolumeType,
@@ -113,8 +118,8 @@ export class SdkEc2 implements Ec2Api {
 
   async describeVolume(id: string): Promise<Ec2Volume | undefined> {
     try {
-      const out = await this.call(`DescribeVolumes ${id}`, () =>
-        this.client.send(new DescribeVolumesCommand({ VolumeIds: [id] })),
+      const out = await this.call(`DescribeVolumes ${id}`, (c) =>
+        c.client.send(new c.sdk.DescribeVolumesCommand({ VolumeIds: [id] })),
       );
       const v = out.Volumes?.[0];
       return v ? toVolume(v) : undefined;
@@ -126,8 +131,8 @@ export class SdkEc2 implements Ec2Api {
 
   async deleteVolume(id: string): Promise<void> {
     try {
-      await this.call(`DeleteVolume ${id}`, () =>
-        this.client.send(new DeleteVolumeCommand({ VolumeId: id })),
+      await this.call(`DeleteVolume ${id}`, (c) =>
+        c.client.send(new c.sdk.DeleteVolumeCommand({ VolumeId: id })),
       );
     } catch (err) {
       if (!isStowageError(err, 'NOT_FOUND')) throw err;
@@ -135,16 +140,16 @@ export class SdkEc2 implements Ec2Api {
   }
 
   async attachVolume(id: string, instanceId: string, device: string): Promise<void> {
-    await this.call(`AttachVolume ${id} to ${instanceId} as ${device}`, () =>
-      this.client.send(new AttachVolumeCommand({ VolumeId: id, InstanceId: instanceId, Device: device })),
+    await this.call(`AttachVolume ${id} to ${instanceId} as ${device}`, (c) =>
+      c.client.send(new c.sdk.AttachVolumeCommand({ VolumeId: id, InstanceId: instanceId, Device: device })),
     );
   }
 
   async detachVolume(id: string, instanceId: string, opts: { force?: boolean } = {}): Promise<void> {
     try {
-      await this.call(`DetachVolume ${id} from ${instanceId}`, () =>
-        this.client.send(
-          new DetachVolumeCommand({ VolumeId: id, InstanceId: instanceId, Force: opts.force ?? false }),
+      await this.call(`DetachVolume ${id} from ${instanceId}`, (c) =>
+        c.client.send(
+          new c.sdk.DetachVolumeCommand({ VolumeId: id, InstanceId: instanceId, Force: opts.force ?? false }),
         ),
       );
     } catch (err) {
@@ -189,7 +194,7 @@ export class SdkEc2 implements Ec2Api {
     doing: string,
     input: DescribeInstancesCommandInput,
   ): Promise<Ec2Instance | undefined> {
-    const out = await this.call(doing, () => this.client.send(new DescribeInstancesCommand(input)));
+    const out = await this.call(doing, (c) => c.client.send(new c.sdk.DescribeInstancesCommand(input)));
     const inst = out.Reservations?.flatMap((r) => r.Instances ?? [])[0];
     if (!inst?.InstanceId) return undefined;
     const found: Ec2Instance = {
@@ -205,7 +210,7 @@ export class SdkEc2 implements Ec2Api {
     doing: string,
     input: DescribeSnapshotsCommandInput,
   ): Promise<{ id: string; sizeGiB: number } | undefined> {
-    const out = await this.call(doing, () => this.client.send(new DescribeSnapshotsCommand(input)));
+    const out = await this.call(doing, (c) => c.client.send(new c.sdk.DescribeSnapshotsCommand(input)));
     // Newest first when a tag matches several snapshots.
     const snaps = [...(out.Snapshots ?? [])].sort(
       (a, b) => (b.StartTime?.getTime() ?? 0) - (a.StartTime?.getTime() ?? 0),
@@ -214,9 +219,9 @@ export class SdkEc2 implements Ec2Api {
     return s?.SnapshotId ? { id: s.SnapshotId, sizeGiB: s.VolumeSize ?? 0 } : undefined;
   }
 
-  private async call<T>(doing: string, fn: () => Promise<T>): Promise<T> {
+  private async call<T>(doing: string, fn: (c: { sdk: Sdk; client: EC2Client }) => Promise<T>): Promise<T> {
     try {
-      return await fn();
+      return await fn(await this.load());
     } catch (err) {
       throw fromAwsError(err, doing);
     }
