@@ -99,7 +99,10 @@ export const EBS_OPTION_SPECS: OptionSpecs = {
   availabilityZone: {
     schema: z
       .string()
-      .regex(/^[a-z]{2}(-[a-z]+)+-\d[a-z]$/, { message: 'must be an availability zone such as us-east-1a' }),
+      // Regular zones (us-east-1a) and Local Zones (us-west-2-lax-1a).
+      .regex(/^[a-z]{2}(-[a-z0-9]+)*-\d+[a-z]$/, {
+        message: 'must be an availability zone such as us-east-1a',
+      }),
     help: "availability zone (default this host's)",
   },
   fsType: { schema: oneOf(['ext4', 'xfs']), help: 'filesystem made at first mount when the volume is blank' },

@@ -164,6 +164,10 @@ describe('ebs options: defaults', () => {
 });
 
 describe('ebs options: values and aliases', () => {
+  it('accepts Local Zone names as availability zones', () => {
+    expect(parse({ availabilityZone: 'us-west-2-lax-1a' }).values.availabilityZone).toBe('us-west-2-lax-1a');
+  });
+
   it('accepts every option and converts it', () => {
     const parsed = parse({
       size: '100',
