@@ -72,12 +72,10 @@ export const ConfigSchema = z
       })
       .strict()
       .prefault({}),
-    ebs: z
+    aws: z
       .object({
         /** AWS region; default $AWS_REGION, then the instance's own (IMDS). */
         region: z.string().optional(),
-        /** EC2 API endpoint; default the SDK's (which honours AWS_ENDPOINT_URL_EC2). */
-        endpoint: z.url().optional(),
         /** Static identity instead of instance metadata (tests, hosts without IMDS). */
         instanceId: z
           .string()
@@ -86,14 +84,21 @@ export const ConfigSchema = z
         availabilityZone: z.string().optional(),
         /** IMDS endpoint; default $AWS_EC2_METADATA_SERVICE_ENDPOINT, then http://169.254.169.254. */
         imdsEndpoint: z.url().optional(),
+        /** Attempts per AWS call, with the SDK's backoff for throttling and transient errors. */
+        maxAttempts: z.number().int().min(1).max(20).default(5),
+        requestTimeoutMs: ms.default(30_000),
+      })
+      .strict()
+      .prefault({}),
+    ebs: z
+      .object({
+        /** EC2 API endpoint; default the SDK's (which honours AWS_ENDPOINT_URL_EC2). */
+        endpoint: z.url().optional(),
         defaultSizeGiB: z.number().int().min(1).max(65536).default(10),
         defaultType: z.enum(['gp3', 'gp2', 'io1', 'io2', 'st1', 'sc1', 'standard']).default('gp3'),
         defaultFsType: z.enum(['ext4', 'xfs']).default('ext4'),
         createTimeout: z.string().default('5m'),
         attachTimeout: z.string().default('2m'),
-        /** Attempts per AWS call, with the SDK's backoff for throttling and transient errors. */
-        maxAttempts: z.number().int().min(1).max(20).default(5),
-        requestTimeoutMs: ms.default(30_000),
         /** Where attached devices appear; only tests and unusual hosts change these. */
         devDir: absPath.default('/dev'),
         byIdDir: absPath.default('/dev/disk/by-id'),

@@ -115,34 +115,38 @@ export function createRuntime(config: Config, o: RuntimeOverrides = {}): Runtime
 
 /**
  * The AWS seams, built only when a cloud driver is enabled. Identity: static from config when
- * ebs.instanceId is set, else IMDSv2. Region: config, $AWS_REGION, then the instance's own.
+ * aws.instanceId is set, else IMDSv2. Region: config, $AWS_REGION, then the instance's own.
  */
 function awsClients(config: Config): CloudClients {
-  const e = config.ebs;
+  const a = config.aws;
   let identity: IdentitySource;
-  if (e.instanceId) {
-    if (!e.availabilityZone) {
+  if (a.instanceId) {
+    if (!a.availabilityZone) {
       throw new StowageError(
         'CONFIG',
-        'ebs.instanceId is set without ebs.availabilityZone; give both or neither',
+        'aws.instanceId is set without aws.availabilityZone; give both or neither',
       );
     }
     identity = new StaticIdentity({
-      instanceId: e.instanceId,
-      availabilityZone: e.availabilityZone,
-      region: e.region ?? e.availabilityZone.replace(/[a-z]$/, ''),
+      instanceId: a.instanceId,
+      availabilityZone: a.availabilityZone,
+      region: a.region ?? a.availabilityZone.replace(/[a-z]$/, ''),
     });
   } else {
     identity = new Imdsv2(
-      e.imdsEndpoint ?? process.env.AWS_EC2_METADATA_SERVICE_ENDPOINT ?? DEFAULT_IMDS_ENDPOINT,
+      a.imdsEndpoint ?? process.env.AWS_EC2_METADATA_SERVICE_ENDPOINT ?? DEFAULT_IMDS_ENDPOINT,
     );
   }
-  const envRegion = process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION;
+  const region =
+    a.region ??
+    process.env.AWS_REGION ??
+    process.env.AWS_DEFAULT_REGION ??
+    (async () => (await identity.identity()).region);
   const ec2 = new SdkEc2({
-    region: e.region ?? envRegion ?? (async () => (await identity.identity()).region),
-    maxAttempts: e.maxAttempts,
-    requestTimeoutMs: e.requestTimeoutMs,
-    ...(e.endpoint ? { endpoint: e.endpoint } : {}),
+    region,
+    maxAttempts: a.maxAttempts,
+    requestTimeoutMs: a.requestTimeoutMs,
+    ...(config.ebs.endpoint ? { endpoint: config.ebs.endpoint } : {}),
   });
   return { ec2, identity };
 }

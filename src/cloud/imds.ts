@@ -57,7 +57,7 @@ export class Imdsv2 implements IdentitySource {
       throw new StowageError(
         'UNAVAILABLE',
         `instance metadata (IMDSv2) at ${this.endpoint} did not answer within ${this.timeoutMs} ms: ` +
-          `${(err as Error).message}. Off EC2, set ebs.instanceId and ebs.availabilityZone in the config`,
+          `${(err as Error).message}. Off EC2, set aws.instanceId and aws.availabilityZone in the config`,
       );
     }
     if (!res.ok) {

@@ -165,7 +165,7 @@ describe('Imdsv2', () => {
     expect(String(err.stack)).not.toContain(TOKEN);
   });
 
-  it('gives up with UNAVAILABLE when nothing answers, and says to set ebs.instanceId', async () => {
+  it('gives up with UNAVAILABLE when nothing answers, and says to set aws.instanceId', async () => {
     const endpoint = await listen(() => undefined); // accepts, never answers
     const err = await failure(new Imdsv2(endpoint, 200).identity());
     expect(err.code).toBe('UNAVAILABLE');
@@ -173,7 +173,7 @@ describe('Imdsv2', () => {
     expect(err.message).toMatch(
       new RegExp(
         `^instance metadata \\(IMDSv2\\) at ${endpoint.replace(/\./g, '\\.')} did not answer within 200 ms: .+\\. ` +
-          'Off EC2, set ebs\\.instanceId and ebs\\.availabilityZone in the config$',
+          'Off EC2, set aws\\.instanceId and aws\\.availabilityZone in the config$',
       ),
     );
   });
@@ -185,7 +185,7 @@ describe('Imdsv2', () => {
     await new Promise<void>((resolve) => s.close(() => resolve()));
     const err = await failure(new Imdsv2(endpoint, 1000).identity());
     expect(err.code).toBe('UNAVAILABLE');
-    expect(err.message).toContain('Off EC2, set ebs.instanceId and ebs.availabilityZone in the config');
+    expect(err.message).toContain('Off EC2, set aws.instanceId and aws.availabilityZone in the config');
   });
 });
 

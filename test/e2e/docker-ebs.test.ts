@@ -44,11 +44,12 @@ beforeAll(async () => {
   await writeFile(
     configFile,
     [
-      'ebs:',
-      `  endpoint: ${ec2.url}`,
+      'aws:',
       '  region: us-east-1',
       `  instanceId: ${INSTANCE}`,
       `  availabilityZone: ${AZ}`,
+      'ebs:',
+      `  endpoint: ${ec2.url}`,
       `  devDir: ${devDir}`,
       `  byIdDir: ${byIdDir}`,
       '  attachTimeout: 5s',
