@@ -1,6 +1,4 @@
-import { randomBytes } from 'node:crypto';
-import { mkdir, rmdir } from 'node:fs/promises';
-import { join, posix } from 'node:path';
+import { posix } from 'node:path';
 import {
   type DoctorCheck,
   type Driver,
@@ -10,6 +8,9 @@ import {
   type ProvisionResult,
   parseDuration,
   parseOptions,
+  provisionDir,
+  removeDir,
+  type ShareLocation,
   StowageError,
   type VolumeInput,
   type VolumeRecord,
@@ -90,30 +91,20 @@ export class NfsDriver implements Driver {
     }
     const subdir = this.subdirOf(volume.name, o);
     const remotePath = posix.join(o.share!, subdir);
-    const timeoutMs = parseDuration(o.mountTimeout);
     const fields = { server: o.server, remotePath, share: o.share, subdir };
-    return this.withShare(o, async (root) => {
-      const dir = join(root, subdir);
-      const kind = await this.ctx.files.kind(dir, timeoutMs);
-      if (kind !== null && !volume.resuming) {
-        if (kind !== 'directory') {
-          throw new StowageError(
-            'CONFLICT',
-            `${o.server}:${remotePath} exists and is a ${kind}, not a directory`,
-          );
-        }
-        // Existing data: take it over and keep it unless the user asked for delete explicitly.
-        const policy = volume.givenOptions.includes('onRemove') ? o.onRemove : 'retain';
-        this.ctx.log.warn({ volume: volume.name, remotePath, policy }, 'adopting an existing directory');
-        return { adopted: true, removePolicy: policy, fields };
-      }
-      const owner = {
-        ...(o.uid !== undefined ? { uid: o.uid } : {}),
-        ...(o.gid !== undefined ? { gid: o.gid } : {}),
-      };
-      await this.ctx.files.makeDir(dir, { mode: o.mode, ...owner, timeoutMs });
-      return { adopted: false, removePolicy: o.onRemove, fields };
-    });
+    const dir = {
+      mode: o.mode,
+      ...(o.uid !== undefined ? { uid: o.uid } : {}),
+      ...(o.gid !== undefined ? { gid: o.gid } : {}),
+    };
+    const made = await provisionDir(this.ctx, this.shareOf(o), subdir, dir, volume.resuming);
+    if (made.adopted) {
+      // Existing data: take it over and keep it unless the user asked for delete explicitly.
+      const policy = volume.givenOptions.includes('onRemove') ? o.onRemove : 'retain';
+      this.ctx.log.warn({ volume: volume.name, remotePath, policy }, 'adopting an existing directory');
+      return { adopted: true, removePolicy: policy, fields };
+    }
+    return { adopted: false, removePolicy: o.onRemove, fields };
   }
 
   async destroy(volume: VolumeRecord): Promise<void> {
@@ -123,18 +114,8 @@ export class NfsDriver implements Driver {
       this.ctx.log.info({ volume: volume.name, policy: 'retain' }, 'directory kept on the server');
       return;
     }
-    const timeoutMs = parseDuration(o.mountTimeout);
-    await this.withShare(o, async (root) => {
-      const dir = join(root, subdir);
-      if ((await this.ctx.files.kind(dir, timeoutMs)) === null) return; // already gone
-      if (volume.removePolicy === 'delete') {
-        await this.ctx.files.removeTree(dir, timeoutMs);
-      } else {
-        const archived = join(root, `archived-${subdir.replaceAll('/', '-')}-${timestamp()}`);
-        await this.ctx.files.rename(dir, archived, timeoutMs);
-        this.ctx.log.info({ volume: volume.name, archived }, 'directory archived');
-      }
-    });
+    const archived = await removeDir(this.ctx, this.shareOf(o), subdir, volume.removePolicy);
+    if (archived) this.ctx.log.info({ volume: volume.name, archived }, 'directory archived');
   }
 
   mountSpec(volume: VolumeRecord): MountSpec {
@@ -197,46 +178,15 @@ export class NfsDriver implements Driver {
     return (o.subdir ?? '{name}').replaceAll('{name}', name);
   }
 
-  /** Mounts server:/share on a private staging directory for `fn`, then unmounts and removes it. */
-  private async withShare<T>(o: NfsOptions, fn: (root: string) => Promise<T>): Promise<T> {
-    const staging = join(this.ctx.stagingDir, `nfs-${randomBytes(6).toString('hex')}`);
-    await mkdir(staging, { recursive: true, mode: 0o700 });
-    const timeoutMs = parseDuration(o.mountTimeout);
-    try {
-      await this.ctx.mounter.mount(`${o.server}:${o.share}`, staging, {
-        fsType: fsTypeOf(o),
-        options: this.mountOptions(o),
-        timeoutMs,
-      });
-    } catch (err) {
-      await rmdir(staging).catch(() => undefined);
-      throw serverError(err, o.server, timeoutMs);
-    }
-    try {
-      return await fn(staging);
-    } catch (err) {
-      throw serverError(err, o.server, timeoutMs);
-    } finally {
-      try {
-        await this.ctx.mounter.unmount(staging, { timeoutMs });
-      } catch {
-        await this.ctx.mounter.unmount(staging, { lazy: true, timeoutMs }).catch(() => undefined);
-      }
-      // Only an empty, unmounted directory goes: rmdir refuses anything else, which is the point.
-      await rmdir(staging).catch(() => undefined);
-    }
+  private shareOf(o: NfsOptions): ShareLocation {
+    return {
+      server: o.server,
+      path: o.share!,
+      fsType: fsTypeOf(o),
+      mountOptions: this.mountOptions(o),
+      timeoutMs: parseDuration(o.mountTimeout),
+    };
   }
-}
-
-function serverError(err: unknown, server: string, timeoutMs: number): unknown {
-  if (err instanceof StowageError && err.code === 'TIMEOUT' && !err.message.startsWith('NFS server')) {
-    return new StowageError(
-      'TIMEOUT',
-      `NFS server ${server} did not answer within ${timeoutMs / 1000} s (${err.message}); check that it is up and reachable`,
-      { cause: err },
-    );
-  }
-  return err;
 }
 
 function fsTypeOf(o: NfsOptions): 'nfs' | 'nfs4' {
@@ -247,11 +197,4 @@ function portOf(options: readonly string[]): number {
   const p = options.find((o) => o.toLowerCase().startsWith('port='));
   const n = p ? Number(p.split('=')[1]) : 2049;
   return Number.isInteger(n) && n > 0 ? n : 2049;
-}
-
-function timestamp(): string {
-  return new Date()
-    .toISOString()
-    .replace(/[-:]/g, '')
-    .replace(/\.\d+Z$/, 'Z');
 }

@@ -117,7 +117,7 @@ export interface Driver {
   attach?(volume: VolumeRecord): Promise<{ device: string }>;
   /** Inverse of attach; a device that is already gone is success. */
   detach?(volume: VolumeRecord, attachment: AttachmentRecord): Promise<void>;
-  mountSpec(volume: VolumeRecord, attachment: AttachmentRecord | undefined): MountSpec;
+  mountSpec(volume: VolumeRecord, attachment: AttachmentRecord | undefined): MountSpec | Promise<MountSpec>;
   /** Driver facts for Get's Status and `volumes inspect`. */
   describe(volume: VolumeRecord): Record<string, unknown>;
   doctor?(): Promise<DoctorCheck[]>;

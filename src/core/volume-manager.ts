@@ -257,7 +257,7 @@ export class VolumeManager {
           await this.d.store.putAttachment(attachment);
           log.info({ device }, 'attached');
         }
-        await mountAt(this.pipeline(log), driver.mountSpec(vol, attachment), target);
+        await mountAt(this.pipeline(log), await driver.mountSpec(vol, attachment), target);
         await this.d.store.putMount({
           volume: name,
           host: this.d.host,
