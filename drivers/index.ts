@@ -1,5 +1,6 @@
 import type { DriverRegistry } from '../src/index.js';
 import { ebsDriver } from './ebs/index.js';
+import { efsDriver } from './efs/index.js';
 import { localDriver } from './local/index.js';
 import { nfsDriver } from './nfs/index.js';
 
@@ -8,4 +9,5 @@ export function registerBuiltins(registry: DriverRegistry): void {
   registry.register('local', localDriver);
   registry.register('nfs', nfsDriver);
   registry.register('ebs', ebsDriver);
+  registry.register('efs', efsDriver);
 }

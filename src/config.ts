@@ -7,6 +7,17 @@ import { StowageError } from './core/errors.js';
 
 export const DEFAULT_CONFIG_FILE = '/etc/stowage/config.yaml';
 
+/** What AWS recommends for EFS over NFSv4.1. */
+const EFS_MOUNT_DEFAULTS = [
+  'nfsvers=4.1',
+  'rsize=1048576',
+  'wsize=1048576',
+  'hard',
+  'timeo=600',
+  'retrans=2',
+  'noresvport',
+];
+
 const absPath = z.string().refine(isAbsolute, { message: 'must be an absolute path' });
 const ms = z
   .number()
@@ -82,6 +93,10 @@ export const ConfigSchema = z
           .regex(/^i-[0-9a-f]{8,17}$/, { message: 'must be an instance id such as i-0123456789abcdef0' })
           .optional(),
         availabilityZone: z.string().optional(),
+        subnetId: z
+          .string()
+          .regex(/^subnet-[0-9a-f]{8,17}$/, { message: 'must be a subnet id' })
+          .optional(),
         /** IMDS endpoint; default $AWS_EC2_METADATA_SERVICE_ENDPOINT, then http://169.254.169.254. */
         imdsEndpoint: z.url().optional(),
         /** Attempts per AWS call, with the SDK's backoff for throttling and transient errors. */
@@ -103,6 +118,22 @@ export const ConfigSchema = z
         devDir: absPath.default('/dev'),
         byIdDir: absPath.default('/dev/disk/by-id'),
         sysBlockDir: absPath.default('/sys/block'),
+      })
+      .strict()
+      .prefault({}),
+    efs: z
+      .object({
+        /** EFS API endpoint; default the SDK's (which honours AWS_ENDPOINT_URL_EFS). */
+        endpoint: z.url().optional(),
+        /** Default file system for volumes that name none. */
+        fileSystemId: z
+          .string()
+          .regex(/^fs-[0-9a-f]{8,17}$/, { message: 'must be a file system id' })
+          .optional(),
+        mountOptions: z.array(z.string().min(1)).default(EFS_MOUNT_DEFAULTS),
+        onRemove: z.enum(['retain', 'delete']).default('retain'),
+        mountTimeout: z.string().default('30s'),
+        createTimeout: z.string().default('10m'),
       })
       .strict()
       .prefault({}),

@@ -1,6 +1,7 @@
 // The public surface for drivers/: types, errors, option helpers. Drivers import nothing else.
 
 export type { Ec2Api, Ec2Instance, Ec2Volume } from './cloud/ec2.js';
+export type { EfsAccessPoint, EfsApi, EfsFileSystem, EfsMountTarget } from './cloud/efs.js';
 export type { IdentitySource, InstanceIdentity } from './cloud/imds.js';
 export { formatMs, pollUntil } from './core/backoff.js';
 export type {

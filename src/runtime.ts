@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { registerBuiltins } from '../drivers/index.js';
 import { SdkEc2 } from './cloud/ec2.js';
+import { SdkEfs } from './cloud/efs.js';
 import { DEFAULT_IMDS_ENDPOINT, type IdentitySource, Imdsv2, StaticIdentity } from './cloud/imds.js';
 import type { Config } from './config.js';
 import type { CloudClients, StateView, Timeouts } from './core/driver.js';
@@ -73,7 +74,8 @@ export function createRuntime(config: Config, o: RuntimeOverrides = {}): Runtime
     mounts: (volume) => store.getMounts(volume),
     attachmentsOnHost: (host) => store.listAttachmentsByHost(host),
   };
-  const cloud = o.cloud ?? (config.drivers.includes('ebs') ? awsClients(config) : undefined);
+  const cloud =
+    o.cloud ?? (config.drivers.some((d) => d === 'ebs' || d === 'efs') ? awsClients(config) : undefined);
   registry.enable(config.drivers, (name) => ({
     host: config.hostId,
     log: log.child({ driver: name }),
@@ -131,6 +133,7 @@ function awsClients(config: Config): CloudClients {
       instanceId: a.instanceId,
       availabilityZone: a.availabilityZone,
       region: a.region ?? a.availabilityZone.replace(/[a-z]$/, ''),
+      ...(a.subnetId ? { subnetId: a.subnetId } : {}),
     });
   } else {
     identity = new Imdsv2(
@@ -148,5 +151,11 @@ function awsClients(config: Config): CloudClients {
     requestTimeoutMs: a.requestTimeoutMs,
     ...(config.ebs.endpoint ? { endpoint: config.ebs.endpoint } : {}),
   });
-  return { ec2, identity };
+  const efs = new SdkEfs({
+    region,
+    maxAttempts: a.maxAttempts,
+    requestTimeoutMs: a.requestTimeoutMs,
+    ...(config.efs.endpoint ? { endpoint: config.efs.endpoint } : {}),
+  });
+  return { ec2, efs, identity };
 }

@@ -4,6 +4,8 @@ export interface InstanceIdentity {
   instanceId: string;
   availabilityZone: string;
   region: string;
+  /** The subnet of the primary network interface, when known (EFS mount targets default to it). */
+  subnetId?: string;
 }
 
 export interface IdentitySource {
@@ -46,7 +48,10 @@ export class Imdsv2 implements IdentitySource {
       get('placement/availability-zone'),
     ]);
     const region = await get('placement/region').catch(() => availabilityZone.replace(/[a-z]$/, ''));
-    return { instanceId, availabilityZone, region };
+    const subnetId = await get('mac')
+      .then((mac) => get(`network/interfaces/macs/${mac}/subnet-id`))
+      .catch(() => undefined);
+    return { instanceId, availabilityZone, region, ...(subnetId ? { subnetId } : {}) };
   }
 
   private async request(url: string, init: RequestInit): Promise<string> {

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { Ec2Api } from '../cloud/ec2.js';
+import type { EfsApi } from '../cloud/efs.js';
 import type { IdentitySource } from '../cloud/imds.js';
 import type { FileOps } from '../mount/file-ops.js';
 import type { LoopDevices } from '../mount/loop.js';
@@ -50,6 +51,8 @@ export interface StateView {
 
 export interface CloudClients {
   ec2: Ec2Api;
+  /** Present when the efs driver is enabled. */
+  efs?: EfsApi;
   identity: IdentitySource;
 }
 
@@ -67,7 +70,8 @@ export type MountSpec =
       /** `server:/path` */
       source: string;
       server: string;
-      fsType: 'nfs' | 'nfs4';
+      /** `efs` goes through the EFS mount helper (TLS, access points). */
+      fsType: 'nfs' | 'nfs4' | 'efs';
       mountOptions: string[];
       /** Deadline of the mount command; past it the server is reported as not answering. */
       timeoutMs: number;

@@ -1,0 +1,277 @@
+import type { EFSClient } from '@aws-sdk/client-efs';
+import { isStowageError } from '../core/errors.js';
+import { awsErrorName, fromAwsError } from './errors.js';
+
+export interface EfsFileSystem {
+  id: string;
+  state: string;
+  creationToken?: string;
+}
+
+export interface EfsMountTarget {
+  id: string;
+  fileSystemId: string;
+  subnetId: string;
+  availabilityZone: string;
+  ip: string;
+  state: string;
+}
+
+export interface EfsAccessPoint {
+  id: string;
+  fileSystemId: string;
+  path: string;
+  state: string;
+}
+
+export interface CreateFileSystemInput {
+  creationToken: string;
+  performanceMode?: string;
+  throughputMode?: string;
+  encrypted?: boolean;
+  kmsKeyId?: string;
+  tags: Record<string, string>;
+}
+
+export interface CreateAccessPointInput {
+  clientToken: string;
+  fileSystemId: string;
+  path: string;
+  uid: number;
+  gid: number;
+  permissions: string;
+  tags: Record<string, string>;
+}
+
+/** The narrow EFS seam. Errors are StowageErrors; NotFound on describe is undefined, on delete success. */
+export interface EfsApi {
+  describeFileSystem(id: string): Promise<EfsFileSystem | undefined>;
+  createFileSystem(input: CreateFileSystemInput): Promise<EfsFileSystem>;
+  deleteFileSystem(id: string): Promise<void>;
+  describeMountTargets(fileSystemId: string): Promise<EfsMountTarget[]>;
+  createMountTarget(
+    fileSystemId: string,
+    subnetId: string,
+    securityGroups: string[],
+  ): Promise<EfsMountTarget>;
+  deleteMountTarget(id: string): Promise<void>;
+  createAccessPoint(input: CreateAccessPointInput): Promise<EfsAccessPoint>;
+  describeAccessPoint(id: string): Promise<EfsAccessPoint | undefined>;
+  deleteAccessPoint(id: string): Promise<void>;
+}
+
+type Sdk = typeof import('@aws-sdk/client-efs');
+type Loaded = { sdk: Sdk; client: EFSClient };
+
+export interface SdkEfsOptions {
+  region: string | (() => Promise<string>);
+  endpoint?: string;
+  maxAttempts: number;
+  requestTimeoutMs: number;
+}
+
+export class SdkEfs implements EfsApi {
+  private loaded: Promise<Loaded> | undefined;
+
+  constructor(private readonly opts: SdkEfsOptions) {}
+
+  async describeFileSystem(id: string): Promise<EfsFileSystem | undefined> {
+    return this.orUndefined(async () => {
+      const out = await this.call(`DescribeFileSystems ${id}`, (c) =>
+        c.client.send(new c.sdk.DescribeFileSystemsCommand({ FileSystemId: id })),
+      );
+      const fs = out.FileSystems?.[0];
+      return fs?.FileSystemId ? toFs(fs) : undefined;
+    });
+  }
+
+  async createFileSystem(i: CreateFileSystemInput): Promise<EfsFileSystem> {
+    try {
+      const out = await this.call(`CreateFileSystem ${i.creationToken}`, (c) =>
+        c.client.send(
+          new c.sdk.CreateFileSystemCommand({
+            CreationToken: i.creationToken,
+            ...(i.performanceMode ? { PerformanceMode: i.performanceMode as never } : {}),
+            ...(i.throughputMode ? { ThroughputMode: i.throughputMode as never } : {}),
+            ...(i.encrypted !== undefined ? { Encrypted: i.encrypted } : {}),
+            ...(i.kmsKeyId ? { KmsKeyId: i.kmsKeyId } : {}),
+            Tags: Object.entries(i.tags).map(([Key, Value]) => ({ Key, Value })),
+          }),
+        ),
+      );
+      return toFs(out);
+    } catch (err) {
+      // The same creation token again (a retried or resumed Create): the file system it made.
+      const existing = (err as { cause?: { FileSystemId?: string } }).cause?.FileSystemId;
+      if (existing && awsErrorName((err as { cause?: unknown }).cause) === 'FileSystemAlreadyExists') {
+        const fs = await this.describeFileSystem(existing);
+        if (fs) return fs;
+      }
+      throw err;
+    }
+  }
+
+  async deleteFileSystem(id: string): Promise<void> {
+    await this.ignoreNotFound(() =>
+      this.call(`DeleteFileSystem ${id}`, (c) =>
+        c.client.send(new c.sdk.DeleteFileSystemCommand({ FileSystemId: id })),
+      ),
+    );
+  }
+
+  async describeMountTargets(fileSystemId: string): Promise<EfsMountTarget[]> {
+    const out = await this.call(`DescribeMountTargets ${fileSystemId}`, (c) =>
+      c.client.send(new c.sdk.DescribeMountTargetsCommand({ FileSystemId: fileSystemId })),
+    );
+    return (out.MountTargets ?? []).map(toMountTarget);
+  }
+
+  async createMountTarget(
+    fileSystemId: string,
+    subnetId: string,
+    securityGroups: string[],
+  ): Promise<EfsMountTarget> {
+    const out = await this.call(`CreateMountTarget ${fileSystemId} in ${subnetId}`, (c) =>
+      c.client.send(
+        new c.sdk.CreateMountTargetCommand({
+          FileSystemId: fileSystemId,
+          SubnetId: subnetId,
+          ...(securityGroups.length ? { SecurityGroups: securityGroups } : {}),
+        }),
+      ),
+    );
+    return toMountTarget(out);
+  }
+
+  async deleteMountTarget(id: string): Promise<void> {
+    await this.ignoreNotFound(() =>
+      this.call(`DeleteMountTarget ${id}`, (c) =>
+        c.client.send(new c.sdk.DeleteMountTargetCommand({ MountTargetId: id })),
+      ),
+    );
+  }
+
+  async createAccessPoint(i: CreateAccessPointInput): Promise<EfsAccessPoint> {
+    const out = await this.call(`CreateAccessPoint on ${i.fileSystemId}`, (c) =>
+      c.client.send(
+        new c.sdk.CreateAccessPointCommand({
+          ClientToken: i.clientToken,
+          FileSystemId: i.fileSystemId,
+          PosixUser: { Uid: i.uid, Gid: i.gid },
+          RootDirectory: {
+            Path: i.path,
+            CreationInfo: { OwnerUid: i.uid, OwnerGid: i.gid, Permissions: i.permissions },
+          },
+          Tags: Object.entries(i.tags).map(([Key, Value]) => ({ Key, Value })),
+        }),
+      ),
+    );
+    return toAccessPoint(out);
+  }
+
+  async describeAccessPoint(id: string): Promise<EfsAccessPoint | undefined> {
+    return this.orUndefined(async () => {
+      const out = await this.call(`DescribeAccessPoints ${id}`, (c) =>
+        c.client.send(new c.sdk.DescribeAccessPointsCommand({ AccessPointId: id })),
+      );
+      const ap = out.AccessPoints?.[0];
+      return ap?.AccessPointId ? toAccessPoint(ap) : undefined;
+    });
+  }
+
+  async deleteAccessPoint(id: string): Promise<void> {
+    await this.ignoreNotFound(() =>
+      this.call(`DeleteAccessPoint ${id}`, (c) =>
+        c.client.send(new c.sdk.DeleteAccessPointCommand({ AccessPointId: id })),
+      ),
+    );
+  }
+
+  /** The SDK is loaded on first use: hosts without the efs driver never pay for it. */
+  private load(): Promise<Loaded> {
+    this.loaded ??= import('@aws-sdk/client-efs').then((sdk) => ({
+      sdk,
+      client: new sdk.EFSClient({
+        region: this.opts.region,
+        maxAttempts: this.opts.maxAttempts,
+        retryMode: 'standard',
+        ...(this.opts.endpoint ? { endpoint: this.opts.endpoint } : {}),
+        requestHandler: {
+          requestTimeout: this.opts.requestTimeoutMs,
+          connectionTimeout: Math.min(this.opts.requestTimeoutMs, 5000),
+        },
+      }),
+    }));
+    return this.loaded;
+  }
+
+  private async call<T>(doing: string, fn: (c: Loaded) => Promise<T>): Promise<T> {
+    try {
+      return await fn(await this.load());
+    } catch (err) {
+      throw fromAwsError(err, doing);
+    }
+  }
+
+  private async orUndefined<T>(fn: () => Promise<T | undefined>): Promise<T | undefined> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (isStowageError(err, 'NOT_FOUND')) return undefined;
+      throw err;
+    }
+  }
+
+  private async ignoreNotFound(fn: () => Promise<unknown>): Promise<void> {
+    try {
+      await fn();
+    } catch (err) {
+      if (!isStowageError(err, 'NOT_FOUND')) throw err;
+    }
+  }
+}
+
+interface RawFs {
+  FileSystemId?: string;
+  LifeCycleState?: string;
+  CreationToken?: string;
+}
+function toFs(f: RawFs): EfsFileSystem {
+  const out: EfsFileSystem = { id: f.FileSystemId ?? '', state: f.LifeCycleState ?? 'error' };
+  if (f.CreationToken) out.creationToken = f.CreationToken;
+  return out;
+}
+
+interface RawMt {
+  MountTargetId?: string;
+  FileSystemId?: string;
+  SubnetId?: string;
+  AvailabilityZoneName?: string;
+  IpAddress?: string;
+  LifeCycleState?: string;
+}
+function toMountTarget(m: RawMt): EfsMountTarget {
+  return {
+    id: m.MountTargetId ?? '',
+    fileSystemId: m.FileSystemId ?? '',
+    subnetId: m.SubnetId ?? '',
+    availabilityZone: m.AvailabilityZoneName ?? '',
+    ip: m.IpAddress ?? '',
+    state: m.LifeCycleState ?? 'error',
+  };
+}
+
+interface RawAp {
+  AccessPointId?: string;
+  FileSystemId?: string;
+  RootDirectory?: { Path?: string };
+  LifeCycleState?: string;
+}
+function toAccessPoint(a: RawAp): EfsAccessPoint {
+  return {
+    id: a.AccessPointId ?? '',
+    fileSystemId: a.FileSystemId ?? '',
+    path: a.RootDirectory?.Path ?? '/',
+    state: a.LifeCycleState ?? 'error',
+  };
+}
