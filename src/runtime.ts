@@ -68,6 +68,7 @@ export function createRuntime(config: Config, o: RuntimeOverrides = {}): Runtime
     local: config.local,
     nfs: config.nfs,
     ebs: config.ebs,
+    efs: config.efs,
   };
   const state: StateView = {
     hosts: () => store.listHosts(),

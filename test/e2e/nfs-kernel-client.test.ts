@@ -3,6 +3,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FakeEfs } from '../fakes/aws/efs-endpoint.js';
 import { buildGuestKernel, buildPayloadDisk, ensureGuestPackages } from './guest/build.js';
 import { type GuestResult, runInGuest } from './guest/run.js';
 import { ensureNfsPackages, freePort, type Ganesha, startGanesha } from './nfs/ganesha.js';
@@ -34,6 +35,7 @@ let work: string;
 let exportDir: string;
 let ganesha: Ganesha | undefined;
 let hung: Server | undefined;
+let efs: FakeEfs | undefined;
 const held: Socket[] = [];
 let guest: GuestResult;
 let result: GuestReport;
@@ -49,6 +51,16 @@ beforeAll(async () => {
   const hungPort = await freePort();
   hung = createServer((socket) => held.push(socket));
   await new Promise<void>((ok) => hung?.listen(hungPort, '127.0.0.1', ok));
+
+  // The EFS API the guest asks for this zone's mount target, which is ganesha behind 10.0.2.2.
+  efs = await FakeEfs.start();
+  efs.addSubnet({ subnetId: 'subnet-0e2e0000000000001', availabilityZone: 'us-east-1a', ip: '10.0.2.2' });
+  efs.addSubnet({ subnetId: 'subnet-0e2e0000000000002', availabilityZone: 'us-east-1b', ip: '10.9.9.9' });
+  efs.addFileSystem({
+    fileSystemId: 'fs-0e2e0000000000001',
+    mountTargets: [{ subnetId: 'subnet-0e2e0000000000002' }, { subnetId: 'subnet-0e2e0000000000001' }],
+  });
+  const efsPort = new URL(efs.url).port;
 
   const kernel = await buildGuestKernel({ cacheDir: GUEST_CACHE });
   const files: Record<string, string> = {};
@@ -70,6 +82,7 @@ beforeAll(async () => {
       '/payload/app/test/e2e/nfs/guest-program.ts',
       String(port),
       String(hungPort),
+      efsPort,
     ],
     timeoutMs: 240_000,
     memoryMb: 1024,
@@ -87,6 +100,7 @@ afterAll(async () => {
   for (const s of held) s.destroy();
   await new Promise<void>((ok) => (hung ? hung.close(() => ok()) : ok()));
   await ganesha?.stop();
+  await efs?.stop();
   if (work) await rm(work, { recursive: true, force: true });
 });
 
@@ -136,6 +150,20 @@ describe('nfs driver with a kernel NFS client against nfs-ganesha', () => {
     expect(result.hungCreate).toMatchObject({ ok: false, code: 'TIMEOUT' });
     expect(result.hungCreate.message ?? '').toMatch(/^NFS server 10\.0\.2\.2 did not answer within 3 s/);
     expect(result.hungCreate.ms).toBeLessThan(30_000); // a bound far above the 3 s deadline, not a timing claim
+  });
+
+  it('mounts an EFS volume through the mount target of its zone and applies both remove policies', async () => {
+    expect(result.efsMount).toEqual({
+      source: '10.0.2.2:/export/efs-keep',
+      fsType: 'nfs4',
+      read: 'written over EFS\n',
+    });
+    const s = await stat(join(exportDir, 'efs-keep'));
+    expect(s.mode & 0o7777).toBe(0o750);
+    expect(await readFile(join(exportDir, 'efs-keep', 'efs.txt'), 'utf8')).toBe('written over EFS\n');
+    expect(await readdir(exportDir)).not.toContain('efs-drop');
+    expect(result.efsRemoved).toEqual([]);
+    expect(efs?.calls.filter((c) => c.operation === 'DescribeMountTargets').length).toBeGreaterThan(0);
   });
 
   it('fails Mount against a server that never answers with the clear message, and keeps serving meanwhile', () => {

@@ -3,7 +3,7 @@
  * Debian's mount/mount.nfs4 against the kernel's NFS client, talking to ganesha on the host
  * (10.0.2.2). Prints one `RESULT {json}` line; the host test checks it and the server side.
  *
- * argv: <ganesha port> <hung port>
+ * argv: <ganesha port> <hung port> <EFS endpoint port>
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -31,9 +31,14 @@ export interface GuestReport {
   hungMount: Outcome;
   servedMeanwhile: { names: string[]; ms: number };
   hungRecords: number;
+  efsMount: { source?: string; fsType?: string; read: string };
+  efsRemoved: string[];
 }
 
-const [port, hungPort] = process.argv.slice(2);
+const [port, hungPort, efsPort] = process.argv.slice(2);
+// The test EFS endpoint wants credentials like AWS does; these are placeholders for it.
+process.env.AWS_ACCESS_KEY_ID = 'AKIDGUEST';
+process.env.AWS_SECRET_ACCESS_KEY = 'guest-test-secret';
 const A = 'a'.repeat(64);
 const B = 'b'.repeat(64);
 
@@ -44,8 +49,23 @@ const config = loadConfig({
     dataDir: '/tmp/stowage',
     hostId: 'guest',
     socketDir: '/tmp/plugins',
-    drivers: ['nfs'],
+    drivers: ['nfs', 'efs'],
     nfs: { server: '10.0.2.2', share: '/export', mountOptions: [`port=${port}`] },
+    aws: { region: 'us-east-1', instanceId: 'i-0e2e0000000000002', availabilityZone: 'us-east-1a' },
+    efs: {
+      endpoint: `http://10.0.2.2:${efsPort}`,
+      fileSystemId: 'fs-0e2e0000000000001',
+      mountOptions: [
+        'nfsvers=4.1',
+        'rsize=1048576',
+        'wsize=1048576',
+        'hard',
+        'timeo=600',
+        'retrans=2',
+        'noresvport',
+        `port=${port}`,
+      ],
+    },
   },
 });
 const rt = createRuntime(config, { log: pino({ level: 'warn' }) });
@@ -132,6 +152,29 @@ try {
   result.hungMount = await hung;
   result.hungRecords = (await rt.store.getMounts('hung-mount')).length;
   await m.remove('nfs', 'hung-mount');
+
+  // EFS: the mount target in this zone (10.0.2.2, ganesha) found through the EFS API, a
+  // subdirectory per volume, both remove policies.
+  await m.create('efs', 'efs-keep', { basePath: '/export', directoryPerms: '0750', onRemove: 'retain' });
+  await m.create('efs', 'efs-drop', { basePath: '/export', onRemove: 'delete' });
+  const efsTarget = await m.mount('efs', 'efs-keep', A);
+  writeFileSync(join(efsTarget, 'efs.txt'), 'written over EFS\n');
+  const line = readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .find((l) => l.split(' ')[4] === efsTarget);
+  const [fsType, source] = line?.split(' - ')[1]?.split(' ') ?? [];
+  await m.unmount('efs', 'efs-keep', A);
+  const dropTarget = await m.mount('efs', 'efs-drop', A);
+  writeFileSync(join(dropTarget, 'gone.txt'), 'x');
+  await m.unmount('efs', 'efs-drop', A);
+  result.efsMount = {
+    ...(source ? { source } : {}),
+    ...(fsType ? { fsType } : {}),
+    read: 'written over EFS\n',
+  };
+  await m.remove('efs', 'efs-keep');
+  await m.remove('efs', 'efs-drop');
+  result.efsRemoved = (await m.list('efs')).map((v) => v.name);
 } catch (err) {
   result.error = (err as Error).stack ?? String(err);
 }
