@@ -58,13 +58,12 @@ export class EfsDriver implements Driver {
       onRemove: this.cfg.onRemove,
       createFileSystem: 'false',
       mountTimeout: this.cfg.mountTimeout,
-      ...(this.cfg.fileSystemId && !('createFileSystem' in raw)
-        ? { fileSystemId: this.cfg.fileSystemId }
-        : {}),
     });
     const o = parsed.values;
     const given = new Set(parsed.given);
     const bad = (msg: string) => new StowageError('INVALID_ARGUMENT', `driver efs: ${msg}`);
+    if (!o.createFileSystem && !o.fileSystemId && this.cfg.fileSystemId)
+      o.fileSystemId = this.cfg.fileSystemId;
     if (o.createFileSystem) {
       if (given.has('fileSystemId'))
         throw bad('give either fileSystemId (use an existing one) or createFileSystem=true, not both');
@@ -90,15 +89,35 @@ export class EfsDriver implements Driver {
   async provision(volume: VolumeInput): Promise<ProvisionResult> {
     const o = volume.options as unknown as EfsOptions;
     const fields: Record<string, unknown> = { basePath: o.basePath };
-    let fsId = o.fileSystemId;
+    const fsId = o.fileSystemId;
     if (o.createFileSystem) {
       Object.assign(fields, await this.createFileSystem(volume, o));
-      fsId = fields.fileSystemId as string;
-    } else {
-      const fs = await this.efs.describeFileSystem(fsId!);
-      if (!fs) throw new StowageError('NOT_FOUND', `EFS file system ${fsId} does not exist in this region`);
-      fields.fileSystemId = fsId;
+      const created = fields.fileSystemId as string;
+      try {
+        return await this.provisionOn(volume, o, created, fields);
+      } catch (err) {
+        // Never leave a billed file system behind a failed Create: undo what this Create made.
+        await this.deleteFileSystem(created).catch((undo: Error) =>
+          this.ctx.log.error(
+            { volume: volume.name, fileSystemId: created, err: undo.message },
+            'file system left behind',
+          ),
+        );
+        throw err;
+      }
     }
+    const fs = await this.efs.describeFileSystem(fsId!);
+    if (!fs) throw new StowageError('NOT_FOUND', `EFS file system ${fsId} does not exist in this region`);
+    fields.fileSystemId = fsId;
+    return this.provisionOn(volume, o, fsId!, fields);
+  }
+
+  private async provisionOn(
+    volume: VolumeInput,
+    o: EfsOptions,
+    fsId: string,
+    fields: Record<string, unknown>,
+  ): Promise<ProvisionResult> {
     const policy = o.onRemove;
     if (o.accessPoint.startsWith('fsap-')) {
       const ap = await this.efs.describeAccessPoint(o.accessPoint);
@@ -122,7 +141,7 @@ export class EfsDriver implements Driver {
         path: remotePath,
         uid: o.uid ?? 0,
         gid: o.gid ?? 0,
-        permissions: o.directoryPerms.replace(/^0(?=\d{3}$)/, '').padStart(3, '0'),
+        permissions: o.directoryPerms.replace(/^0(?=[0-7]{3,4}$)/, ''),
         tags: { Name: volume.name, 'stowage.io/volume': volume.name },
       });
       return {
@@ -162,22 +181,25 @@ export class EfsDriver implements Driver {
       const target = await this.mountTarget({ ...o, fileSystemId: String(f.fileSystemId) }, f);
       await removeDir(this.ctx, this.share(o, target.ip), f.subdir, 'delete');
     }
-    if (f.createdFileSystem === true && typeof f.fileSystemId === 'string') {
-      const fsId = f.fileSystemId;
-      for (const mt of await this.efs.describeMountTargets(fsId).catch(() => []))
-        await this.efs.deleteMountTarget(mt.id);
-      await pollUntil(
-        async () =>
-          (await this.efs.describeMountTargets(fsId).catch(() => [])).length === 0 ? true : undefined,
-        {
-          timeoutMs: parseDuration(this.cfg.createTimeout),
-          initialDelayMs: 100,
-          maxDelayMs: 5000,
-          what: `the mount targets of ${fsId} to be deleted`,
-        },
-      );
-      await this.efs.deleteFileSystem(fsId);
-    }
+    if (f.createdFileSystem === true && typeof f.fileSystemId === 'string')
+      await this.deleteFileSystem(f.fileSystemId);
+  }
+
+  /** Mount targets first (EFS refuses to delete a file system that still has any), then the file system. */
+  private async deleteFileSystem(fsId: string): Promise<void> {
+    for (const mt of await this.efs.describeMountTargets(fsId).catch(() => []))
+      await this.efs.deleteMountTarget(mt.id);
+    await pollUntil(
+      async () =>
+        (await this.efs.describeMountTargets(fsId).catch(() => [])).length === 0 ? true : undefined,
+      {
+        timeoutMs: parseDuration(this.cfg.createTimeout),
+        initialDelayMs: 100,
+        maxDelayMs: 5000,
+        what: `the mount targets of ${fsId} to be deleted`,
+      },
+    );
+    await this.efs.deleteFileSystem(fsId);
   }
 
   async mountSpec(volume: VolumeRecord): Promise<MountSpec> {
@@ -274,6 +296,17 @@ export class EfsDriver implements Driver {
   }
 
   private async createFileSystem(volume: VolumeInput, o: EfsOptions): Promise<Record<string, unknown>> {
+    // Everything that can be refused is checked before anything is created.
+    const subnets = [...(o.subnets ?? [])];
+    if (subnets.length === 0) {
+      const here = (await this.identity.identity()).subnetId;
+      if (!here)
+        throw new StowageError(
+          'INVALID_ARGUMENT',
+          "driver efs: this host's subnet is unknown; give -o subnets=subnet-…",
+        );
+      subnets.push(here);
+    }
     const fs = await this.efs.createFileSystem({
       creationToken: token(volume).slice(0, 64),
       ...(o.performanceMode ? { performanceMode: o.performanceMode } : {}),
@@ -292,16 +325,6 @@ export class EfsDriver implements Driver {
         what: `EFS file system ${fs.id} to become available`,
       },
     );
-    const subnets = o.subnets ?? [];
-    if (subnets.length === 0) {
-      const here = (await this.identity.identity()).subnetId;
-      if (!here)
-        throw new StowageError(
-          'INVALID_ARGUMENT',
-          "driver efs: this host's subnet is unknown; give -o subnets=subnet-…",
-        );
-      subnets.push(here);
-    }
     // Only the security groups the user names: stowage never opens anything itself.
     const existing = await this.efs.describeMountTargets(fs.id);
     for (const subnet of subnets) {

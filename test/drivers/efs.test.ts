@@ -3,7 +3,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { efsDriver } from '../../drivers/efs/index.js';
 import type { Ec2Api } from '../../src/cloud/ec2.js';
 import type {
   CreateAccessPointInput,
@@ -15,8 +14,7 @@ import type {
 } from '../../src/cloud/efs.js';
 import { type InstanceIdentity, StaticIdentity } from '../../src/cloud/imds.js';
 import { type Config, loadConfig } from '../../src/config.js';
-import { isStowageError, StowageError } from '../../src/core/errors.js';
-import { DriverRegistry } from '../../src/core/registry.js';
+import { StowageError } from '../../src/core/errors.js';
 import type { MountOptions } from '../../src/mount/mounter.js';
 import { createRuntime, type Runtime } from '../../src/runtime.js';
 import { SqliteStore } from '../../src/state/sqlite-store.js';
@@ -230,8 +228,6 @@ const ec2Stub = new Proxy({} as Ec2Api, {
 interface SetupOptions {
   efs?: Record<string, unknown>;
   identity?: Partial<InstanceIdentity>;
-  /** The builtin registry (the production wiring) instead of one handing the efs section over. */
-  builtinRegistry?: boolean;
 }
 
 /**
@@ -262,12 +258,6 @@ async function setupEfs(o: SetupOptions = {}): Promise<EfsRuntime> {
   const root = join(dir, 'efs-root');
   await mkdir(root, { recursive: true });
   mounter.nfsServers.set(IP_A, root);
-  let registry: DriverRegistry | undefined;
-  if (!o.builtinRegistry) {
-    // See the report: createRuntime gives the efs driver no config section; hand it config.efs here.
-    registry = new DriverRegistry();
-    registry.register('efs', (ctx) => efsDriver({ ...ctx, config: config.efs as Record<string, unknown> }));
-  }
   const runtime = createRuntime(config, {
     mounter,
     loop,
@@ -280,7 +270,6 @@ async function setupEfs(o: SetupOptions = {}): Promise<EfsRuntime> {
       efs,
       identity: new StaticIdentity({ ...AWS, subnetId: SUBNET_A, ...o.identity }),
     },
-    ...(registry ? { registry } : {}),
   });
   return {
     dir,
@@ -418,6 +407,18 @@ describe('efs options', () => {
       mountTimeout: '30s',
     });
     expect(parsed.given.sort()).toEqual(['encryptInTransit', 'fileSystemId', 'mountOptions']);
+  });
+
+  it('takes its defaults from the efs section of the daemon config', async () => {
+    const r = await setup({
+      efs: { mountOptions: ['hard', 'timeo=50'], onRemove: 'delete', mountTimeout: '7s' },
+    });
+    r.efs.addFileSystem(FS, [SUBNET_A]);
+    const vol = await r.runtime.manager.create('efs', 'v1', { mountOptions: 'noac' });
+    expect(vol.options).toMatchObject({ fileSystemId: FS, onRemove: 'delete', mountTimeout: '7s' });
+    expect(vol.removePolicy).toBe('delete');
+    await r.runtime.manager.mount('efs', 'v1', ID);
+    expect(mountOf(r, 'v1')).toMatchObject({ options: ['hard', 'timeo=50', 'noac'], timeoutMs: 7000 });
   });
 
   it('takes the file system from the config, and drops it when the volume creates its own', async () => {
@@ -790,5 +791,34 @@ describe('efs file systems per volume', () => {
     expect(err.message).toBe("driver efs: this host's subnet is unknown; give -o subnets=subnet-…");
     expect(await r.store.getVolume('v1')).toBeUndefined();
     expect(ops(r)).not.toContain('createMountTarget');
+  });
+});
+
+describe('efs regressions', () => {
+  it('createFileSystem=false with efs.fileSystemId in the config uses the config file system', async () => {
+    const r = await setup();
+    r.efs.addFileSystem(FS, [SUBNET_A]);
+    const vol = await r.runtime.manager.create('efs', 'v1', { createFileSystem: 'false' });
+    expect(vol.fields.fileSystemId).toBe(FS);
+  });
+
+  it('a refused file-system creation (subnet unknown) creates nothing', async () => {
+    const r = await setup({ identity: { subnetId: undefined } });
+    await failure(r.runtime.manager.create('efs', 'v1', { createFileSystem: 'true' }));
+    expect(r.efs.fileSystems.size).toBe(0);
+  });
+
+  it("a created file system without a mount target in this host's zone is deleted again", async () => {
+    const r = await setup();
+    await failure(r.runtime.manager.create('efs', 'v1', { createFileSystem: 'true', subnets: SUBNET_B }));
+    expect(r.efs.fileSystems.size).toBe(0);
+    expect(r.efs.mountTargets.size).toBe(0);
+  });
+
+  it('directoryPerms=01777 gives the access point permissions EFS accepts', async () => {
+    const r = await setup();
+    r.efs.addFileSystem(FS, [SUBNET_A]);
+    await r.runtime.manager.create('efs', 'v1', { accessPoint: 'create', directoryPerms: '01777' });
+    expect([...r.efs.accessPoints.values()][0]?.input?.permissions).toBe('1777');
   });
 });
