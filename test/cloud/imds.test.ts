@@ -29,6 +29,8 @@ async function imds(
     'instance-id': 'i-0123456789abcdef0\n',
     'placement/availability-zone': 'eu-central-1b\n',
     'placement/region': 'eu-central-1\n',
+    mac: '0a:1b:2c:3d:4e:5f\n',
+    'network/interfaces/macs/0a:1b:2c:3d:4e:5f/subnet-id': 'subnet-0123456789abcdef0\n',
   },
   override?: (req: IncomingMessage, res: ServerResponse) => boolean,
 ): Promise<string> {
@@ -85,10 +87,18 @@ describe('Imdsv2', () => {
       instanceId: 'i-0123456789abcdef0',
       availabilityZone: 'eu-central-1b',
       region: 'eu-central-1',
+      subnetId: 'subnet-0123456789abcdef0',
     });
     expect(seen[0]).toEqual({ method: 'PUT', path: '/latest/api/token', token: undefined, ttl: '21600' });
     expect(seen.slice(1).sort((a, b) => a.path.localeCompare(b.path))).toEqual([
       { method: 'GET', path: '/latest/meta-data/instance-id', token: TOKEN, ttl: undefined },
+      { method: 'GET', path: '/latest/meta-data/mac', token: TOKEN, ttl: undefined },
+      {
+        method: 'GET',
+        path: '/latest/meta-data/network/interfaces/macs/0a:1b:2c:3d:4e:5f/subnet-id',
+        token: TOKEN,
+        ttl: undefined,
+      },
       { method: 'GET', path: '/latest/meta-data/placement/availability-zone', token: TOKEN, ttl: undefined },
       { method: 'GET', path: '/latest/meta-data/placement/region', token: TOKEN, ttl: undefined },
     ]);
@@ -117,7 +127,7 @@ describe('Imdsv2', () => {
     const source = new Imdsv2(endpoint);
     const [a, b] = await Promise.all([source.identity(), source.identity()]);
     const requests = seen.length;
-    expect(requests).toBe(4);
+    expect(requests).toBe(6); // token, instance-id, zone, region, mac, subnet-id
     const c = await source.identity();
     expect(seen).toHaveLength(requests);
     expect(b).toEqual(a);
