@@ -75,7 +75,15 @@ describe('defaults', () => {
       nfs: { mountOptions: [], nfsVersion: '4.1', onRemove: 'retain', mode: '0755', mountTimeout: '30s' },
       aws: { maxAttempts: 5, requestTimeoutMs: 30_000 },
       efs: {
-        mountOptions: ['nfsvers=4.1', 'rsize=1048576', 'wsize=1048576', 'hard', 'timeo=600', 'retrans=2', 'noresvport'],
+        mountOptions: [
+          'nfsvers=4.1',
+          'rsize=1048576',
+          'wsize=1048576',
+          'hard',
+          'timeo=600',
+          'retrans=2',
+          'noresvport',
+        ],
         onRemove: 'retain',
         mountTimeout: '30s',
         createTimeout: '10m',
