@@ -146,17 +146,8 @@ function awsClients(config: Config): CloudClients {
     process.env.AWS_REGION ??
     process.env.AWS_DEFAULT_REGION ??
     (async () => (await identity.identity()).region);
-  const ec2 = new SdkEc2({
-    region,
-    maxAttempts: a.maxAttempts,
-    requestTimeoutMs: a.requestTimeoutMs,
-    ...(config.ebs.endpoint ? { endpoint: config.ebs.endpoint } : {}),
-  });
-  const efs = new SdkEfs({
-    region,
-    maxAttempts: a.maxAttempts,
-    requestTimeoutMs: a.requestTimeoutMs,
-    ...(config.efs.endpoint ? { endpoint: config.efs.endpoint } : {}),
-  });
+  const base = { region, maxAttempts: a.maxAttempts, requestTimeoutMs: a.requestTimeoutMs };
+  const ec2 = new SdkEc2({ ...base, ...(config.ebs.endpoint ? { endpoint: config.ebs.endpoint } : {}) });
+  const efs = new SdkEfs({ ...base, ...(config.efs.endpoint ? { endpoint: config.efs.endpoint } : {}) });
   return { ec2, efs, identity };
 }

@@ -6,6 +6,7 @@ import type {
   VolumeType,
 } from '@aws-sdk/client-ec2';
 import { isStowageError } from '../core/errors.js';
+import { type AwsClientOptions, sdkClientConfig } from './client-options.js';
 import { fromAwsError } from './errors.js';
 
 export type VolumeState = 'creating' | 'available' | 'in-use' | 'deleting' | 'deleted' | 'error';
@@ -56,15 +57,7 @@ export interface Ec2Api {
   findSnapshotByTag(key: string, value: string): Promise<{ id: string; sizeGiB: number } | undefined>;
 }
 
-export interface SdkEc2Options {
-  /** A region, or a function that finds it (the instance's own, through IMDS). */
-  region: string | (() => Promise<string>);
-  /** Explicit endpoint (config); otherwise the SDK's own resolution, incl. AWS_ENDPOINT_URL_EC2. */
-  endpoint?: string;
-  /** Attempts per call, with the SDK's standard backoff for throttling and transient errors. */
-  maxAttempts: number;
-  requestTimeoutMs: number;
-}
+export type SdkEc2Options = AwsClientOptions;
 
 type Sdk = typeof import('@aws-sdk/client-ec2');
 
@@ -80,16 +73,7 @@ export class SdkEc2 implements Ec2Api {
   private load(): Promise<{ sdk: Sdk; client: EC2Client }> {
     this.sdk ??= import('@aws-sdk/client-ec2').then((sdk) => ({
       sdk,
-      client: new sdk.EC2Client({
-        region: this.opts.region,
-        maxAttempts: this.opts.maxAttempts,
-        retryMode: 'standard',
-        ...(this.opts.endpoint ? { endpoint: this.opts.endpoint } : {}),
-        requestHandler: {
-          requestTimeout: this.opts.requestTimeoutMs,
-          connectionTimeout: Math.min(this.opts.requestTimeoutMs, 5000),
-        },
-      }),
+      client: new sdk.EC2Client(sdkClientConfig(this.opts)),
     }));
     return this.sdk;
   }

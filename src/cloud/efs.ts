@@ -1,5 +1,6 @@
 import type { EFSClient } from '@aws-sdk/client-efs';
 import { isStowageError } from '../core/errors.js';
+import { type AwsClientOptions, sdkClientConfig } from './client-options.js';
 import { awsErrorName, fromAwsError } from './errors.js';
 
 export interface EfsFileSystem {
@@ -63,12 +64,7 @@ export interface EfsApi {
 type Sdk = typeof import('@aws-sdk/client-efs');
 type Loaded = { sdk: Sdk; client: EFSClient };
 
-export interface SdkEfsOptions {
-  region: string | (() => Promise<string>);
-  endpoint?: string;
-  maxAttempts: number;
-  requestTimeoutMs: number;
-}
+export type SdkEfsOptions = AwsClientOptions;
 
 export class SdkEfs implements EfsApi {
   private loaded: Promise<Loaded> | undefined;
@@ -191,16 +187,7 @@ export class SdkEfs implements EfsApi {
   private load(): Promise<Loaded> {
     this.loaded ??= import('@aws-sdk/client-efs').then((sdk) => ({
       sdk,
-      client: new sdk.EFSClient({
-        region: this.opts.region,
-        maxAttempts: this.opts.maxAttempts,
-        retryMode: 'standard',
-        ...(this.opts.endpoint ? { endpoint: this.opts.endpoint } : {}),
-        requestHandler: {
-          requestTimeout: this.opts.requestTimeoutMs,
-          connectionTimeout: Math.min(this.opts.requestTimeoutMs, 5000),
-        },
-      }),
+      client: new sdk.EFSClient(sdkClientConfig(this.opts)),
     }));
     return this.loaded;
   }
