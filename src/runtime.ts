@@ -73,7 +73,6 @@ export function createRuntime(config: Config, o: RuntimeOverrides = {}): Runtime
   const state: StateView = {
     hosts: () => store.listHosts(),
     mounts: (volume) => store.getMounts(volume),
-    attachmentsOnHost: (host) => store.listAttachmentsByHost(host),
   };
   const cloud =
     o.cloud ?? (config.drivers.some((d) => d === 'ebs' || d === 'efs') ? awsClients(config) : undefined);

@@ -46,7 +46,6 @@ export interface DriverContext {
 export interface StateView {
   hosts(): Promise<HostRecord[]>;
   mounts(volume: string): Promise<MountRecord[]>;
-  attachmentsOnHost(host: string): Promise<AttachmentRecord[]>;
 }
 
 export interface CloudClients {

@@ -47,20 +47,15 @@ export class SqliteStore implements StateStore {
 
   constructor(
     readonly path: string,
-    opts: { busyTimeoutMs?: number; readonly?: boolean } = {},
+    opts: { busyTimeoutMs?: number } = {},
   ) {
     try {
-      if (path !== ':memory:' && !opts.readonly) mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-      this.db = new Database(path, {
-        readonly: opts.readonly ?? false,
-        fileMustExist: opts.readonly ?? false,
-      });
+      if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+      this.db = new Database(path);
       this.db.pragma(`busy_timeout = ${opts.busyTimeoutMs ?? 5000}`);
-      if (!opts.readonly) {
-        this.db.pragma('journal_mode = WAL');
-        this.db.pragma('synchronous = NORMAL');
-        this.migrate();
-      }
+      this.db.pragma('journal_mode = WAL');
+      this.db.pragma('synchronous = NORMAL');
+      this.migrate();
     } catch (err) {
       throw new StowageError(
         'UNAVAILABLE',

@@ -337,7 +337,6 @@ async function setup(ebs: Record<string, unknown> = {}): Promise<void> {
     state: {
       hosts: async () => structuredClone(state.hosts),
       mounts: async (volume) => structuredClone(state.mounts.filter((m) => m.volume === volume)),
-      attachmentsOnHost: async () => [],
     },
     cloud: {
       ec2,

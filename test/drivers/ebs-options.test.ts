@@ -75,7 +75,6 @@ function context(ebs: Record<string, unknown>, cloud: CloudClients | undefined):
     state: {
       hosts: async () => [],
       mounts: async () => [],
-      attachmentsOnHost: async () => [],
     },
     ...(cloud ? { cloud } : {}),
   };
