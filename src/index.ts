@@ -20,6 +20,15 @@ export { parseDuration } from './core/duration.js';
 export { type ErrorCode, isStowageError, StowageError } from './core/errors.js';
 export { blockMountSpec } from './core/mount-pipeline.js';
 export { type DirSpec, provisionDir, removeDir, type ShareLocation, withShare } from './core/nfs-share.js';
+export {
+  boolOption,
+  durationOption,
+  listOption,
+  mountOptionsOption,
+  numericIdOption,
+  remotePathOption,
+  subdirOption,
+} from './core/option-schemas.js';
 export { type OptionSpecs, oneOf, type ParsedOptions, parseOptions } from './core/options.js';
 export type { DriverRegistry } from './core/registry.js';
 export { formatSize, parseSize } from './core/size.js';

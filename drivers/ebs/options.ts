@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { type OptionSpecs, oneOf } from '../../src/index.js';
+import { boolOption, type OptionSpecs, oneOf } from '../../src/index.js';
 
 export const VOLUME_TYPES = ['gp3', 'gp2', 'io1', 'io2', 'st1', 'sc1', 'standard'] as const;
 export type EbsVolumeType = (typeof VOLUME_TYPES)[number];
@@ -46,10 +46,6 @@ const int = (min: number, max: number, what: string) =>
     .transform(Number)
     .refine((n) => n >= min && n <= max, { message: `must be between ${min} and ${max} ${what}` });
 
-const bool = z
-  .enum(['true', 'false', '1', '0', 'yes', 'no'], { message: 'must be true or false' })
-  .transform((v) => ['true', '1', 'yes'].includes(v));
-
 const tags = z.string().transform((text, ctx) => {
   const out: Record<string, string> = {};
   for (const pair of text.split(',').filter(Boolean)) {
@@ -72,7 +68,7 @@ export const EBS_OPTION_SPECS: OptionSpecs = {
   type: { aliases: ['volumeType'], schema: oneOf(VOLUME_TYPES), help: 'EBS volume type, gp3 by default' },
   iops: { schema: int(100, 256000, 'IOPS'), help: 'provisioned IOPS (gp3, io1, io2)' },
   throughput: { schema: int(125, 2000, 'MiB/s'), help: 'throughput in MiB/s (gp3)' },
-  encrypted: { schema: bool, help: 'encrypt the volume' },
+  encrypted: { schema: boolOption, help: 'encrypt the volume' },
   kmsKeyId: { schema: z.string().min(1).max(2048), help: 'KMS key for encryption' },
   snapshotId: {
     aliases: ['snapshotID'],
@@ -112,7 +108,7 @@ export const EBS_OPTION_SPECS: OptionSpecs = {
     help: 'delete (default for created volumes) or retain (default for adopted ones)',
   },
   preempt: {
-    schema: bool,
+    schema: boolOption,
     help: 'take the volume from another host when the store shows no mounts there (force-detach)',
   },
 };

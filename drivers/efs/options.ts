@@ -1,5 +1,15 @@
 import { z } from 'zod';
-import { type OptionSpecs, oneOf, parseDuration } from '../../src/index.js';
+import {
+  boolOption,
+  durationOption,
+  listOption,
+  mountOptionsOption,
+  numericIdOption,
+  type OptionSpecs,
+  oneOf,
+  remotePathOption,
+  subdirOption,
+} from '../../src/index.js';
 
 /** Canonical options of an EFS volume, as recorded at Create. */
 export interface EfsOptions {
@@ -33,27 +43,6 @@ export interface EfsConfig {
   createTimeout: string;
 }
 
-const SEGMENT = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
-const MOUNT_OPTION = /^[A-Za-z0-9_]+(=[A-Za-z0-9_.:/@+-]+)?$/;
-
-const bool = z
-  .enum(['true', 'false', '1', '0', 'yes', 'no'], { message: 'must be true or false' })
-  .transform((v) => ['true', '1', 'yes'].includes(v));
-const list = (re: RegExp, what: string) =>
-  z.union([z.string(), z.array(z.string())]).transform((v, ctx) => {
-    const items = (Array.isArray(v) ? v : v.split(',')).map((x) => x.trim()).filter(Boolean);
-    const bad = items.find((x) => !re.test(x));
-    if (bad !== undefined) {
-      ctx.addIssue({ code: 'custom', message: `${JSON.stringify(bad)} is not ${what}` });
-      return z.NEVER;
-    }
-    return items;
-  });
-const id = z
-  .string()
-  .regex(/^\d{1,10}$/, { message: 'must be a numeric id' })
-  .transform(Number);
-
 export const EFS_OPTION_SPECS: OptionSpecs = {
   fileSystemId: {
     aliases: ['fsid'],
@@ -63,24 +52,11 @@ export const EFS_OPTION_SPECS: OptionSpecs = {
     help: 'the EFS file system (default efs.fileSystemId)',
   },
   basePath: {
-    schema: z
-      .string()
-      .regex(/^\/[A-Za-z0-9_.@+/-]*$/, { message: 'must be an absolute path in the file system' })
-      .refine((p) => !p.split('/').includes('..'), { message: 'must not contain ".."' })
-      .transform((p) => (p.length > 1 ? p.replace(/\/+$/, '') : p)),
+    schema: remotePathOption('must be an absolute path in the file system'),
     help: 'directory under which volumes get their subdirectories (default /)',
   },
   subdir: {
-    schema: z
-      .string()
-      .transform((s) => s.replace(/^\/+|\/+$/g, ''))
-      .refine(
-        (s) =>
-          s.split('/').every((seg) => SEGMENT.test(seg.replaceAll('{name}', 'n')) && !seg.includes('..')),
-        {
-          message: 'must be a relative path of names ([A-Za-z0-9_.-], no ".."), may use {name}',
-        },
-      ),
+    schema: subdirOption,
     help: 'subdirectory under basePath; default the volume name',
   },
   accessPoint: {
@@ -89,8 +65,8 @@ export const EFS_OPTION_SPECS: OptionSpecs = {
       .regex(/^(none|create|fsap-[0-9a-f]{8,17})$/, { message: 'must be none, create or an fsap-… id' }),
     help: 'none (subdirectory isolation), create (an access point per volume) or an existing fsap-… id',
   },
-  uid: { schema: id, help: 'owner uid of the directory (and the access point user)' },
-  gid: { schema: id, help: 'owner gid of the directory (and the access point user)' },
+  uid: { schema: numericIdOption, help: 'owner uid of the directory (and the access point user)' },
+  gid: { schema: numericIdOption, help: 'owner gid of the directory (and the access point user)' },
   directoryPerms: {
     schema: z.string().regex(/^0?[0-7]{3,4}$/, { message: 'must be an octal mode such as 0755' }),
     help: 'mode of the created directory',
@@ -101,38 +77,33 @@ export const EFS_OPTION_SPECS: OptionSpecs = {
   },
   mountOptions: {
     aliases: ['mntOptions'],
-    schema: list(MOUNT_OPTION, 'a mount option (key or key=value)'),
+    schema: mountOptionsOption,
     help: 'comma-separated mount options, merged over the defaults',
   },
-  encryptInTransit: { aliases: ['tls'], schema: bool, help: 'mount with TLS through the EFS mount helper' },
+  encryptInTransit: {
+    aliases: ['tls'],
+    schema: boolOption,
+    help: 'mount with TLS through the EFS mount helper',
+  },
   onRemove: { schema: oneOf(['retain', 'delete']), help: 'retain (default) or delete the data on Remove' },
-  createFileSystem: { schema: bool, help: 'create a file system for this volume' },
+  createFileSystem: { schema: boolOption, help: 'create a file system for this volume' },
   performanceMode: { schema: oneOf(['generalPurpose', 'maxIO']), help: 'new file system: performance mode' },
   throughputMode: {
     schema: oneOf(['bursting', 'provisioned', 'elastic']),
     help: 'new file system: throughput mode',
   },
-  encrypted: { schema: bool, help: 'new file system: encrypt at rest' },
+  encrypted: { schema: boolOption, help: 'new file system: encrypt at rest' },
   kmsKeyId: { schema: z.string().min(1).max(2048), help: 'new file system: KMS key' },
   securityGroups: {
-    schema: list(/^sg-[0-9a-f]{8,17}$/, 'a security group id'),
+    schema: listOption(/^sg-[0-9a-f]{8,17}$/, 'a security group id'),
     help: 'new mount targets: security groups',
   },
   subnets: {
-    schema: list(/^subnet-[0-9a-f]{8,17}$/, 'a subnet id'),
+    schema: listOption(/^subnet-[0-9a-f]{8,17}$/, 'a subnet id'),
     help: "new mount targets: subnets (default this host's)",
   },
   mountTimeout: {
-    schema: z.string().refine(
-      (t) => {
-        try {
-          return parseDuration(t) <= 600_000;
-        } catch {
-          return false;
-        }
-      },
-      { message: 'must be a duration up to 10m such as 30s' },
-    ),
+    schema: durationOption(600_000, '10m'),
     help: 'how long a mount may wait for the server',
   },
 };

@@ -1,0 +1,74 @@
+import { z } from 'zod';
+import { parseDuration } from './duration.js';
+
+/**
+ * Option value schemas that more than one driver uses. Option values arrive as strings (Docker's
+ * `-o`, Kubernetes' options); defaults from config may arrive as arrays.
+ */
+
+/** `true/false`, `1/0`, `yes/no`. */
+export const boolOption = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'], { message: 'must be true or false' })
+  .transform((v) => ['true', '1', 'yes'].includes(v));
+
+/** A uid or gid. */
+export const numericIdOption = z
+  .string()
+  .regex(/^\d{1,10}$/, { message: 'must be a numeric id' })
+  .transform(Number);
+
+/** A comma-separated list (or an array, from config) whose every item matches `re`. */
+export function listOption(re: RegExp, what: string) {
+  return z.union([z.string(), z.array(z.string())]).transform((v, ctx) => {
+    const items = (Array.isArray(v) ? v : v.split(',')).map((x) => x.trim()).filter(Boolean);
+    const bad = items.find((x) => !re.test(x));
+    if (bad !== undefined) {
+      ctx.addIssue({ code: 'custom', message: `${JSON.stringify(bad)} is not ${what}` });
+      return z.NEVER;
+    }
+    return items;
+  });
+}
+
+/** Mount options as `key` or `key=value`: nothing that could smuggle a second option or a path. */
+export const mountOptionsOption = listOption(
+  /^[A-Za-z0-9_]+(=[A-Za-z0-9_.:/@+-]+)?$/,
+  'a mount option (key or key=value)',
+);
+
+/** A duration such as `30s`, at most `maxMs`. */
+export function durationOption(maxMs: number, maxText: string) {
+  return z.string().refine(
+    (t) => {
+      try {
+        return parseDuration(t) <= maxMs;
+      } catch {
+        return false;
+      }
+    },
+    { message: `must be a duration up to ${maxText} such as 30s` },
+  );
+}
+
+/** An absolute path on a server, without `..`; a trailing slash is dropped. */
+export function remotePathOption(message: string) {
+  return z
+    .string()
+    .regex(/^\/[A-Za-z0-9_.@+/-]*$/, { message })
+    .refine((p) => !p.split('/').includes('..'), { message: 'must not contain ".."' })
+    .transform((p) => (p.length > 1 ? p.replace(/\/+$/, '') : p));
+}
+
+// A path segment: what a volume name may be, so every subdirectory stays inside its share.
+const SEGMENT = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+
+/** A relative path of names under a share; `{name}` stands for the volume name. */
+export const subdirOption = z
+  .string()
+  .transform((s) => s.replace(/^\/+|\/+$/g, ''))
+  .refine(
+    (s) => s.split('/').every((seg) => SEGMENT.test(seg.replaceAll('{name}', 'n')) && !seg.includes('..')),
+    {
+      message: 'must be a relative path of names ([A-Za-z0-9_.-], no ".."), may use {name}',
+    },
+  );
