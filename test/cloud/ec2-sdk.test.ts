@@ -14,6 +14,7 @@ import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { SdkEc2 } from '../../src/cloud/ec2.js';
 import { awsErrorName, fromAwsError } from '../../src/cloud/errors.js';
 import { StowageError } from '../../src/core/errors.js';
+import { failure } from '../helpers/failure.js';
 
 /**
  * SdkEc2 over a mocked EC2Client (aws-sdk-client-mock stubs `send`, so nothing leaves the process):
@@ -32,15 +33,6 @@ function awsError(name: string, message: string, fault: 'client' | 'server' = 'c
     $fault: fault,
     $metadata: { httpStatusCode: fault === 'client' ? 400 : 503, requestId: 'req-1' },
   });
-}
-
-async function failure(p: Promise<unknown>): Promise<StowageError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err, 'expected a StowageError').toBeInstanceOf(StowageError);
-  return err as StowageError;
 }
 
 let ec2: SdkEc2;

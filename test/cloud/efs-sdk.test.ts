@@ -1,7 +1,7 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { SdkEfs } from '../../src/cloud/efs.js';
-import { StowageError } from '../../src/core/errors.js';
 import { FakeEfs } from '../fakes/aws/efs-endpoint.js';
+import { failure } from '../helpers/failure.js';
 
 /**
  * SdkEfs with the real @aws-sdk/client-efs against the stateful fake EFS endpoint on 127.0.0.1:
@@ -17,15 +17,6 @@ let efs: SdkEfs;
 
 function client(maxAttempts = 1): SdkEfs {
   return new SdkEfs({ region: 'us-east-1', endpoint: fake.url, maxAttempts, requestTimeoutMs: 5000 });
-}
-
-async function failure(p: Promise<unknown>): Promise<StowageError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err, 'expected a StowageError').toBeInstanceOf(StowageError);
-  return err as StowageError;
 }
 
 beforeAll(async () => {

@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Imdsv2, StaticIdentity } from '../../src/cloud/imds.js';
-import { StowageError } from '../../src/core/errors.js';
+import { failure } from '../helpers/failure.js';
 
 /**
  * Imdsv2 against a tiny instance metadata service on 127.0.0.1: PUT a token, GET with it. The
@@ -70,15 +70,6 @@ afterEach(async () => {
   s.closeAllConnections();
   await new Promise<void>((resolve) => s.close(() => resolve()));
 });
-
-async function failure(p: Promise<unknown>): Promise<StowageError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err, 'expected a StowageError').toBeInstanceOf(StowageError);
-  return err as StowageError;
-}
 
 describe('Imdsv2', () => {
   it('takes a session token, then reads the identity with it', async () => {

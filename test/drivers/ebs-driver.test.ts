@@ -11,11 +11,12 @@ import { fromAwsError } from '../../src/cloud/errors.js';
 import { StaticIdentity } from '../../src/cloud/imds.js';
 import { loadConfig } from '../../src/config.js';
 import type { Driver, DriverContext, ProvisionResult } from '../../src/core/driver.js';
-import { StowageError } from '../../src/core/errors.js';
+import type { StowageError } from '../../src/core/errors.js';
 import type { AttachmentRecord, HostRecord, MountRecord, VolumeRecord } from '../../src/state/store.js';
 import { FakeFileOps } from '../fakes/fake-file-ops.js';
 import { FakeLoopDevices } from '../fakes/fake-loop.js';
 import { FakeMounter } from '../fakes/fake-mounter.js';
+import { failure } from '../helpers/failure.js';
 
 /**
  * EbsDriver against an in-memory, stateful EC2 (volumes, attachments, the instance's device names,
@@ -365,15 +366,6 @@ beforeEach(async () => {
 afterEach(async () => {
   await rm(dir, { recursive: true, force: true }); // the device node and the symlinks with it
 });
-
-async function failure(p: Promise<unknown>): Promise<StowageError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err, 'expected a StowageError').toBeInstanceOf(StowageError);
-  return err as StowageError;
-}
 
 function provision(name: string, raw: Record<string, string> = {}, createdAt = CREATED_AT) {
   const parsed = driver.parseOptions(raw);

@@ -21,6 +21,7 @@ import { SqliteStore } from '../../src/state/sqlite-store.js';
 import { FakeFileOps } from '../fakes/fake-file-ops.js';
 import { FakeLoopDevices } from '../fakes/fake-loop.js';
 import { FakeMounter } from '../fakes/fake-mounter.js';
+import { failure } from '../helpers/failure.js';
 
 /**
  * The efs driver through the real VolumeManager over the fake kernel and an in-memory EFS: the
@@ -284,15 +285,6 @@ async function setupEfs(o: SetupOptions = {}): Promise<EfsRuntime> {
       await rm(dir, { recursive: true, force: true });
     },
   };
-}
-
-async function failure(p: Promise<unknown>): Promise<StowageError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err, 'expected a StowageError').toBeInstanceOf(StowageError);
-  return err as StowageError;
 }
 
 let t: EfsRuntime | undefined;

@@ -2,6 +2,7 @@ import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isStowageError, StowageError } from '../../src/core/errors.js';
+import { failure } from '../helpers/failure.js';
 import { createTestRuntime, type TestRuntime } from '../helpers/runtime.js';
 
 /**
@@ -21,15 +22,6 @@ async function setup(nfs: Record<string, unknown> = {}) {
   exportsDir = join(server, 'exports');
   await mkdir(exportsDir, { recursive: true });
   t.mounter.nfsServers.set('nfs1', server);
-}
-
-async function failure(p: Promise<unknown>): Promise<StowageError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err, 'expected a StowageError').toBeInstanceOf(StowageError);
-  return err as StowageError;
 }
 
 beforeEach(() => setup());
