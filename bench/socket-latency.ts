@@ -23,7 +23,7 @@ import {
   timeRequests,
   waitForSocket,
 } from './lib/harness.js';
-import { type Result, type RunFacts, renderReport } from './lib/report.js';
+import { type Result, type RunFacts, type RunStats, renderReport } from './lib/report.js';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
 const SIZES = [1_000, 10_000] as const;
@@ -208,15 +208,8 @@ async function measureOps(ops: Op[]): Promise<Map<string, Summary>> {
   return out;
 }
 
-interface SizeRun {
+interface SizeRun extends RunStats {
   results: Result[];
-  rss: number;
-  hwm: number;
-  seedMs: number;
-  mountSeedMs: number;
-  startMs: number;
-  connections: number;
-  listBytes: number;
 }
 
 async function runSize(n: number, floor: PluginClient, env: NodeJS.ProcessEnv): Promise<SizeRun> {

@@ -11,6 +11,18 @@ export interface Result extends Summary {
   ratio: number;
 }
 
+/** What one size's run measured besides latencies. */
+export interface RunStats {
+  rss: number;
+  hwm: number;
+  seedMs: number;
+  mountSeedMs: number;
+  startMs: number;
+  connections: number;
+  /** Size of the daemon's List reply. */
+  listBytes: number;
+}
+
 export interface RunFacts {
   command: string;
   date: string;
@@ -25,17 +37,7 @@ export interface RunFacts {
   rounds: number;
   mountedShare: number;
   floorConnections: number;
-  runs: Array<{
-    n: number;
-    rss: number;
-    hwm: number;
-    seedMs: number;
-    mountSeedMs: number;
-    startMs: number;
-    connections: number;
-    /** Size of the daemon's List reply. */
-    listBytes: number;
-  }>;
+  runs: Array<RunStats & { n: number }>;
 }
 
 // The spec's targets.
