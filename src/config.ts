@@ -8,7 +8,7 @@ import { StowageError } from './core/errors.js';
 export const DEFAULT_CONFIG_FILE = '/etc/stowage/config.yaml';
 
 /** What AWS recommends for EFS over NFSv4.1. */
-const EFS_MOUNT_DEFAULTS = [
+export const EFS_MOUNT_DEFAULTS = [
   'nfsvers=4.1',
   'rsize=1048576',
   'wsize=1048576',

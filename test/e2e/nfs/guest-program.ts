@@ -8,7 +8,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { loadConfig } from '../../../src/config.js';
+import { EFS_MOUNT_DEFAULTS, loadConfig } from '../../../src/config.js';
 import { isStowageError } from '../../../src/core/errors.js';
 import { createRuntime } from '../../../src/runtime.js';
 import { totalRefs } from '../../../src/state/store.js';
@@ -55,16 +55,8 @@ const config = loadConfig({
     efs: {
       endpoint: `http://10.0.2.2:${efsPort}`,
       fileSystemId: 'fs-0e2e0000000000001',
-      mountOptions: [
-        'nfsvers=4.1',
-        'rsize=1048576',
-        'wsize=1048576',
-        'hard',
-        'timeo=600',
-        'retrans=2',
-        'noresvport',
-        `port=${port}`,
-      ],
+      // AWS's recommended options, plus ganesha's port (a real mount target listens on 2049).
+      mountOptions: [...EFS_MOUNT_DEFAULTS, `port=${port}`],
     },
   },
 });
