@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import {
   type AttachmentRecord,
+  type AttachTarget,
   blockMountSpec,
   type CloudClients,
   type DoctorCheck,
@@ -36,6 +37,7 @@ export class EbsDriver implements Driver {
   readonly name = 'ebs';
   readonly scope = 'global' as const;
   readonly needsAttach = true;
+  readonly attachesRemotely = true;
   readonly lazyUnmount = false;
   readonly optionSpecs = EBS_OPTION_SPECS;
   private readonly allocator = new DeviceAllocator();
@@ -200,52 +202,50 @@ export class EbsDriver implements Driver {
     await this.cloud.ec2.deleteVolume(id);
   }
 
-  async attach(volume: VolumeRecord): Promise<{ device: string }> {
+  async attach(volume: VolumeRecord, target?: AttachTarget): Promise<{ device: string }> {
     const id = volumeIdOf(volume);
-    const me = await this.cloud.identity.identity();
+    const to = await this.instanceOf(target);
     const v = await this.cloud.ec2.describeVolume(id);
     if (!v) throw new StowageError('NOT_FOUND', `EBS volume ${id} of volume ${volume.name} no longer exists`);
-    if (v.availabilityZone !== me.availabilityZone) {
+    if (v.availabilityZone !== to.availabilityZone) {
       throw new StowageError(
         'INVALID_ARGUMENT',
-        `volume ${volume.name} (${id}) is in ${v.availabilityZone} but this host is in ${me.availabilityZone}; EBS volumes attach only in their own zone`,
+        `volume ${volume.name} (${id}) is in ${v.availabilityZone} but ${to.label} is in ${to.availabilityZone}; EBS volumes attach only in their own zone`,
       );
     }
     const live = v.attachments.filter((a) => a.state !== 'detached');
-    const other = live.find((a) => a.instanceId !== me.instanceId);
+    const other = live.find((a) => a.instanceId !== to.instanceId);
     if (other) await this.takeOver(volume, id, other.instanceId);
-    const mine = live.find((a) => a.instanceId === me.instanceId && a.state !== 'detaching');
-    let name: string;
-    if (mine) {
-      name = mine.device;
-      if (mine.state !== 'attached') await this.waitAttached(id, me.instanceId, name);
-    } else {
-      name = await this.attachUnderFreshName(id, me.instanceId);
-    }
-    const device = await pollUntil(() => findEbsDevice(this.cfg, id, name), {
+    const mine = live.find((a) => a.instanceId === to.instanceId && a.state !== 'detaching');
+    if (!mine) return { device: await this.attachUnderFreshName(id, to.instanceId) };
+    if (mine.state !== 'attached') await this.waitAttached(id, to.instanceId, mine.device);
+    return { device: mine.device };
+  }
+
+  /** The attached disk shows up under the requested name, its sd/xvd twin or as an NVMe disk. */
+  localDevice(volume: VolumeRecord, attachment: AttachmentRecord): Promise<string> {
+    const id = volumeIdOf(volume);
+    return pollUntil(() => findEbsDevice(this.cfg, id, attachment.device), {
       timeoutMs: this.ctx.timeouts.deviceWaitMs,
       initialDelayMs: 20,
       maxDelayMs: 1000,
-      what: `the block device of ${id} (attached as ${name}) to appear`,
+      what: `the block device of ${id} (attached as ${attachment.device}) to appear`,
       hint: 'Neither the requested name nor an NVMe device with its serial showed up.',
     });
-    return { device };
   }
 
-  async detach(volume: VolumeRecord, _attachment: AttachmentRecord): Promise<void> {
+  async detach(volume: VolumeRecord, _attachment: AttachmentRecord, target?: AttachTarget): Promise<void> {
     const id = volumeIdOf(volume);
-    const me = await this.cloud.identity.identity();
+    const { instanceId } = await this.instanceOf(target);
     const v = await this.cloud.ec2.describeVolume(id);
-    if (!v?.attachments.some((a) => a.instanceId === me.instanceId && a.state !== 'detached')) return;
-    await this.cloud.ec2.detachVolume(id, me.instanceId);
+    if (!v?.attachments.some((a) => a.instanceId === instanceId && a.state !== 'detached')) return;
+    await this.cloud.ec2.detachVolume(id, instanceId);
     await this.waitVolume(
       id,
       (x) =>
-        x.attachments.some((a) => a.instanceId === me.instanceId && a.state !== 'detached')
-          ? undefined
-          : true,
+        x.attachments.some((a) => a.instanceId === instanceId && a.state !== 'detached') ? undefined : true,
       parseDuration(this.cfg.attachTimeout),
-      `EBS volume ${id} to detach from ${me.instanceId}`,
+      `EBS volume ${id} to detach from ${instanceId}`,
     ).catch((err: unknown) => {
       if (err instanceof StowageError && err.code === 'NOT_FOUND') return true;
       throw err;
@@ -286,6 +286,30 @@ export class EbsDriver implements Driver {
     } catch (err) {
       return [{ name: 'ebs: AWS', ok: false, detail: (err as Error).message }];
     }
+  }
+
+  /** The EC2 instance of `target` (from its recorded identity, else EC2), or of this host. */
+  private async instanceOf(
+    target: AttachTarget | undefined,
+  ): Promise<{ instanceId: string; availabilityZone: string; label: string }> {
+    if (!target || target.host === this.ctx.host) {
+      const me = await this.cloud.identity.identity();
+      return { instanceId: me.instanceId, availabilityZone: me.availabilityZone, label: 'this host' };
+    }
+    const instanceId = target.identity.instanceId;
+    if (typeof instanceId !== 'string') {
+      throw new StowageError(
+        'NOT_FOUND',
+        `host ${target.host} has no EC2 instance id recorded; run stowage on it once (daemon or hosts register) so it registers itself`,
+      );
+    }
+    const label = `host ${target.host} (${instanceId})`;
+    const az = target.identity.availabilityZone;
+    if (typeof az === 'string') return { instanceId, availabilityZone: az, label };
+    const inst = await this.cloud.ec2.describeInstance(instanceId);
+    if (!inst)
+      throw new StowageError('NOT_FOUND', `EC2 does not know instance ${instanceId} of host ${target.host}`);
+    return { instanceId, availabilityZone: inst.availabilityZone, label };
   }
 
   /** Another instance holds the volume: refuse, unless preempt and the store proves nobody uses it there. */
@@ -332,7 +356,7 @@ export class EbsDriver implements Driver {
   private async attachUnderFreshName(id: string, instanceId: string): Promise<string> {
     for (let attempt = 1; attempt <= NAME_ATTEMPTS; attempt++) {
       const inst = await this.cloud.ec2.describeInstance(instanceId);
-      if (!inst) throw new StowageError('NOT_FOUND', `EC2 does not know this host's instance ${instanceId}`);
+      if (!inst) throw new StowageError('NOT_FOUND', `EC2 does not know instance ${instanceId}`);
       const name = this.allocator.allocate(instanceId, inst.devices);
       if (!name) {
         throw new StowageError(

@@ -92,6 +92,12 @@ export interface VolumeInput {
   createdAt: string;
 }
 
+/** A host a volume is attached to from elsewhere: its id in the store and its recorded identity. */
+export interface AttachTarget {
+  host: string;
+  identity: Record<string, unknown>;
+}
+
 export interface DoctorCheck {
   name: string;
   ok: boolean;
@@ -116,10 +122,20 @@ export interface Driver {
   provision(volume: VolumeInput): Promise<ProvisionResult>;
   /** Applies the recorded remove policy. Storage that is already gone is success. */
   destroy(volume: VolumeRecord): Promise<void>;
-  /** Makes the volume's block device present on this host; returns its path. */
-  attach?(volume: VolumeRecord): Promise<{ device: string }>;
-  /** Inverse of attach; a device that is already gone is success. */
-  detach?(volume: VolumeRecord, attachment: AttachmentRecord): Promise<void>;
+  /**
+   * True when attach and detach can run anywhere for any host (a cloud disk: Kubernetes'
+   * controller-manager attaches it to a node from another machine). False: only on the host itself.
+   */
+  readonly attachesRemotely?: boolean;
+  /**
+   * Attaches the volume to `target` (this host when undefined) and returns the name the attachment
+   * is known by: the cloud's device name for EBS, the loop device for local. Idempotent.
+   */
+  attach?(volume: VolumeRecord, target?: AttachTarget): Promise<{ device: string }>;
+  /** Waits (bounded) for an attachment's block device to show up on this host; returns its path. */
+  localDevice?(volume: VolumeRecord, attachment: AttachmentRecord): Promise<string>;
+  /** Inverse of attach (from `target`, this host when undefined); already detached is success. */
+  detach?(volume: VolumeRecord, attachment: AttachmentRecord, target?: AttachTarget): Promise<void>;
   mountSpec(volume: VolumeRecord, attachment: AttachmentRecord | undefined): MountSpec | Promise<MountSpec>;
   /** Driver facts for Get's Status and `volumes inspect`. */
   describe(volume: VolumeRecord): Record<string, unknown>;

@@ -10,7 +10,8 @@ import {
   type VolumeRecord,
   type VolumeSummary,
 } from '../state/store.js';
-import type { Driver, Timeouts } from './driver.js';
+import { Attacher } from './attacher.js';
+import type { AttachTarget, Driver, Timeouts } from './driver.js';
 import { isStowageError, StowageError, toStowageError } from './errors.js';
 import type { VolumeLocks } from './locks.js';
 import { mountAt, unmountAt } from './mount-pipeline.js';
@@ -50,7 +51,11 @@ const MOUNT_ID_RE = /^[A-Za-z0-9_.:-]{1,128}$/;
  * `driver` scopes a call to one driver (each Docker socket is one driver); undefined means any.
  */
 export class VolumeManager {
-  constructor(private readonly d: VolumeManagerDeps) {}
+  private readonly attacher: Attacher;
+
+  constructor(private readonly d: VolumeManagerDeps) {
+    this.attacher = new Attacher(d.store, d.host);
+  }
 
   get host(): string {
     return this.d.host;
@@ -238,26 +243,11 @@ export class VolumeManager {
       try {
         let attachment = (await this.d.store.getAttachments(name)).find((a) => a.host === this.d.host);
         if (driver.needsAttach && driver.attach && attachment?.state !== 'attached') {
-          await this.d.store.putAttachment({
-            volume: name,
-            host: this.d.host,
-            device: attachment?.device ?? '',
-            state: 'attaching',
-            updatedAt: new Date().toISOString(),
-          });
-          const { device } = await driver.attach(vol);
+          attachment = await this.attacher.attach(vol, driver, undefined, log);
           attachedNow = true;
-          attachment = {
-            volume: name,
-            host: this.d.host,
-            device,
-            state: 'attached',
-            updatedAt: new Date().toISOString(),
-          };
-          await this.d.store.putAttachment(attachment);
-          log.info({ device }, 'attached');
         }
-        await mountAt(this.pipeline(log), await driver.mountSpec(vol, attachment), target);
+        const here = attachment && (await this.attacher.local(vol, driver, attachment));
+        await mountAt(this.pipeline(log), await driver.mountSpec(vol, here), target);
         await this.d.store.putMount({
           volume: name,
           host: this.d.host,
@@ -313,6 +303,75 @@ export class VolumeManager {
     });
   }
 
+  /**
+   * Attaches a volume to another host (or this one) without mounting it: Kubernetes'
+   * controller-manager does this for a node. Returns the attachment's device name.
+   */
+  async attach(driverName: string, name: string, target: AttachTarget): Promise<string> {
+    validateVolumeName(name);
+    return this.d.locks.withLock(name, 'attach', async () => {
+      const vol = await this.requireReady(driverName, name);
+      const driver = this.d.registry.get(vol.driver);
+      const current = (await this.d.store.getAttachments(name)).find((a) => a.host === target.host);
+      if (current?.state === 'attached') return current.device;
+      const log = this.d.log.child({ op: 'attach', volume: name, driver: vol.driver });
+      const intent = await this.begin(name, 'attach', { to: target.host });
+      try {
+        return (await this.attacher.attach(vol, driver, target, log)).device;
+      } finally {
+        await this.d.store.endIntent(intent);
+      }
+    });
+  }
+
+  /** Whether the store records the volume as attached to `host`. A missing volume is not attached. */
+  async isAttached(driverName: string, name: string, host: string): Promise<boolean> {
+    validateVolumeName(name);
+    const { volume, attachments } = await this.d.store.getVolumeState(name);
+    if (!volume || volume.driver !== driverName) return false;
+    return attachments.some((a) => a.host === host && a.state === 'attached');
+  }
+
+  /**
+   * Makes sure the volume is attached here and returns its local block device: what kubelet waits
+   * for on the node. Attaches from here when no attachment is recorded (a controller on another
+   * store, or a detach that raced), so the node never waits for something nobody will do.
+   */
+  async attachHere(driverName: string, name: string): Promise<string> {
+    validateVolumeName(name);
+    return this.d.locks.withLock(name, 'attach', async () => {
+      const vol = await this.requireReady(driverName, name);
+      const driver = this.d.registry.get(vol.driver);
+      const log = this.d.log.child({ op: 'attach', volume: name, driver: vol.driver });
+      let attachment = (await this.d.store.getAttachments(name)).find((a) => a.host === this.d.host);
+      if (attachment?.state !== 'attached') {
+        const intent = await this.begin(name, 'attach', { to: this.d.host });
+        try {
+          attachment = await this.attacher.attach(vol, driver, undefined, log);
+        } finally {
+          await this.d.store.endIntent(intent);
+        }
+      }
+      return (await this.attacher.local(vol, driver, attachment)).device;
+    });
+  }
+
+  /** Detaches a volume from a host; refused while that host has any mount of it. Idempotent. */
+  async detach(driverName: string, name: string, target: AttachTarget): Promise<void> {
+    validateVolumeName(name);
+    await this.d.locks.withLock(name, 'detach', async () => {
+      const vol = await this.d.store.getVolume(name);
+      if (!vol || vol.driver !== driverName) return;
+      const log = this.d.log.child({ op: 'detach', volume: name, driver: vol.driver });
+      const intent = await this.begin(name, 'detach', { from: target.host });
+      try {
+        await this.attacher.detach(vol, this.d.registry.get(vol.driver), target, log);
+      } finally {
+        await this.d.store.endIntent(intent);
+      }
+    });
+  }
+
   /** Full view for `stowage volumes inspect`. */
   async inspect(name: string): Promise<VolumeView> {
     return this.get(undefined, name);
@@ -338,7 +397,9 @@ export class VolumeManager {
           return;
         }
         const m = (await this.d.store.getMounts(vol.name)).find((x) => x.host === this.d.host);
-        if ((intent.op === 'mount' || intent.op === 'attach') && (!m || totalRefs(m) === 0)) {
+        // An attach or detach for another host (a controller's) is finished by its next retry.
+        const remote = (intent.details.to ?? intent.details.from ?? this.d.host) !== this.d.host;
+        if (!remote && (intent.op === 'mount' || intent.op === 'attach') && (!m || totalRefs(m) === 0)) {
           action = `interrupted ${intent.op} of ${intent.volume}: undone`;
           await this.teardown(vol, driver, log);
         }
@@ -388,17 +449,7 @@ export class VolumeManager {
     try {
       await unmountAt(this.pipeline(log), target, { lazyFallback: driver.lazyUnmount });
       await this.d.store.deleteMount(vol.name, this.d.host);
-      const attachment = (await this.d.store.getAttachments(vol.name)).find((a) => a.host === this.d.host);
-      if (attachment) {
-        await this.d.store.putAttachment({
-          ...attachment,
-          state: 'detaching',
-          updatedAt: new Date().toISOString(),
-        });
-        if (driver.detach) await driver.detach(vol, attachment);
-        await this.d.store.deleteAttachment(vol.name, this.d.host);
-        log.info({ device: attachment.device }, 'detached');
-      }
+      await this.attacher.detach(vol, driver, undefined, log);
     } finally {
       await this.d.store.endIntent(intent);
     }

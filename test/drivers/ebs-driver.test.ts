@@ -400,6 +400,12 @@ function attachmentOf(vol: VolumeRecord, device: string): AttachmentRecord {
 }
 
 const idOf = (vol: VolumeRecord) => vol.fields.volumeId as string;
+
+/** What the core does to mount here: attach (the cloud's name), then find the local block device. */
+async function attachHere(vol: VolumeRecord): Promise<string> {
+  const { device } = await driver.attach!(vol);
+  return driver.localDevice!(vol, attachmentOf(vol, device));
+}
 const createInputs = () => ec2.callsOf('createVolume').map(([input]) => input as CreateVolumeInput);
 
 describe('ebs provision', () => {
@@ -641,7 +647,7 @@ describe('ebs provision', () => {
 describe('ebs attach', () => {
   it('attaches as /dev/xvdf and returns the block device that appeared', async () => {
     const vol = await create('v1');
-    expect(await driver.attach!(vol)).toEqual({ device: blockNode });
+    expect(await attachHere(vol)).toBe(blockNode);
     expect(ec2.callsOf('attachVolume')).toEqual([[idOf(vol), ME, '/dev/xvdf']]);
     expect(ec2.volumes.get(idOf(vol))?.attachments).toEqual([
       { instanceId: ME, device: '/dev/xvdf', state: 'attached' },
@@ -667,7 +673,7 @@ describe('ebs attach', () => {
   it('taints a name EC2 rejects as already in use and succeeds with the next', async () => {
     ec2.busyNames.add('/dev/xvdf');
     const a = await create('a');
-    expect(await driver.attach!(a)).toEqual({ device: blockNode });
+    expect(await attachHere(a)).toBe(blockNode);
     expect(ec2.callsOf('attachVolume').map((c) => c[2])).toEqual(['/dev/xvdf', '/dev/xvdg']);
     // /dev/xvdf is never tried again on this instance, even once EC2 would take it.
     ec2.busyNames.clear();
@@ -720,14 +726,14 @@ describe('ebs attach', () => {
     ec2.stuckAttach = false;
     await ec2.describeVolume(idOf(vol));
     expect(ec2.volumes.get(idOf(vol))?.attachments).toEqual([]);
-    expect(await driver.attach!(vol)).toEqual({ device: blockNode });
+    expect(await attachHere(vol)).toBe(blockNode);
     expect(ec2.callsOf('attachVolume').map((c) => c[2])).toEqual(['/dev/xvdf', '/dev/xvdg']);
   });
 
   it('times out when the block device never appears on the host', async () => {
     ec2.deviceAppears = false;
     const vol = await create('v1');
-    const err = await failure(driver.attach!(vol));
+    const err = await failure(attachHere(vol));
     expect(err.code).toBe('TIMEOUT');
     expect(err.message).toBe(
       `timed out after 300 ms waiting for the block device of ${idOf(vol)} (attached as /dev/xvdf) to appear. ` +
@@ -743,20 +749,20 @@ describe('ebs attach', () => {
       blockNode,
       join(dir, 'by-id', `nvme-Amazon_Elastic_Block_Store_${idOf(vol).replace('-', '')}`),
     );
-    expect(await driver.attach!(vol)).toEqual({ device: blockNode });
+    expect(await attachHere(vol)).toBe(blockNode);
   });
 
   it('is idempotent: a volume already attached here is not attached again', async () => {
     const vol = await create('v1');
     await ec2.attachDirectly(idOf(vol), ME, '/dev/xvdk');
-    expect(await driver.attach!(vol)).toEqual({ device: blockNode });
+    expect(await attachHere(vol)).toBe(blockNode);
     expect(ec2.callsOf('attachVolume')).toEqual([]);
   });
 
   it('waits for an attachment here that is still attaching', async () => {
     const vol = await create('v1');
     await ec2.attachDirectly(idOf(vol), ME, '/dev/xvdk', 'attaching');
-    expect(await driver.attach!(vol)).toEqual({ device: blockNode });
+    expect(await attachHere(vol)).toBe(blockNode);
     expect(ec2.callsOf('attachVolume')).toEqual([]);
     expect(await readlink(join(devDir, 'xvdk'))).toBe(blockNode);
   });
@@ -859,7 +865,7 @@ describe('ebs attach of a volume attached to another instance', () => {
     await ec2.attachDirectly(idOf(vol), OTHER, '/dev/xvdf');
     state.mount('other-volume', 'host-b', { [`${'a'.repeat(64)}`]: 1 }); // another volume's mount
     state.mount('v1', 'host-b', {}); // a teardown that has not finished: no users
-    expect(await driver.attach!(vol)).toEqual({ device: blockNode });
+    expect(await attachHere(vol)).toBe(blockNode);
     expect(ec2.callsOf('detachVolume')).toEqual([[idOf(vol), OTHER, { force: true }]]);
     expect(ec2.callsOf('attachVolume')).toEqual([[idOf(vol), ME, '/dev/xvdf']]);
     expect(ec2.volumes.get(idOf(vol))?.attachments).toEqual([
@@ -875,6 +881,50 @@ describe('ebs attach of a volume attached to another instance', () => {
         msg: 'preempt: force-detaching from another host',
       }),
     );
+  });
+});
+
+describe('ebs attach to another host (Kubernetes controller-manager)', () => {
+  const hostB = { host: 'host-b', identity: { instanceId: OTHER, availabilityZone: AZ } };
+
+  it("attaches to the host's instance and answers EC2's device name without waiting for a local disk", async () => {
+    const vol = await create('v1');
+    expect(await driver.attach!(vol, hostB)).toEqual({ device: '/dev/xvdf' });
+    expect(ec2.callsOf('attachVolume')).toEqual([[idOf(vol), OTHER, '/dev/xvdf']]);
+    expect(ec2.volumes.get(idOf(vol))?.attachments).toEqual([
+      { instanceId: OTHER, device: '/dev/xvdf', state: 'attached' },
+    ]);
+    // Attached again (a retry): the same name, no second AttachVolume.
+    expect(await driver.attach!(vol, hostB)).toEqual({ device: '/dev/xvdf' });
+    expect(ec2.callsOf('attachVolume')).toHaveLength(1);
+  });
+
+  it("asks EC2 for the zone when the host's identity lacks it, and refuses another zone", async () => {
+    const vol = await create('v1');
+    ec2.instances.set(OTHER, { az: 'eu-west-1c', devices: ['/dev/xvda'] });
+    const err = await failure(driver.attach!(vol, { host: 'host-b', identity: { instanceId: OTHER } }));
+    expect(err.code).toBe('INVALID_ARGUMENT');
+    expect(err.message).toBe(
+      `volume v1 (${idOf(vol)}) is in ${AZ} but host host-b (${OTHER}) is in eu-west-1c; EBS volumes attach only in their own zone`,
+    );
+    expect(ec2.callsOf('attachVolume')).toEqual([]);
+  });
+
+  it('refuses a host that never recorded an instance id, and names what to do', async () => {
+    const vol = await create('v1');
+    const err = await failure(driver.attach!(vol, { host: 'node-7', identity: {} }));
+    expect(err.code).toBe('NOT_FOUND');
+    expect(err.message).toBe(
+      'host node-7 has no EC2 instance id recorded; run stowage on it once (daemon or hosts register) so it registers itself',
+    );
+  });
+
+  it("detaches from the host's instance, not from this one", async () => {
+    const vol = await create('v1');
+    await ec2.attachDirectly(idOf(vol), OTHER, '/dev/xvdf');
+    await driver.detach!(vol, { ...attachmentOf(vol, '/dev/xvdf'), host: 'host-b' }, hostB);
+    expect(ec2.callsOf('detachVolume')).toEqual([[idOf(vol), OTHER]]);
+    expect(ec2.volumes.get(idOf(vol))?.attachments).toEqual([]);
   });
 });
 
