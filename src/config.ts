@@ -137,6 +137,17 @@ export const ConfigSchema = z
       })
       .strict()
       .prefault({}),
+    flexvolume: z
+      .object({
+        /** kubelet's root directory: pod and device mount paths must lie under it. */
+        kubeletDir: absPath.default('/var/lib/kubelet'),
+        /** The executable's log (stdout and stderr belong to kubelet); default <dataDir>/flexvolume.log. */
+        logFile: absPath.optional(),
+        /** Every call ends within this, well inside kubelet's 10 min for waitforattach. */
+        callTimeoutMs: ms.default(300_000),
+      })
+      .strict()
+      .prefault({}),
     local: z
       .object({
         imageDir: absPath.optional(),

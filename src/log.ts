@@ -21,12 +21,14 @@ export interface LogOptions {
   file?: string;
   /** Base bindings, e.g. {host}. */
   base?: Record<string, unknown>;
+  /** Write each line before returning: for short-lived processes that exit right after. */
+  sync?: boolean;
 }
 
 /** Structured JSON logs with stable keys: op, volume, driver, host. */
 export function createLogger(opts: LogOptions): Logger {
   const destination = opts.file
-    ? pino.destination({ dest: opts.file, mkdir: true, sync: false })
+    ? pino.destination({ dest: opts.file, mkdir: true, sync: opts.sync ?? false })
     : pino.destination({ fd: 2, sync: true });
   return pino(
     {

@@ -25,6 +25,8 @@ export interface Runtime {
   mounter: Mounter;
   registry: DriverRegistry;
   manager: VolumeManager;
+  /** The AWS seams when a cloud driver is enabled (EBS attach resolves nodes through EC2). */
+  cloud?: CloudClients;
   close(): Promise<void>;
 }
 
@@ -111,6 +113,7 @@ export function createRuntime(config: Config, o: RuntimeOverrides = {}): Runtime
     mounter,
     registry,
     manager,
+    ...(cloud ? { cloud } : {}),
     close: () => store.close(),
   };
 }

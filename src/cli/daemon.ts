@@ -1,3 +1,4 @@
+import { registerHost } from '../core/hosts.js';
 import { closePluginSockets, servePluginSockets } from '../docker/server.js';
 import type { Runtime } from '../runtime.js';
 
@@ -8,17 +9,7 @@ import type { Runtime } from '../runtime.js';
  */
 export async function runDaemon(rt: Runtime): Promise<void> {
   const { config, log, manager, store } = rt;
-  // What other hosts need to know about this one (EBS: the instance id, so that a volume attached
-  // here can be traced back to this host and its mounts).
-  let identity: Record<string, unknown> = { hostname: config.hostId, pid: process.pid };
-  for (const driver of manager.drivers()) {
-    try {
-      identity = { ...identity, ...((await driver.hostIdentity?.()) ?? {}) };
-    } catch (err) {
-      log.warn({ driver: driver.name, err: (err as Error).message }, 'host identity unavailable');
-    }
-  }
-  await store.upsertHost({ id: config.hostId, identity, lastSeen: new Date().toISOString() });
+  await registerHost(store, config.hostId, manager.drivers(), log, { pid: process.pid });
   // Driver checks (e.g. is the NFS server up) warn and never stop the daemon: the other drivers
   // must be served, and the check runs again on every `stowage doctor`.
   for (const driver of manager.drivers()) {

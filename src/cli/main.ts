@@ -1,4 +1,6 @@
 import { Command, Option } from 'commander';
+import { FLEX_DRIVERS, VENDOR } from '../../flexvolume/capabilities.js';
+import { DEFAULT_PLUGIN_DIR, installFlexvolume } from '../../flexvolume/install.js';
 import { type Config, loadConfig } from '../config.js';
 import { isStowageError } from '../core/errors.js';
 import { formatSize } from '../core/size.js';
@@ -136,6 +138,37 @@ export function buildCli(): Command {
         );
       } finally {
         await rt.close();
+      }
+    });
+
+  volumes
+    .command('rm')
+    .description('remove a volume (refused while any host uses it; its remove policy decides the data)')
+    .argument('<name>')
+    .action(async (name: string, _opts, cmd: Command) => {
+      const rt = createRuntime(quiet(configFrom(cmd)));
+      try {
+        await rt.manager.remove(undefined, name);
+        print(name);
+      } finally {
+        await rt.close();
+      }
+    });
+
+  const flex = program.command('flexvolume').description('the Kubernetes flexvolume drivers');
+  flex
+    .command('install')
+    .description("install stowage~<driver>/<driver> into kubelet's volume plugin directory, atomically")
+    .option('--dir <dir>', "kubelet's --volume-plugin-dir", DEFAULT_PLUGIN_DIR)
+    .option('--drivers <list>', 'comma-separated drivers', Object.keys(FLEX_DRIVERS).join(','))
+    .option('--node <path>', 'node binary on the machines that run the driver', process.execPath)
+    .action(async (opts: { dir: string; drivers: string; node: string }) => {
+      const drivers = opts.drivers
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean);
+      for (const d of await installFlexvolume({ dir: opts.dir, drivers, node: opts.node })) {
+        print(`${VENDOR}/${d.driver}: ${d.executable}`);
       }
     });
 

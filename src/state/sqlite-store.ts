@@ -47,11 +47,12 @@ export class SqliteStore implements StateStore {
 
   constructor(
     readonly path: string,
-    opts: { busyTimeoutMs?: number } = {},
+    /** nativeBinding: the addon's path when bundled (the flexvolume executable carries its own). */
+    opts: { busyTimeoutMs?: number; nativeBinding?: string } = {},
   ) {
     try {
       if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-      this.db = new Database(path);
+      this.db = new Database(path, opts.nativeBinding ? { nativeBinding: opts.nativeBinding } : {});
       this.db.pragma(`busy_timeout = ${opts.busyTimeoutMs ?? 5000}`);
       this.db.pragma('journal_mode = WAL');
       this.db.pragma('synchronous = NORMAL');

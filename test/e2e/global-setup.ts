@@ -17,6 +17,7 @@ const APT_PACKAGES: Record<string, string> = {
   '/usr/sbin/mkfs.xfs': 'xfsprogs',
   '/usr/sbin/losetup': 'mount',
   '/usr/sbin/mkfs.ext4': 'e2fsprogs',
+  '/usr/bin/etcd': 'etcd-server',
 };
 const APPLETS = [
   'sh',
@@ -44,8 +45,9 @@ export async function setup(project: TestProject): Promise<void> {
     );
   }
   await ensurePackages();
-  // The e2e tests run the compiled CLI exactly as `npm start` does.
-  await execa('npx', ['tsc', '-b', 'tsconfig.build.json'], { stdio: 'inherit', timeout: 180_000 });
+  // The e2e tests run the compiled CLI exactly as `npm start` does, and the bundled flexvolume
+  // executable exactly as `stowage flexvolume install` puts it in kubelet's plugin directory.
+  await execa('npm', ['run', '--silent', 'build'], { stdio: 'inherit', timeout: 180_000 });
   workDir = await mkdtemp(join(tmpdir(), 'stowage-suite-'));
   project.provide('busyboxTarball', await busyboxTarball(workDir));
 }

@@ -1,0 +1,193 @@
+import { mkdir } from 'node:fs/promises';
+import type { Config } from '../src/config.js';
+import { isStowageError, StowageError } from '../src/core/errors.js';
+import { registerHost, resolveNode } from '../src/core/hosts.js';
+import { validateVolumeName } from '../src/core/names.js';
+import type { Runtime } from '../src/runtime.js';
+import type { FlexDriverTraits } from './capabilities.js';
+import { type FlexOptions, isJson, parseFlexOptions } from './options.js';
+import { deviceMountId, deviceMountPath, podMountId, podVolumeDir } from './paths.js';
+import { type FlexReply, notSupported, success } from './reply.js';
+import { openFlexRuntime } from './runtime.js';
+
+export interface CallContext {
+  driver: string;
+  traits: FlexDriverTraits;
+  config: Config;
+  installDir?: string;
+}
+
+type Handler = (
+  ctx: CallContext,
+  rt: Runtime,
+  json: string | undefined,
+  rest: string[],
+) => Promise<FlexReply>;
+
+/**
+ * The calls that need the store: kubelet's and the controller-manager's sequences mapped onto the
+ * same VolumeManager the Docker daemon uses. The volume is mounted once per host under stowage's
+ * mount root and counted per user (Docker mount ids, `pod:<uid>:<dir>`, `device:<name>`); kubelet's
+ * paths are bind mounts of it, so neither side can unmount the other's users.
+ */
+const HANDLERS: Record<string, Handler> = {
+  attach: async (ctx, rt, json, [nodeName]) => {
+    const o = parseFlexOptions(json, ctx.traits);
+    const target = await resolveNode(rt.store, required(nodeName, 'node name'), rt.cloud?.ec2);
+    // A new EBS volume belongs in the node's zone, not in the controller-manager's.
+    const zone = target.identity.availabilityZone;
+    const zoneGiven = Object.keys(o.driverOptions).some((k) => /zone/i.test(k));
+    const extra: Record<string, string> =
+      typeof zone === 'string' && !zoneGiven ? { availabilityZone: zone } : {};
+    await ensureVolume(ctx, rt, o, extra);
+    return success({ device: await rt.manager.attach(ctx.driver, o.name, target) });
+  },
+  isattached: async (ctx, rt, json, [nodeName]) => {
+    const o = parseFlexOptions(json, ctx.traits);
+    const target = await resolveNode(rt.store, required(nodeName, 'node name'), rt.cloud?.ec2);
+    return success({ attached: await rt.manager.isAttached(ctx.driver, o.name, target.host) });
+  },
+  detach: async (ctx, rt, _json, [volumeName, nodeName]) => {
+    const name = validateVolumeName(required(volumeName, 'volume name'));
+    const target = await resolveNode(rt.store, required(nodeName, 'node name'), rt.cloud?.ec2);
+    await rt.manager.detach(ctx.driver, name, target);
+    return success();
+  },
+  waitforattach: async (ctx, rt, json) => {
+    const o = parseFlexOptions(json, ctx.traits);
+    await nodeSide(ctx, rt, o);
+    return success({ device: await rt.manager.attachHere(ctx.driver, o.name) });
+  },
+  mountdevice: async (ctx, rt, json, [path]) => {
+    const o = parseFlexOptions(json, ctx.traits);
+    const dmp = deviceMountPath(path, ctx.config.flexvolume.kubeletDir, ctx.driver);
+    await nodeSide(ctx, rt, o);
+    await bindFor(ctx, rt, o, deviceMountId(dmp.volumeName), dmp.path);
+    return success();
+  },
+  unmountdevice: async (ctx, rt, _json, [path]) => {
+    const dmp = deviceMountPath(path, ctx.config.flexvolume.kubeletDir, ctx.driver);
+    await unbindFor(ctx, rt, deviceMountId(dmp.volumeName), dmp.path);
+    return success();
+  },
+  mount: async (ctx, rt, json, [path]) => {
+    const o = parseFlexOptions(json, ctx.traits);
+    const pod = podVolumeDir(path, ctx.config.flexvolume.kubeletDir, ctx.driver);
+    if (o.podUid !== undefined && o.podUid !== pod.podUid) {
+      throw new StowageError(
+        'INVALID_ARGUMENT',
+        `pod uid ${o.podUid} in the options does not match the pod directory ${pod.path}`,
+      );
+    }
+    await nodeSide(ctx, rt, o);
+    await bindFor(ctx, rt, o, podMountId(pod.podUid, pod.volDir), pod.path);
+    return success();
+  },
+  unmount: async (ctx, rt, _json, [path]) => {
+    const pod = podVolumeDir(path, ctx.config.flexvolume.kubeletDir, ctx.driver);
+    await unbindFor(ctx, rt, podMountId(pod.podUid, pod.volDir), pod.path);
+    return success();
+  },
+};
+
+export async function runCall(ctx: CallContext, call: string, args: string[]): Promise<FlexReply> {
+  const handler = HANDLERS[call];
+  if (!handler) return notSupported(`stowage/${ctx.driver} does not implement ${call}`);
+  const jsonAt = args.findIndex(isJson);
+  const json = jsonAt >= 0 ? args[jsonAt] : undefined;
+  const rest = args.filter((_, i) => i !== jsonAt);
+  const rt = await openFlexRuntime(ctx.driver, ctx.config, ctx.installDir ? { dir: ctx.installDir } : {});
+  try {
+    rt.log.debug({ call, args: rest }, 'flexvolume call');
+    const reply = await handler(ctx, rt, json, rest);
+    rt.log.info({ call, args: rest, status: reply.status }, 'flexvolume call done');
+    return reply;
+  } catch (err) {
+    rt.log.warn({ call, args: rest, err: (err as Error).message }, 'flexvolume call failed');
+    throw err;
+  } finally {
+    await rt.close();
+  }
+}
+
+function required(value: string | undefined, what: string): string {
+  if (!value) throw new StowageError('INVALID_ARGUMENT', `the ${what} argument is missing`);
+  return value;
+}
+
+/**
+ * The volume a node-side call works on. Non-attachable volumes are created on first use with the
+ * PV's options (as `docker run -v` does). An attachable one must already be recorded by the
+ * controller's attach: creating it here, in a store the controller may not share, would make a
+ * second cloud disk.
+ */
+async function nodeSide(ctx: CallContext, rt: Runtime, o: FlexOptions): Promise<void> {
+  const hosts = await rt.store.listHosts();
+  if (!hosts.some((h) => h.id === rt.config.hostId)) {
+    await registerHost(rt.store, rt.config.hostId, rt.manager.drivers(), rt.log);
+  }
+  if (!ctx.traits.attach) {
+    await ensureVolume(ctx, rt, o);
+    return;
+  }
+  try {
+    await rt.manager.get(ctx.driver, o.name);
+  } catch (err) {
+    if (!isStowageError(err, 'NOT_FOUND')) throw err;
+    throw new StowageError(
+      'NOT_FOUND',
+      `volume ${o.name} is not in this host's store; the controller-manager's attach records it, so both must share one store (etcd), or create it here first with \`docker volume create -d ${rt.config.socketPrefix}${ctx.driver}\``,
+    );
+  }
+}
+
+async function ensureVolume(
+  ctx: CallContext,
+  rt: Runtime,
+  o: FlexOptions,
+  whenNew: Record<string, string> = {},
+): Promise<void> {
+  let exists = true;
+  try {
+    await rt.manager.get(ctx.driver, o.name);
+  } catch (err) {
+    if (!isStowageError(err, 'NOT_FOUND')) throw err;
+    exists = false;
+  }
+  await rt.manager.create(ctx.driver, o.name, exists ? o.driverOptions : { ...whenNew, ...o.driverOptions });
+}
+
+/** Mounts the volume on this host (counted under `id`) and bind-mounts it at kubelet's path. */
+async function bindFor(
+  ctx: CallContext,
+  rt: Runtime,
+  o: FlexOptions,
+  id: string,
+  target: string,
+): Promise<void> {
+  if (await rt.mounter.isMountPoint(target)) return; // done by an earlier try whose reply was lost
+  const counted = (await rt.store.getMounts(o.name)).find(
+    (m) => m.host === rt.config.hostId && m.state === 'mounted' && (m.refs[id] ?? 0) > 0,
+  );
+  const source =
+    counted && (await rt.mounter.isMountPoint(counted.mountpoint))
+      ? counted.mountpoint
+      : await rt.manager.mount(ctx.driver, o.name, id);
+  try {
+    await mkdir(target, { recursive: true, mode: 0o750 });
+    await rt.mounter.mount(source, target, { options: o.readOnly ? ['bind', 'ro'] : ['bind'] });
+  } catch (err) {
+    if (!counted) await rt.manager.unmount(ctx.driver, o.name, id).catch(() => undefined);
+    throw err;
+  }
+  rt.log.info({ volume: o.name, id, target, readOnly: o.readOnly }, 'bind-mounted for kubelet');
+}
+
+/** Inverse of bindFor: the bind mount first (the user's view ends), then the count. */
+async function unbindFor(ctx: CallContext, rt: Runtime, id: string, target: string): Promise<void> {
+  await rt.mounter.unmount(target);
+  const mount = (await rt.store.listMountsByHost(rt.config.hostId)).find((m) => (m.refs[id] ?? 0) > 0);
+  if (!mount) return;
+  await rt.manager.unmount(ctx.driver, mount.volume, id);
+  rt.log.info({ volume: mount.volume, id, target }, 'bind mount released');
+}

@@ -1,0 +1,106 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { chmod, cp, mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { StowageError } from '../src/core/errors.js';
+import { FLEX_DRIVERS, VENDOR } from './capabilities.js';
+
+export const DEFAULT_PLUGIN_DIR = '/usr/libexec/kubernetes/kubelet-plugins/volume/exec';
+
+export interface InstallOptions {
+  /** kubelet's --volume-plugin-dir (and the controller-manager's --flex-volume-plugin-dir). */
+  dir: string;
+  drivers: string[];
+  /** node on the machine that runs the driver; the wrapper falls back to `node` on PATH. */
+  node: string;
+  /** The built bundle (dist/flexvolume-bundle); found next to this module by default. */
+  bundleDir?: string;
+}
+
+export interface InstalledDriver {
+  driver: string;
+  executable: string;
+}
+
+const SAFE_PATH = /^\/[A-Za-z0-9/._+-]*$/;
+
+/**
+ * Installs `<dir>/stowage~<driver>/<driver>` for each driver, atomically as kubelet requires (it
+ * watches the directory and ignores dot-names): a first install is written in a dot-directory and
+ * renamed into place; an upgrade adds the new version as a dot-directory inside the driver's
+ * directory and then renames the new wrapper over the old one, so every call sees one whole version.
+ * The previous version stays until the next upgrade, for calls that were running during this one.
+ */
+export async function installFlexvolume(opts: InstallOptions): Promise<InstalledDriver[]> {
+  const bundle = opts.bundleDir ?? join(dirname(fileURLToPath(import.meta.url)), '..', 'flexvolume-bundle');
+  if (!existsSync(join(bundle, 'stowage-flexvolume.mjs'))) {
+    throw new StowageError(
+      'NOT_FOUND',
+      `the flexvolume bundle is missing in ${bundle}; run \`npm run build\` first`,
+    );
+  }
+  for (const d of opts.drivers) {
+    if (!FLEX_DRIVERS[d]) {
+      throw new StowageError(
+        'UNKNOWN_DRIVER',
+        `unknown driver ${JSON.stringify(d)}; flexvolume drivers: ${Object.keys(FLEX_DRIVERS).join(', ')}`,
+      );
+    }
+  }
+  for (const [what, p] of [
+    ['--dir', opts.dir],
+    ['--node', opts.node],
+  ] as const) {
+    if (!SAFE_PATH.test(p))
+      throw new StowageError(
+        'INVALID_ARGUMENT',
+        `${what} must be an absolute path of plain characters, not ${JSON.stringify(p)}`,
+      );
+  }
+  await mkdir(opts.dir, { recursive: true, mode: 0o755 });
+  const version = `.v-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
+  const installed: InstalledDriver[] = [];
+  for (const driver of opts.drivers) {
+    const final = join(opts.dir, `${VENDOR}~${driver}`);
+    const staging = join(opts.dir, `.${VENDOR}~${driver}${version}`);
+    await rm(staging, { recursive: true, force: true });
+    try {
+      await mkdir(staging, { mode: 0o755 });
+      await cp(bundle, join(staging, version), { recursive: true });
+      await writeFile(join(staging, driver), wrapper(driver, version, opts.node), { mode: 0o755 });
+      await chmod(join(staging, driver), 0o755);
+      if (!existsSync(final)) {
+        await rename(staging, final);
+      } else {
+        await rename(join(staging, version), join(final, version));
+        await rename(join(staging, driver), join(final, driver));
+        await pruneVersions(final, version);
+      }
+    } finally {
+      await rm(staging, { recursive: true, force: true });
+    }
+    installed.push({ driver, executable: join(final, driver) });
+  }
+  return installed;
+}
+
+/** Keeps the current version and the one before it. */
+async function pruneVersions(dir: string, current: string): Promise<void> {
+  const versions = (await readdir(dir)).filter((n) => n.startsWith('.v-') && n !== current).sort();
+  for (const old of versions.slice(0, -1)) await rm(join(dir, old), { recursive: true, force: true });
+}
+
+function wrapper(driver: string, version: string, node: string): string {
+  return `#!/bin/sh
+# stowage flexvolume driver ${VENDOR}/${driver}, installed by \`stowage flexvolume install\`.
+# kubelet parses stdout and stderr together as one JSON reply: node runs with its warnings off.
+node=${node}
+if [ ! -x "$node" ]; then node=$(command -v node 2>/dev/null) || node=; fi
+if [ -z "$node" ]; then
+  echo '{"status":"Failure","message":"node (Node.js 20 or later) is not installed on this machine; install it or reinstall with stowage flexvolume install --node PATH"}'
+  exit 1
+fi
+exec "$node" --no-warnings "$(dirname "$0")/${version}/stowage-flexvolume.mjs" ${driver} "$@"
+`;
+}

@@ -1,0 +1,96 @@
+import { StowageError } from '../src/core/errors.js';
+import { FLEX_DRIVERS, initCapabilities, VENDOR } from './capabilities.js';
+import { isJson, parseFlexOptions } from './options.js';
+import { type FlexReply, failureOf, notSupported, success } from './reply.js';
+
+/** Calls answered without the store; everything here is loaded at start, the rest on demand. */
+const STORE_CALLS = new Set([
+  'attach',
+  'isattached',
+  'detach',
+  'waitforattach',
+  'mountdevice',
+  'unmountdevice',
+  'mount',
+  'unmount',
+]);
+const ATTACH_CALLS = new Set([
+  'attach',
+  'isattached',
+  'detach',
+  'waitforattach',
+  'mountdevice',
+  'unmountdevice',
+]);
+
+/**
+ * One kubelet (or controller-manager) call of the flexvolume driver `driver`, answered with the
+ * reply object. Never throws: every failure is a Failure reply with a message for the user.
+ * `init` and `getvolumename` load neither the config nor the store: kubelet runs them often.
+ */
+export async function flexMain(
+  driver: string | undefined,
+  args: string[],
+  installDir?: string,
+): Promise<FlexReply> {
+  const traits = driver === undefined ? undefined : FLEX_DRIVERS[driver];
+  if (!driver || !traits) {
+    return failureOf(
+      new StowageError(
+        'UNKNOWN_DRIVER',
+        `unknown stowage flexvolume driver ${JSON.stringify(driver ?? '')}; install it with \`stowage flexvolume install\``,
+      ),
+    );
+  }
+  const [call, ...rest] = args;
+  try {
+    if (!call) {
+      throw new StowageError(
+        'INVALID_ARGUMENT',
+        `no call given: kubelet runs ${VENDOR}~${driver}/${driver} init|getvolumename|mount|unmount|...`,
+      );
+    }
+    if (call === 'init') return success({ capabilities: initCapabilities(traits) });
+    if (call === 'getvolumename') {
+      return success({ volumeName: parseFlexOptions(rest.find(isJson), traits).name });
+    }
+    if (!STORE_CALLS.has(call) || (!traits.attach && ATTACH_CALLS.has(call))) {
+      return notSupported(`${VENDOR}/${driver} does not implement ${call}`);
+    }
+    const [{ runCall }, { flexConfig }] = await Promise.all([import('./calls.js'), import('./runtime.js')]);
+    const config = flexConfig(driver);
+    const ctx = { driver, traits, config, ...(installDir ? { installDir } : {}) };
+    return await withDeadline(
+      runCall(ctx, call, rest),
+      config.flexvolume.callTimeoutMs,
+      `${VENDOR}/${driver} ${call}`,
+    );
+  } catch (err) {
+    return failureOf(err);
+  }
+}
+
+/**
+ * kubelet waits forever for most calls; a mount on a dead server would too. Past the deadline the
+ * reply says so and the process exits (its children were bounded by their own deadlines).
+ */
+async function withDeadline<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new StowageError(
+            'TIMEOUT',
+            `${what} did not finish within ${Math.round(ms / 1000)} s; kubelet retries it and the retry picks up where this one stopped (raise flexvolume.callTimeoutMs if the storage is that slow)`,
+          ),
+        ),
+      ms,
+    );
+  });
+  try {
+    return await Promise.race([work, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,80 @@
+import { createHash } from 'node:crypto';
+import { isAbsolute, join, normalize } from 'node:path';
+import { StowageError } from '../src/core/errors.js';
+import { VENDOR } from './capabilities.js';
+
+const COMPONENT = '([A-Za-z0-9][A-Za-z0-9_.-]{0,252})';
+
+function escapeRe(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+function checked(path: string | undefined, what: string): string {
+  if (!path) throw new StowageError('INVALID_ARGUMENT', `the ${what} argument is missing`);
+  if (!isAbsolute(path) || normalize(path) !== path.replace(/\/+$/, '') || path.includes('/../')) {
+    throw new StowageError(
+      'PERMISSION_DENIED',
+      `${what} ${JSON.stringify(path)} is not a clean absolute path`,
+    );
+  }
+  return path.replace(/\/+$/, '');
+}
+
+/**
+ * A pod's volume directory as kubelet makes it: <kubelet>/pods/<podUID>/volumes/stowage~<driver>/<vol>.
+ * Anything else is refused: the executable runs as root and must not mount over arbitrary paths.
+ */
+export function podVolumeDir(
+  path: string | undefined,
+  kubeletDir: string,
+  driver: string,
+): { path: string; podUid: string; volDir: string } {
+  const p = checked(path, 'pod volume directory');
+  const re = new RegExp(
+    `^${escapeRe(kubeletDir)}/pods/${COMPONENT}/volumes/${escapeRe(`${VENDOR}~${driver}`)}/${COMPONENT}$`,
+  );
+  const m = re.exec(p);
+  if (!m) {
+    throw new StowageError(
+      'PERMISSION_DENIED',
+      `${p} is not a pod volume directory of this driver (${join(kubeletDir, 'pods', '<pod-uid>', 'volumes', `${VENDOR}~${driver}`, '<volume>')}); nothing was mounted there`,
+    );
+  }
+  return { path: p, podUid: m[1]!, volDir: m[2]! };
+}
+
+/** kubelet's per-node mount of an attached volume: <kubelet>/plugins/kubernetes.io/flexvolume/stowage/<driver>/mounts/<name>. */
+export function deviceMountPath(
+  path: string | undefined,
+  kubeletDir: string,
+  driver: string,
+): { path: string; volumeName: string } {
+  const p = checked(path, 'device mount path');
+  const base = join(kubeletDir, 'plugins', 'kubernetes.io', 'flexvolume', VENDOR, driver, 'mounts');
+  const m = new RegExp(`^${escapeRe(base)}/${COMPONENT}$`).exec(p);
+  if (!m) {
+    throw new StowageError(
+      'PERMISSION_DENIED',
+      `${p} is not a device mount path of this driver (${base}/<volume>); nothing was mounted there`,
+    );
+  }
+  return { path: p, volumeName: m[1]! };
+}
+
+/**
+ * Mount ids in the store's refs: the pod's UID, plus its volume directory so that two stowage
+ * volumes of one pod are told apart (hashed when the two would not fit the 128-character id).
+ */
+export function podMountId(podUid: string, volDir: string): string {
+  const id = `pod:${podUid}:${volDir}`;
+  return id.length <= 128
+    ? id
+    : `pod:${podUid}:${createHash('sha256').update(volDir).digest('hex').slice(0, 32)}`;
+}
+
+export function deviceMountId(volumeName: string): string {
+  const id = `device:${volumeName}`;
+  return id.length <= 128
+    ? id
+    : `device:${createHash('sha256').update(volumeName).digest('hex').slice(0, 32)}`;
+}

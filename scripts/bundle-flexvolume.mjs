@@ -1,0 +1,41 @@
+// Bundles the flexvolume executable: kubelet's machines (and the controller-manager's container)
+// have node and the mount tools, not our node_modules. Output in dist/flexvolume-bundle/:
+// stowage-flexvolume.mjs (the entry), chunks/ (loaded on demand: one driver and its SDK per call)
+// and better_sqlite3.node (the one native addon, which cannot be inlined).
+import { copyFile, mkdir, rm } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const out = join(root, 'dist', 'flexvolume-bundle');
+const require = createRequire(import.meta.url);
+
+await rm(out, { recursive: true, force: true });
+await mkdir(out, { recursive: true });
+await build({
+  entryPoints: { 'stowage-flexvolume': join(root, 'flexvolume', 'bin.ts') },
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  format: 'esm',
+  splitting: true,
+  outdir: out,
+  outExtension: { '.js': '.mjs' },
+  chunkNames: 'chunks/[name]-[hash]',
+  minify: true,
+  legalComments: 'linked',
+  logLevel: 'warning',
+  // CommonJS dependencies (better-sqlite3, the AWS SDK) call require(); ESM output has none.
+  banner: {
+    js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
+  },
+});
+const addon = join(
+  dirname(require.resolve('better-sqlite3/package.json')),
+  'build',
+  'Release',
+  'better_sqlite3.node',
+);
+await copyFile(addon, join(out, 'better_sqlite3.node'));

@@ -1,0 +1,67 @@
+import { hostname } from 'node:os';
+import type { Logger } from 'pino';
+import type { Ec2Api } from '../cloud/ec2.js';
+import type { HostRecord, StateStore } from '../state/store.js';
+import type { AttachTarget, Driver } from './driver.js';
+import { StowageError } from './errors.js';
+
+/**
+ * Records this host in the hosts registry with what other hosts need to know about it (EBS: its
+ * instance id and zone, so a controller elsewhere can attach to it and a volume attached here can
+ * be traced back to this host). Merges with what is recorded: the daemon and the flexvolume
+ * executable of one host may each know a part.
+ */
+export async function registerHost(
+  store: StateStore,
+  host: string,
+  drivers: readonly Driver[],
+  log: Logger,
+  extra: Record<string, unknown> = {},
+): Promise<HostRecord> {
+  const recorded = (await store.listHosts()).find((h) => h.id === host);
+  let identity: Record<string, unknown> = { ...recorded?.identity, hostname: hostname(), ...extra };
+  for (const driver of drivers) {
+    try {
+      identity = { ...identity, ...((await driver.hostIdentity?.()) ?? {}) };
+    } catch (err) {
+      log.warn({ driver: driver.name, err: (err as Error).message }, 'host identity unavailable');
+    }
+  }
+  const record = { id: host, identity, lastSeen: new Date().toISOString() };
+  await store.upsertHost(record);
+  return record;
+}
+
+/**
+ * The host behind a Kubernetes node name. Nodes register themselves; a node is matched by its
+ * host id, hostname or private DNS name. An unregistered node is looked up in EC2 by private DNS
+ * name (the node name kubelet uses on AWS), so the first attach to a fresh node works too.
+ */
+export async function resolveNode(store: StateStore, nodeName: string, ec2?: Ec2Api): Promise<AttachTarget> {
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$/.test(nodeName)) {
+    throw new StowageError('INVALID_ARGUMENT', `invalid node name ${JSON.stringify(nodeName)}`);
+  }
+  const hosts = await store.listHosts();
+  const known =
+    hosts.find((h) => h.id === nodeName) ??
+    hosts.find((h) => [h.identity.hostname, h.identity.privateDnsName].includes(nodeName));
+  if (known) return { host: known.id, identity: known.identity };
+  const inst = ec2 ? await ec2.findInstanceByPrivateDnsName(nodeName) : undefined;
+  if (inst) {
+    const byInstance = hosts.find((h) => h.identity.instanceId === inst.id);
+    return {
+      host: byInstance?.id ?? nodeName,
+      identity: {
+        ...byInstance?.identity,
+        instanceId: inst.id,
+        availabilityZone: inst.availabilityZone,
+        privateDnsName: nodeName,
+      },
+    };
+  }
+  throw new StowageError(
+    'NOT_FOUND',
+    `node ${nodeName} is not a registered stowage host${ec2 ? ' and EC2 has no instance with that private DNS name' : ''}; ` +
+      'run the stowage DaemonSet (or `stowage hosts register`) on it',
+  );
+}
