@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, cp, mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, cp, mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { StowageError } from '../src/core/errors.js';
@@ -14,6 +14,11 @@ export interface InstallOptions {
   drivers: string[];
   /** node on the machine that runs the driver; the wrapper falls back to `node` on PATH. */
   node: string;
+  /**
+   * Copy the node running this command to <dir>/.stowage-node/node and use that: the machine then
+   * needs nothing but the mount tools (the DaemonSet installs this way from its image).
+   */
+  copyNode?: boolean;
   /** The built bundle (dist/flexvolume-bundle); found next to this module by default. */
   bundleDir?: string;
 }
@@ -59,6 +64,7 @@ export async function installFlexvolume(opts: InstallOptions): Promise<Installed
       );
   }
   await mkdir(opts.dir, { recursive: true, mode: 0o755 });
+  const node = opts.copyNode ? await copyNode(opts.dir) : opts.node;
   const version = `.v-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
   const installed: InstalledDriver[] = [];
   for (const driver of opts.drivers) {
@@ -68,7 +74,7 @@ export async function installFlexvolume(opts: InstallOptions): Promise<Installed
     try {
       await mkdir(staging, { mode: 0o755 });
       await cp(bundle, join(staging, version), { recursive: true });
-      await writeFile(join(staging, driver), wrapper(driver, version, opts.node), { mode: 0o755 });
+      await writeFile(join(staging, driver), wrapper(driver, version, node), { mode: 0o755 });
       await chmod(join(staging, driver), 0o755);
       if (!existsSync(final)) {
         await rename(staging, final);
@@ -83,6 +89,17 @@ export async function installFlexvolume(opts: InstallOptions): Promise<Installed
     installed.push({ driver, executable: join(final, driver) });
   }
   return installed;
+}
+
+/** The node binary in a dot-directory kubelet ignores, replaced atomically like the drivers. */
+async function copyNode(dir: string): Promise<string> {
+  const target = join(dir, '.stowage-node', 'node');
+  await mkdir(dirname(target), { recursive: true, mode: 0o755 });
+  const tmp = `${target}.tmp-${process.pid}`;
+  await copyFile(process.execPath, tmp);
+  await chmod(tmp, 0o755);
+  await rename(tmp, target);
+  return target;
 }
 
 /** Keeps the current version and the one before it. */

@@ -162,12 +162,18 @@ export function buildCli(): Command {
     .option('--dir <dir>', "kubelet's --volume-plugin-dir", DEFAULT_PLUGIN_DIR)
     .option('--drivers <list>', 'comma-separated drivers', Object.keys(FLEX_DRIVERS).join(','))
     .option('--node <path>', 'node binary on the machines that run the driver', process.execPath)
-    .action(async (opts: { dir: string; drivers: string; node: string }) => {
+    .option('--copy-node', 'copy this node into <dir>/.stowage-node/ and use it (nothing needed on the host)')
+    .action(async (opts: { dir: string; drivers: string; node: string; copyNode?: boolean }) => {
       const drivers = opts.drivers
         .split(',')
         .map((s) => s.trim())
         .filter(Boolean);
-      for (const d of await installFlexvolume({ dir: opts.dir, drivers, node: opts.node })) {
+      for (const d of await installFlexvolume({
+        dir: opts.dir,
+        drivers,
+        node: opts.node,
+        copyNode: opts.copyNode === true,
+      })) {
         print(`${VENDOR}/${d.driver}: ${d.executable}`);
       }
     });
