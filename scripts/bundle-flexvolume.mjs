@@ -18,6 +18,8 @@ await build({
   entryPoints: { 'stowage-flexvolume': join(root, 'flexvolume', 'bin.ts') },
   bundle: true,
   platform: 'node',
+  // The ESM builds of dependencies (the AWS SDK's dist-es) split and load lazily as ES modules.
+  mainFields: ['module', 'main'],
   target: 'node20',
   format: 'esm',
   splitting: true,
