@@ -11,13 +11,14 @@ function escapeRe(s: string): string {
 
 function checked(path: string | undefined, what: string): string {
   if (!path) throw new StowageError('INVALID_ARGUMENT', `the ${what} argument is missing`);
-  if (!isAbsolute(path) || normalize(path) !== path.replace(/\/+$/, '') || path.includes('/../')) {
+  const trimmed = path.replace(/\/+$/, '');
+  if (!isAbsolute(path) || normalize(trimmed) !== trimmed) {
     throw new StowageError(
       'PERMISSION_DENIED',
       `${what} ${JSON.stringify(path)} is not a clean absolute path`,
     );
   }
-  return path.replace(/\/+$/, '');
+  return trimmed;
 }
 
 /**

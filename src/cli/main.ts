@@ -3,6 +3,7 @@ import { FLEX_DRIVERS, VENDOR } from '../../flexvolume/capabilities.js';
 import { DEFAULT_PLUGIN_DIR, installFlexvolume } from '../../flexvolume/install.js';
 import { type Config, loadConfig } from '../config.js';
 import { isStowageError } from '../core/errors.js';
+import { registerHost } from '../core/hosts.js';
 import { formatSize } from '../core/size.js';
 import { createRuntime } from '../runtime.js';
 import { totalRefs } from '../state/store.js';
@@ -150,6 +151,51 @@ export function buildCli(): Command {
       try {
         await rt.manager.remove(undefined, name);
         print(name);
+      } finally {
+        await rt.close();
+      }
+    });
+
+  const hosts = program.command('hosts').description('the hosts that share the state store');
+  hosts
+    .command('ls')
+    .description('list hosts: id, last seen, attachments and mounts')
+    .option('--json', 'print JSON instead of a table')
+    .action(async (opts: { json?: boolean }, cmd: Command) => {
+      const rt = createRuntime(quiet(configFrom(cmd)));
+      try {
+        const rows = [];
+        for (const h of await rt.store.listHosts()) {
+          const attachments = await rt.store.listAttachmentsByHost(h.id);
+          const mounts = await rt.store.listMountsByHost(h.id);
+          rows.push({
+            id: h.id,
+            lastSeen: h.lastSeen,
+            identity: h.identity,
+            attachments: attachments.map((a) => `${a.volume}:${a.device || '?'}`),
+            mounts: mounts.map((m) => `${m.volume}(${totalRefs(m)})`),
+          });
+        }
+        if (opts.json) print(JSON.stringify(rows, null, 2));
+        else
+          print(
+            renderTable(
+              ['HOST', 'LAST SEEN', 'ATTACHED', 'MOUNTED (USERS)'],
+              rows.map((r) => [r.id, r.lastSeen, r.attachments.join(',') || '-', r.mounts.join(',') || '-']),
+            ),
+          );
+      } finally {
+        await rt.close();
+      }
+    });
+  hosts
+    .command('register')
+    .description('record this host and its identity (e.g. EC2 instance) so other hosts can attach to it')
+    .action(async (_opts, cmd: Command) => {
+      const rt = createRuntime(quiet(configFrom(cmd)));
+      try {
+        const h = await registerHost(rt.store, rt.config.hostId, rt.manager.drivers(), rt.log);
+        print(JSON.stringify(h));
       } finally {
         await rt.close();
       }

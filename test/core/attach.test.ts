@@ -1,0 +1,233 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { registerBuiltins } from '../../drivers/index.js';
+import type { Ec2Api, Ec2Instance } from '../../src/cloud/ec2.js';
+import type { AttachTarget, Driver } from '../../src/core/driver.js';
+import { StowageError } from '../../src/core/errors.js';
+import { registerHost, resolveNode } from '../../src/core/hosts.js';
+import { boolOption } from '../../src/core/option-schemas.js';
+import { parseOptions } from '../../src/core/options.js';
+import { DriverRegistry } from '../../src/core/registry.js';
+import { failure } from '../helpers/failure.js';
+import { createTestRuntime, TEST_HOST, type TestRuntime } from '../helpers/runtime.js';
+
+/**
+ * Attachments made for another host (Kubernetes' controller-manager attaching for a node) and on
+ * this one (kubelet's waitforattach), arbitrated in the store: one host at a time, preemption only
+ * when the store proves nobody uses the volume, detach refused while that host mounts it.
+ */
+const NODE_B: AttachTarget = { host: 'node-b', identity: { instanceId: 'i-b' } };
+const NODE_C: AttachTarget = { host: 'node-c', identity: { instanceId: 'i-c' } };
+
+/** A cloud disk: attachable from anywhere; each attachment is a device name; `here` shows it locally. */
+class FakeDisk implements Partial<Driver> {
+  readonly name = 'disk';
+  readonly scope = 'global' as const;
+  readonly needsAttach = true;
+  readonly attachesRemotely = true;
+  readonly lazyUnmount = false;
+  readonly optionSpecs = { preempt: { schema: boolOption, help: 'take over from an unused host' } };
+  readonly attached = new Map<string, string>(); // volume -> host
+  readonly calls: string[] = [];
+  constructor(private readonly t: () => TestRuntime) {}
+  parseOptions(raw: Record<string, string>) {
+    return parseOptions('disk', this.optionSpecs, raw, { preempt: 'false' });
+  }
+  async provision() {
+    return { fields: {}, adopted: false, removePolicy: 'delete' as const };
+  }
+  async destroy() {}
+  async attach(vol: { name: string }, target?: AttachTarget) {
+    const host = target?.host ?? TEST_HOST;
+    this.calls.push(`attach ${vol.name} ${host}`);
+    this.attached.set(vol.name, host);
+    return { device: '/dev/xvdf' };
+  }
+  async localDevice(vol: { name: string }) {
+    this.calls.push(`local ${vol.name}`);
+    this.t().mounter.addBlockDevice('/dev/loop7');
+    return '/dev/loop7';
+  }
+  async detach(vol: { name: string }, _a: unknown, target?: AttachTarget) {
+    this.calls.push(`detach ${vol.name} ${target?.host ?? TEST_HOST}`);
+    this.attached.delete(vol.name);
+  }
+  mountSpec(vol: { name: string }, a: { device: string } | undefined) {
+    return { kind: 'block' as const, device: a?.device ?? '', fsType: 'ext4', mountOptions: [] };
+  }
+  describe() {
+    return {};
+  }
+}
+
+let t: TestRuntime;
+let disk: FakeDisk;
+
+beforeEach(async () => {
+  disk = new FakeDisk(() => t);
+  const registry = new DriverRegistry();
+  registerBuiltins(registry);
+  registry.register('disk', () => disk as unknown as Driver);
+  t = await createTestRuntime({ registry, flags: { drivers: ['local', 'disk'] } });
+});
+
+afterEach(async () => {
+  await t.cleanup();
+});
+
+describe('attach for another host', () => {
+  it('records the attachment under that host, idempotently, without mounting anything here', async () => {
+    await t.manager.create('disk', 'vol1', {});
+    expect(await t.manager.attach('disk', 'vol1', NODE_B)).toBe('/dev/xvdf');
+    expect(await t.manager.attach('disk', 'vol1', NODE_B)).toBe('/dev/xvdf');
+    expect(disk.calls).toEqual(['attach vol1 node-b']);
+    expect(await t.store.getAttachments('vol1')).toEqual([
+      expect.objectContaining({ host: 'node-b', device: '/dev/xvdf', state: 'attached' }),
+    ]);
+    expect(await t.manager.isAttached('disk', 'vol1', 'node-b')).toBe(true);
+    expect(await t.manager.isAttached('disk', 'vol1', 'node-c')).toBe(false);
+    expect(await t.manager.isAttached('local', 'vol1', 'node-b')).toBe(false);
+    expect(t.mounter.count('mount')).toBe(0);
+    expect(await t.store.listIntents(TEST_HOST)).toEqual([]);
+  });
+
+  it('refuses a second host, naming the first; preempt takes it only when nobody mounts it there', async () => {
+    await t.manager.create('disk', 'vol1', {});
+    await t.manager.attach('disk', 'vol1', NODE_B);
+    const err = await failure(t.manager.attach('disk', 'vol1', NODE_C));
+    expect(err.code).toBe('IN_USE');
+    expect(err.message).toBe(
+      'volume vol1 is attached to host node-b; release it there, or create the volume with preempt=true to take it over',
+    );
+    await t.manager.create('disk', 'vol2', { preempt: 'true' });
+    await t.manager.attach('disk', 'vol2', NODE_B);
+    await t.store.putMount({
+      volume: 'vol2',
+      host: 'node-b',
+      mountpoint: '/m',
+      refs: { 'pod:x:y': 1 },
+      state: 'mounted',
+      updatedAt: 't',
+    });
+    const used = await failure(t.manager.attach('disk', 'vol2', NODE_C));
+    expect(used.message).toBe(
+      'volume vol2 is attached to host node-b with 1 active mount; preempt takes a volume only when nobody uses it',
+    );
+    await t.store.deleteMount('vol2', 'node-b');
+    expect(await t.manager.attach('disk', 'vol2', NODE_C)).toBe('/dev/xvdf');
+    expect((await t.store.getAttachments('vol2')).map((a) => a.host)).toEqual(['node-c']);
+    expect(disk.calls.filter((c) => c.startsWith('attach vol1'))).toEqual(['attach vol1 node-b']);
+  });
+
+  it('is refused for drivers that attach only on the host itself', async () => {
+    await t.manager.create('local', 'img1', { size: '64M' });
+    const err = await failure(t.manager.attach('local', 'img1', NODE_B));
+    expect(err.code).toBe('NOT_SUPPORTED');
+    expect(await t.store.getAttachments('img1')).toEqual([]);
+  });
+});
+
+describe('detach from a host', () => {
+  it('is refused while the host mounts the volume, even an unmount that did not finish', async () => {
+    await t.manager.create('disk', 'vol1', {});
+    await t.manager.attach('disk', 'vol1', NODE_B);
+    const mount = {
+      volume: 'vol1',
+      host: 'node-b',
+      mountpoint: '/m',
+      state: 'mounted' as const,
+      updatedAt: 't',
+    };
+    await t.store.putMount({ ...mount, refs: { a: 1, b: 1 } });
+    expect((await failure(t.manager.detach('disk', 'vol1', NODE_B))).message).toBe(
+      'volume vol1 has 2 active mounts on host node-b; it is detached after the last one ends',
+    );
+    await t.store.putMount({ ...mount, refs: {}, state: 'unmounting' });
+    expect((await failure(t.manager.detach('disk', 'vol1', NODE_B))).message).toBe(
+      'volume vol1 is still mounted on host node-b (an unmount did not finish); stowage on that host finishes it first',
+    );
+    expect(disk.attached.get('vol1')).toBe('node-b');
+    await t.store.deleteMount('vol1', 'node-b');
+    await t.manager.detach('disk', 'vol1', NODE_B);
+    await t.manager.detach('disk', 'vol1', NODE_B);
+    expect(disk.calls).toEqual(['attach vol1 node-b', 'detach vol1 node-b']);
+    expect(await t.store.getAttachments('vol1')).toEqual([]);
+  });
+});
+
+describe('attach here (kubelet waitforattach)', () => {
+  it('uses the attachment a controller recorded for this host and answers the local device', async () => {
+    await t.manager.create('disk', 'vol1', {});
+    await t.manager.attach('disk', 'vol1', { host: TEST_HOST, identity: {} });
+    expect(await t.manager.attachHere('disk', 'vol1')).toBe('/dev/loop7');
+    expect(disk.calls).toEqual([`attach vol1 ${TEST_HOST}`, 'local vol1']);
+  });
+
+  it('attaches from here when nothing is recorded, and a mount then reuses that attachment', async () => {
+    await t.manager.create('disk', 'vol1', {});
+    expect(await t.manager.attachHere('disk', 'vol1')).toBe('/dev/loop7');
+    await t.manager.mount('disk', 'vol1', 'pod:p1:vol1');
+    expect(disk.calls.filter((c) => c.startsWith('attach'))).toHaveLength(1);
+    // The record keeps the cloud's name; the mount used the local device.
+    expect((await t.store.getAttachments('vol1'))[0]?.device).toBe('/dev/xvdf');
+    expect(t.mounter.callsOf('mount')[0]?.path).toContain('vol1');
+  });
+});
+
+describe('hosts', () => {
+  const ec2 = (instances: Ec2Instance[]) =>
+    ({
+      findInstanceByPrivateDnsName: async (name: string) => instances.find((i) => i.privateDnsName === name),
+    }) as unknown as Ec2Api;
+
+  it("registers this host with its drivers' identity, merged with what was recorded", async () => {
+    await t.store.upsertHost({ id: TEST_HOST, identity: { pid: 1, instanceId: 'old' }, lastSeen: 't' });
+    const withIdentity = { hostIdentity: async () => ({ instanceId: 'i-new' }) } as unknown as Driver;
+    const failing = {
+      name: 'x',
+      hostIdentity: async () => Promise.reject(new StowageError('UNAVAILABLE', 'no IMDS')),
+    };
+    const h = await registerHost(
+      t.store,
+      TEST_HOST,
+      [withIdentity, failing as unknown as Driver],
+      t.runtime.log,
+    );
+    expect(h.identity).toMatchObject({ pid: 1, instanceId: 'i-new' });
+    expect((await t.store.listHosts())[0]?.identity).toEqual(h.identity);
+  });
+
+  it('finds a node by host id, hostname or private DNS name, then through EC2', async () => {
+    await t.store.upsertHost({
+      id: 'h1',
+      identity: { hostname: 'node-one', instanceId: 'i-1' },
+      lastSeen: 't',
+    });
+    await t.store.upsertHost({ id: 'h2', identity: { privateDnsName: 'ip-2.ec2.internal' }, lastSeen: 't' });
+    expect((await resolveNode(t.store, 'h1')).host).toBe('h1');
+    expect((await resolveNode(t.store, 'node-one')).host).toBe('h1');
+    expect((await resolveNode(t.store, 'ip-2.ec2.internal')).host).toBe('h2');
+    const cloud = ec2([
+      { id: 'i-1', availabilityZone: 'az-a', privateDnsName: 'ip-1.ec2.internal', devices: [] },
+      { id: 'i-9', availabilityZone: 'az-b', privateDnsName: 'ip-9.ec2.internal', devices: [] },
+    ]);
+    // Registered under another name: found by its instance, keeping the host id.
+    expect(await resolveNode(t.store, 'ip-1.ec2.internal', cloud)).toEqual({
+      host: 'h1',
+      identity: {
+        hostname: 'node-one',
+        instanceId: 'i-1',
+        availabilityZone: 'az-a',
+        privateDnsName: 'ip-1.ec2.internal',
+      },
+    });
+    // Not registered at all: the node name becomes the host id.
+    expect(await resolveNode(t.store, 'ip-9.ec2.internal', cloud)).toEqual({
+      host: 'ip-9.ec2.internal',
+      identity: { instanceId: 'i-9', availabilityZone: 'az-b', privateDnsName: 'ip-9.ec2.internal' },
+    });
+    expect((await failure(resolveNode(t.store, 'nowhere'))).message).toBe(
+      'node nowhere is not a registered stowage host; run the stowage DaemonSet (or `stowage hosts register`) on it',
+    );
+    expect((await failure(resolveNode(t.store, '../etc'))).code).toBe('INVALID_ARGUMENT');
+  });
+});
