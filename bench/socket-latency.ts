@@ -24,6 +24,7 @@ import {
   waitForSocket,
 } from './lib/harness.js';
 import { type Result, type RunFacts, type RunStats, renderReport } from './lib/report.js';
+import { writeSection } from './lib/sections.js';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
 const SIZES = [1_000, 10_000] as const;
@@ -355,7 +356,7 @@ async function main(): Promise<void> {
     runs.flatMap((r) => r.results),
   );
   process.stdout.write(`${table}\n`);
-  await writeFile(join(REPO, 'BENCHMARKS.md'), markdown);
+  await writeSection(join(REPO, 'BENCHMARKS.md'), 'socket-latency', markdown);
   process.stderr.write(`bench: wrote BENCHMARKS.md (${facts.wallS.toFixed(0)} s)\n`);
 }
 

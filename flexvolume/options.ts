@@ -14,7 +14,18 @@ export interface FlexOptions {
   driverOptions: Record<string, string>;
   readOnly: boolean;
   podUid?: string;
+  /**
+   * AWS credentials from the PV's Secret (keys awsAccessKeyId, awsSecretAccessKey, awsSessionToken),
+   * as the SDK's environment variables: for nodes without an instance profile. Never options.
+   */
+  awsEnv?: Record<string, string>;
 }
+
+const AWS_SECRET_KEYS: Record<string, string> = {
+  awsAccessKeyId: 'AWS_ACCESS_KEY_ID',
+  awsSecretAccessKey: 'AWS_SECRET_ACCESS_KEY',
+  awsSessionToken: 'AWS_SESSION_TOKEN',
+};
 
 /**
  * Parses kubelet's options argument. User keys (the PV's `options:`) win over kubelet's; secrets
@@ -36,7 +47,13 @@ export function parseFlexOptions(json: string | undefined, traits: FlexDriverTra
       driverOptions[key] = value;
     }
   }
+  const awsEnv: Record<string, string> = {};
   for (const [key, value] of Object.entries(secrets)) {
+    const envName = AWS_SECRET_KEYS[key];
+    if (envName) {
+      awsEnv[envName] = value;
+      continue;
+    }
     if (key in driverOptions) {
       throw new StowageError(
         'INVALID_ARGUMENT',
@@ -67,6 +84,7 @@ export function parseFlexOptions(json: string | undefined, traits: FlexDriverTra
     driverOptions,
     readOnly: readwrite === 'ro',
     ...(podUid ? { podUid } : {}),
+    ...(Object.keys(awsEnv).length > 0 ? { awsEnv } : {}),
   };
 }
 

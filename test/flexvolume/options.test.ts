@@ -58,6 +58,20 @@ describe('kubelet options', () => {
       ebs,
     );
     expect(o.driverOptions).toEqual({ kmsKeyId: 'alias/k' });
+    const aws = parseFlexOptions(
+      JSON.stringify({
+        name: 'v1',
+        'kubernetes.io/secret/awsAccessKeyId': b64('AKIAX'),
+        'kubernetes.io/secret/awsSecretAccessKey': b64('s3cr3t'),
+      }),
+      FLEX_DRIVERS.efs!,
+    );
+    expect(aws).toEqual({
+      name: 'v1',
+      driverOptions: {},
+      readOnly: false,
+      awsEnv: { AWS_ACCESS_KEY_ID: 'AKIAX', AWS_SECRET_ACCESS_KEY: 's3cr3t' },
+    });
     const bad = await failing(() =>
       parseFlexOptions('{"kubernetes.io/pvOrVolumeName":"pv","kubernetes.io/secret/pw":"s3cr3t!"}', ebs),
     );
