@@ -1,6 +1,7 @@
 import { writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { killTrackedChildren } from '../src/mount/children.js';
 import { flexMain } from './main.js';
 import { exitCodeOf } from './reply.js';
 
@@ -14,5 +15,8 @@ process.on('warning', silent);
 
 const [driver, ...args] = process.argv.slice(2);
 const reply = await flexMain(driver, args, dirname(fileURLToPath(import.meta.url)));
+// Commands still running belong to a call that gave up at its deadline: they must not finish the
+// job (a late mount) after the reply said it failed.
+killTrackedChildren();
 writeSync(1, `${JSON.stringify(reply)}\n`);
 process.exit(exitCodeOf(reply));

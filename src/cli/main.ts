@@ -71,7 +71,10 @@ export function buildCli(): Command {
       new Option('--log-level <level>').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal']),
     )
     .option('--log-file <file>', 'log to this file instead of stderr')
-    .showHelpAfterError();
+    .showHelpAfterError()
+    // Global flags go before the command, so a command may have its own flag of the same name
+    // (`flexvolume install --drivers` is not the daemon's `--drivers`).
+    .enablePositionalOptions();
 
   program
     .command('daemon')

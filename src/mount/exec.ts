@@ -1,6 +1,7 @@
 import { execa } from 'execa';
 import { formatMs } from '../core/backoff.js';
 import { StowageError } from '../core/errors.js';
+import { trackChild, untrackChild } from './children.js';
 
 export interface CommandResult {
   stdout: string;
@@ -29,6 +30,10 @@ const PACKAGE_OF: Record<string, string> = {
   blkid: 'util-linux',
   'mkfs.ext4': 'e2fsprogs',
   'mkfs.xfs': 'xfsprogs',
+  e2fsck: 'e2fsprogs',
+  resize2fs: 'e2fsprogs',
+  xfs_growfs: 'xfsprogs',
+  blockdev: 'util-linux',
 };
 
 export class ExecaRunner implements CommandRunner {
@@ -45,7 +50,12 @@ export class ExecaRunner implements CommandRunner {
       env: { LC_ALL: 'C' },
     });
     const timer = setTimeout(() => killGroup(sub.pid), opts.timeoutMs);
-    const res = await sub.finally(() => clearTimeout(timer));
+    const pid = sub.pid;
+    if (pid !== undefined) trackChild(pid);
+    const res = await sub.finally(() => {
+      clearTimeout(timer);
+      if (pid !== undefined) untrackChild(pid);
+    });
     const what = opts.what ?? [command, ...args].join(' ');
     if (res.timedOut) {
       throw new StowageError(
