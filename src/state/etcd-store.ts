@@ -1,0 +1,392 @@
+import { randomBytes } from 'node:crypto';
+import { StowageError } from '../core/errors.js';
+import { EtcdConnection, type EtcdStoreOptions } from './etcd-client.js';
+import { EtcdHosts, type HostStatus } from './etcd-hosts.js';
+import { delOp, EtcdKv, parse, putOp, rangeOp, values } from './etcd-kv.js';
+import type {
+  AttachmentRecord,
+  HostRecord,
+  IntentRecord,
+  LockHolder,
+  MountRecord,
+  StateStore,
+  VolumeRecord,
+  VolumeState,
+  VolumeSummary,
+} from './store.js';
+
+export type { EtcdStoreOptions } from './etcd-client.js';
+export type { HostStatus } from './etcd-hosts.js';
+export { type EtcdUrl, parseEtcdUrl } from './etcd-url.js';
+
+type VolumePatch = Partial<Pick<VolumeRecord, 'status' | 'fields' | 'adopted' | 'removePolicy'>>;
+
+/**
+ * The multi-host backend: etcd v3 through etcd3. Layout under the prefix (segments are
+ * URI-encoded; values are the records as JSON):
+ *
+ *   volumes/<name>                 VolumeRecord
+ *   mounts/<volume>/<host>         MountRecord
+ *   attachments/<volume>/<host>    AttachmentRecord
+ *   hosts/<id>                     HostRecord (no lease: a gone host stays listed)
+ *   alive/<id>                     lease-bound liveness marker (registerHost)
+ *   intents/<host>/<random>        IntentRecord without its id: the id is the key's create revision
+ *   locks/<key>                    LockHolder
+ *
+ * Consistency: every read-modify-write is a txn that compares the key's mod revision with the one
+ * read (0 = absent), retried on a lost race with the fresh value that the failed txn returns; so
+ * no update is lost and create-if-absent is exact. Multi-key reads (getVolumeState, summaries)
+ * are one txn of several ranges: one revision. Lock expiry, like SQLite's, compares expiresAt
+ * with this host's clock, so hosts should keep their clocks in sync (NTP).
+ *
+ * Failure: every method is bounded by requestTimeoutMs as a whole and fails with UNAVAILABLE
+ * naming the endpoints; the client's own retries and circuit breaker are set so that they neither
+ * hide nor prolong an outage (see etcd-client.ts). As with any remote store, a write that timed
+ * out has an unknown outcome: etcd may still apply it once it runs again.
+ */
+export class EtcdStore implements StateStore {
+  readonly kind = 'etcd';
+  readonly prefix: string;
+  private readonly conn: EtcdConnection;
+  private readonly kv: EtcdKv;
+  private readonly hosts: EtcdHosts;
+  private closed = false;
+
+  constructor(private readonly opts: EtcdStoreOptions) {
+    const prefix = typeof opts.prefix === 'string' ? opts.prefix.replace(/\/+$/, '') : '';
+    if (prefix === '') {
+      throw new StowageError(
+        'CONFIG',
+        'invalid etcd store settings: the key prefix is empty (use e.g. /stowage)',
+      );
+    }
+    this.prefix = prefix;
+    this.conn = new EtcdConnection(opts);
+    this.kv = new EtcdKv(this.conn.client);
+    this.hosts = new EtcdHosts(this.conn, this.kv, (...segments) => this.k(...segments));
+  }
+
+  /**
+   * Opens a store and checks within dialTimeoutMs (default requestTimeoutMs) that etcd answers,
+   * like etcd clientv3's DialTimeout; the constructor alone does not touch the network.
+   */
+  static async connect(opts: EtcdStoreOptions): Promise<EtcdStore> {
+    const store = new EtcdStore(opts);
+    try {
+      await store.ping(opts.dialTimeoutMs ?? opts.requestTimeoutMs);
+      return store;
+    } catch (err) {
+      await store.close();
+      throw err;
+    }
+  }
+
+  /** One cheap read; UNAVAILABLE when etcd does not answer within `timeoutMs`. */
+  async ping(timeoutMs = this.opts.requestTimeoutMs): Promise<void> {
+    await this.run(
+      'connect',
+      () => this.conn.client.kv.range({ key: Buffer.from(this.prefix), count_only: true }),
+      timeoutMs,
+    );
+  }
+
+  /** Safe to log: no credentials. */
+  toJSON(): Record<string, unknown> {
+    return { kind: this.kind, endpoints: this.conn.endpoints, prefix: this.prefix };
+  }
+
+  // ---- keys ----
+
+  private k(...segments: string[]): string {
+    return [this.prefix, ...segments.map((s, i) => (i === 0 ? s : encodeURIComponent(s)))].join('/');
+  }
+  private volumeKey = (name: string) => this.k('volumes', name);
+  private mountKey = (volume: string, host: string) => this.k('mounts', volume, host);
+  private attachmentKey = (volume: string, host: string) => this.k('attachments', volume, host);
+  private lockKey = (lock: string) => this.k('locks', lock);
+
+  // ---- volumes ----
+
+  async getVolume(name: string): Promise<VolumeRecord | undefined> {
+    return this.run(`get volume ${name}`, async () => {
+      const kv = await this.kv.get(this.volumeKey(name));
+      return kv ? parse<VolumeRecord>(kv.value) : undefined;
+    });
+  }
+
+  async getVolumeState(name: string): Promise<VolumeState> {
+    return this.run(`get volume ${name}`, async () => {
+      const [vol, mounts, attachments] = await this.kv.readMany(
+        rangeOp(this.volumeKey(name)),
+        rangeOp(`${this.k('mounts', name)}/`, { prefix: true }),
+        rangeOp(`${this.k('attachments', name)}/`, { prefix: true }),
+      );
+      const state: VolumeState = {
+        mounts: values<MountRecord>(mounts).sort(byHost),
+        attachments: values<AttachmentRecord>(attachments).sort(byHost),
+      };
+      const v = values<VolumeRecord>(vol)[0];
+      if (v) state.volume = v;
+      return state;
+    });
+  }
+
+  async listVolumes(filter: { driver?: string } = {}): Promise<VolumeRecord[]> {
+    return this.run('list volumes', async () => {
+      const vols = await this.kv.list<VolumeRecord>(`${this.k('volumes')}/`);
+      return vols.filter((v) => !filter.driver || v.driver === filter.driver).sort(byName);
+    });
+  }
+
+  async listVolumeSummaries(host: string, filter: { driver?: string } = {}): Promise<VolumeSummary[]> {
+    return this.run('list volumes', async () => {
+      const [vols, mounts] = await this.kv.readMany(
+        rangeOp(`${this.k('volumes')}/`, { prefix: true }),
+        rangeOp(`${this.k('mounts')}/`, { prefix: true }),
+      );
+      const here = new Map<string, string>();
+      for (const m of values<MountRecord>(mounts)) {
+        if (m.host === host && m.state === 'mounted') here.set(m.volume, m.mountpoint);
+      }
+      return values<VolumeRecord>(vols)
+        .filter((v) => !filter.driver || v.driver === filter.driver)
+        .sort(byName)
+        .map((v) => {
+          const s: VolumeSummary = { name: v.name, driver: v.driver, createdAt: v.createdAt };
+          const mountpoint = here.get(v.name);
+          if (mountpoint) s.mountpoint = mountpoint;
+          return s;
+        });
+    });
+  }
+
+  async insertVolume(volume: VolumeRecord): Promise<void> {
+    const k = this.volumeKey(volume.name);
+    await this.run(`create volume ${volume.name}`, () =>
+      this.kv.cas(k, null, (cur) => {
+        if (cur) throw new StowageError('CONFLICT', `volume ${volume.name} already exists`);
+        return { ops: [putOp(k, volume)], result: undefined };
+      }),
+    );
+  }
+
+  async updateVolume(name: string, patch: VolumePatch): Promise<void> {
+    const set = Object.fromEntries(Object.entries(patch).filter(([, v]) => v !== undefined)) as VolumePatch;
+    if (Object.keys(set).length === 0) return;
+    const k = this.volumeKey(name);
+    await this.run(`update volume ${name}`, async () =>
+      this.kv.cas(k, await this.kv.get(k), (cur) => {
+        if (!cur) throw new StowageError('NOT_FOUND', `volume ${name} does not exist`);
+        return { ops: [putOp(k, { ...parse<VolumeRecord>(cur.value), ...set })], result: undefined };
+      }),
+    );
+  }
+
+  async deleteVolume(name: string): Promise<void> {
+    await this.run(`delete volume ${name}`, () => this.kv.write(delOp(this.volumeKey(name))));
+  }
+
+  // ---- attachments and mounts ----
+
+  async getAttachments(volume: string): Promise<AttachmentRecord[]> {
+    return this.run(`get attachments of ${volume}`, async () =>
+      (await this.kv.list<AttachmentRecord>(`${this.k('attachments', volume)}/`)).sort(byHost),
+    );
+  }
+
+  /** Scans all attachments: there is one per (volume, host), so as many as the volumes in use. */
+  async listAttachmentsByHost(host: string): Promise<AttachmentRecord[]> {
+    return this.run(`list attachments on ${host}`, async () =>
+      (await this.kv.list<AttachmentRecord>(`${this.k('attachments')}/`))
+        .filter((a) => a.host === host)
+        .sort(byVolume),
+    );
+  }
+
+  async putAttachment(a: AttachmentRecord): Promise<void> {
+    await this.run(`record attachment of ${a.volume}`, () =>
+      this.kv.write(putOp(this.attachmentKey(a.volume, a.host), a)),
+    );
+  }
+
+  async deleteAttachment(volume: string, host: string): Promise<void> {
+    await this.run(`delete attachment of ${volume}`, () =>
+      this.kv.write(delOp(this.attachmentKey(volume, host))),
+    );
+  }
+
+  async getMounts(volume: string): Promise<MountRecord[]> {
+    return this.run(`get mounts of ${volume}`, async () =>
+      (await this.kv.list<MountRecord>(`${this.k('mounts', volume)}/`)).sort(byHost),
+    );
+  }
+
+  async listMountsByHost(host: string): Promise<MountRecord[]> {
+    return this.run(`list mounts on ${host}`, async () =>
+      (await this.kv.list<MountRecord>(`${this.k('mounts')}/`)).filter((m) => m.host === host).sort(byVolume),
+    );
+  }
+
+  async putMount(m: MountRecord): Promise<void> {
+    await this.run(`record mount of ${m.volume}`, () =>
+      this.kv.write(putOp(this.mountKey(m.volume, m.host), m)),
+    );
+  }
+
+  async deleteMount(volume: string, host: string): Promise<void> {
+    await this.run(`delete mount of ${volume}`, () => this.kv.write(delOp(this.mountKey(volume, host))));
+  }
+
+  // ---- hosts ----
+
+  async upsertHost(h: HostRecord): Promise<void> {
+    await this.run(`record host ${h.id}`, () => this.kv.write(putOp(this.k('hosts', h.id), h)));
+  }
+
+  async listHosts(): Promise<HostRecord[]> {
+    return this.run('list hosts', async () =>
+      (await this.kv.list<HostRecord>(`${this.k('hosts')}/`)).sort(byId),
+    );
+  }
+
+  /**
+   * Records the host (as upsertHost) and marks it live for as long as this store keeps a lease of
+   * `ttlSeconds` alive: in the background, re-granted after an outage, until close(). A host whose
+   * process dies or loses etcd for longer than the TTL shows as gone (live: false) in
+   * listHostStatus(), but stays in listHosts(). Registering the same id again replaces the lease.
+   * `onBackgroundError` hears of each failed background re-registration (to log it).
+   * The record is written as given (like upsertHost): merging identities is the caller's job.
+   */
+  async registerHost(
+    host: HostRecord,
+    ttlSeconds: number,
+    opts: { onBackgroundError?: (err: StowageError) => void } = {},
+  ): Promise<void> {
+    if (!Number.isInteger(ttlSeconds) || ttlSeconds < 1) {
+      throw new StowageError('INVALID_ARGUMENT', `a host lease TTL is whole seconds >= 1, not ${ttlSeconds}`);
+    }
+    await this.run(`register host ${host.id}`, () =>
+      this.hosts.register(host, ttlSeconds, opts.onBackgroundError),
+    );
+  }
+
+  /** Ids of the hosts whose lease is alive now. */
+  async listLiveHostIds(): Promise<Set<string>> {
+    return this.run('list live hosts', () => this.hosts.liveIds());
+  }
+
+  /** Every recorded host with whether it is live (see registerHost), read at one revision. */
+  async listHostStatus(): Promise<HostStatus[]> {
+    return this.run('list hosts', () => this.hosts.status());
+  }
+
+  // ---- intents ----
+
+  /**
+   * The id is the etcd revision that created the intent's key: unique and increasing across all
+   * hosts, and handed out without a shared counter that every host would contend for. The key is
+   * read back in the same txn: should the put be sent twice (a retry on another endpoint), the id
+   * is still that of the first write, the one listIntents reports.
+   */
+  async beginIntent(i: Omit<IntentRecord, 'id' | 'startedAt'>): Promise<number> {
+    const k = this.k('intents', i.host, randomBytes(8).toString('hex'));
+    return this.run(`record intent ${i.op} of ${i.volume}`, async () => {
+      const [, [kv]] = await this.kv.readMany(
+        putOp(k, { ...i, startedAt: new Date().toISOString() }),
+        rangeOp(k),
+      );
+      if (!kv) throw new StowageError('INTERNAL', `intent ${k} vanished right after it was written`);
+      return Number(kv.create_revision);
+    });
+  }
+
+  async endIntent(id: number): Promise<void> {
+    // etcd reads a create-revision bound of 0 as "no bound": never let 0 select every intent.
+    if (!Number.isSafeInteger(id) || id < 1) return;
+    await this.run(`end intent ${id}`, async () => {
+      const [found] = await this.kv.readMany(
+        rangeOp(`${this.k('intents')}/`, { prefix: true, keysOnly: true, createdAt: id }),
+      );
+      if (found.length > 0) await this.kv.write(...found.map((kv) => delOp(kv.key.toString())));
+    });
+  }
+
+  async listIntents(host: string): Promise<IntentRecord[]> {
+    return this.run(`list intents of ${host}`, async () => {
+      const [kvs] = await this.kv.readMany(rangeOp(`${this.k('intents', host)}/`, { prefix: true }));
+      return kvs
+        .map((kv) => ({
+          id: Number(kv.create_revision),
+          ...parse<Omit<IntentRecord, 'id'>>(kv.value.toString()),
+        }))
+        .sort((a, b) => a.id - b.id);
+    });
+  }
+
+  // ---- locks ----
+
+  async tryLock(
+    key: string,
+    owner: string,
+    ttlMs: number,
+  ): Promise<{ acquired: boolean; holder?: LockHolder }> {
+    const k = this.lockKey(key);
+    return this.run(`lock ${key}`, () =>
+      // First try assumes the lock is free: one round trip in the common case.
+      this.kv.cas<{ acquired: boolean; holder?: LockHolder }>(k, null, (cur) => {
+        const held = cur ? parse<LockHolder>(cur.value) : undefined;
+        const now = Date.now();
+        if (held && held.expiresAt > now && held.owner !== owner) {
+          return { result: { acquired: false, holder: { owner: held.owner, expiresAt: held.expiresAt } } };
+        }
+        const mine: LockHolder = { owner, expiresAt: now + ttlMs };
+        return { ops: [putOp(k, mine)], result: { acquired: true } };
+      }),
+    );
+  }
+
+  async unlock(key: string, owner: string): Promise<void> {
+    await this.run(`unlock ${key}`, () => this.deleteLockOf(key, owner));
+  }
+
+  async breakLock(key: string, owner: string): Promise<void> {
+    await this.run(`break lock ${key}`, () => this.deleteLockOf(key, owner));
+  }
+
+  /** Deletes the lock only while `owner` holds it: a lock taken over meanwhile is left alone. */
+  private async deleteLockOf(key: string, owner: string): Promise<void> {
+    const k = this.lockKey(key);
+    await this.kv.cas(k, await this.kv.get(k), (cur) => ({
+      ops: cur && parse<LockHolder>(cur.value).owner === owner ? [delOp(k)] : undefined,
+      result: undefined,
+    }));
+  }
+
+  /**
+   * Revokes the host leases (their hosts show as gone at once; with `{ revokeLeases: false }`
+   * they run out after their TTL, as if this process had died) and closes the client.
+   */
+  async close(opts: { revokeLeases?: boolean } = {}): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const revoke = opts.revokeLeases ?? true;
+    // A lease that cannot be revoked (etcd down) runs out by itself after its TTL.
+    await this.conn.run('close', () => this.hosts.stopAll(revoke)).catch(() => undefined);
+    this.conn.close();
+  }
+
+  // ---- etcd primitives ----
+
+  private run<T>(what: string, fn: () => Promise<T>, timeoutMs?: number): Promise<T> {
+    if (this.closed) {
+      return Promise.reject(new StowageError('INTERNAL', `${what}: the etcd store was already closed`));
+    }
+    return this.conn.run(what, fn, timeoutMs);
+  }
+}
+
+const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+const byName = (a: { name: string }, b: { name: string }) => cmp(a.name, b.name);
+const byHost = (a: { host: string }, b: { host: string }) => cmp(a.host, b.host);
+const byVolume = (a: { volume: string }, b: { volume: string }) => cmp(a.volume, b.volume);
+const byId = (a: { id: string }, b: { id: string }) => cmp(a.id, b.id);
