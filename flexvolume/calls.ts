@@ -88,6 +88,23 @@ const HANDLERS: Record<string, Handler> = {
     await unbindFor(ctx, rt, podMountId(pod.podUid, pod.volDir), pod.path);
     return success();
   },
+  // Controller-manager: `expandvolume <json> <deviceMountPath> <newBytes> <oldBytes>`; the
+  // storage grows (rounded up by the driver) and the reply says to what.
+  expandvolume: async (ctx, rt, json, rest) => {
+    const o = parseFlexOptions(json, ctx.traits);
+    const { newBytes } = sizeArgs('expandvolume', rest);
+    const { sizeBytes } = await rt.manager.expand(ctx.driver, o.name, newBytes);
+    return success({ volumeNewSize: sizeBytes });
+  },
+  // kubelet: `expandfs <json> <devicePath> <deviceMountPath> <newBytes> <oldBytes>`; the
+  // filesystem grows on this node once its device shows the new size.
+  expandfs: async (ctx, rt, json, rest) => {
+    const o = parseFlexOptions(json, ctx.traits);
+    const { newBytes } = sizeArgs('expandfs', rest);
+    await nodeSide(ctx, rt, o);
+    await rt.manager.growFilesystem(ctx.driver, o.name, { minDeviceBytes: newBytes });
+    return success();
+  },
 };
 
 export async function runCall(ctx: CallContext, call: string, args: string[]): Promise<FlexReply> {
@@ -108,6 +125,33 @@ export async function runCall(ctx: CallContext, call: string, args: string[]): P
   } finally {
     await rt.close();
   }
+}
+
+/** The new and old sizes in bytes: the last two arguments of expandvolume and expandfs. */
+function sizeArgs(call: string, rest: string[]): { newBytes: number; oldBytes: number } {
+  if (rest.length < 2) {
+    throw new StowageError(
+      'INVALID_ARGUMENT',
+      `${call} needs the new and the old size in bytes as its last two arguments`,
+    );
+  }
+  const [newBytes, oldBytes] = rest.slice(-2).map((text, i) => {
+    const n = /^\d+$/.test(text) ? Number(text) : Number.NaN;
+    if (!Number.isSafeInteger(n) || n <= 0) {
+      throw new StowageError(
+        'INVALID_ARGUMENT',
+        `the ${i === 0 ? 'new' : 'old'} size ${JSON.stringify(text)} is not a positive whole number of bytes`,
+      );
+    }
+    return n;
+  }) as [number, number];
+  if (newBytes < oldBytes) {
+    throw new StowageError(
+      'INVALID_ARGUMENT',
+      `the new size ${newBytes} bytes is smaller than the old size ${oldBytes} bytes: volumes only grow`,
+    );
+  }
+  return { newBytes, oldBytes };
 }
 
 function required(value: string | undefined, what: string): string {

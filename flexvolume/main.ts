@@ -3,7 +3,7 @@ import { FLEX_DRIVERS, initCapabilities, VENDOR } from './capabilities.js';
 import { isJson, parseFlexOptions } from './options.js';
 import { type FlexReply, failureOf, notSupported, success } from './reply.js';
 
-/** Calls answered without the store; everything here is loaded at start, the rest on demand. */
+/** Calls that need the store; only init and getvolumename are answered without it. */
 const STORE_CALLS = new Set([
   'attach',
   'isattached',
@@ -13,7 +13,11 @@ const STORE_CALLS = new Set([
   'unmountdevice',
   'mount',
   'unmount',
+  'expandvolume',
+  'expandfs',
 ]);
+/** Only drivers that tell kubelet `requiresFSResize` grow volumes; the others answer Not supported. */
+const RESIZE_CALLS = new Set(['expandvolume', 'expandfs']);
 const ATTACH_CALLS = new Set([
   'attach',
   'isattached',
@@ -54,7 +58,11 @@ export async function flexMain(
     if (call === 'getvolumename') {
       return success({ volumeName: parseFlexOptions(rest.find(isJson), traits).name });
     }
-    if (!STORE_CALLS.has(call) || (!traits.attach && ATTACH_CALLS.has(call))) {
+    if (
+      !STORE_CALLS.has(call) ||
+      (!traits.attach && ATTACH_CALLS.has(call)) ||
+      (!traits.requiresFSResize && RESIZE_CALLS.has(call))
+    ) {
       return notSupported(`${VENDOR}/${driver} does not implement ${call}`);
     }
     const [{ runCall }, { flexConfig }] = await Promise.all([import('./calls.js'), import('./runtime.js')]);

@@ -6,7 +6,7 @@ import { StowageError } from '../src/core/errors.js';
 import { DriverRegistry } from '../src/core/registry.js';
 import { createLogger } from '../src/log.js';
 import { createRuntime, type Runtime } from '../src/runtime.js';
-import { SqliteStore } from '../src/state/sqlite-store.js';
+import { openStore } from '../src/state/open.js';
 
 /** Where the executable's files are: the SQLite addon ships next to the bundle. */
 export interface FlexInstall {
@@ -40,6 +40,6 @@ export async function openFlexRuntime(
     base: { host: config.hostId, driver, pid: process.pid, via: 'flexvolume' },
   });
   const addon = install.dir ? join(install.dir, 'better_sqlite3.node') : undefined;
-  const store = new SqliteStore(config.state, addon && existsSync(addon) ? { nativeBinding: addon } : {});
+  const store = await openStore(config, addon && existsSync(addon) ? { nativeBinding: addon } : {});
   return createRuntime(config, { log, registry, store });
 }

@@ -2,7 +2,7 @@
 // have node and the mount tools, not our node_modules. Output in dist/flexvolume-bundle/:
 // stowage-flexvolume.mjs (the entry), chunks/ (loaded on demand: one driver and its SDK per call)
 // and better_sqlite3.node (the one native addon, which cannot be inlined).
-import { copyFile, mkdir, rm } from 'node:fs/promises';
+import { copyFile, cp, mkdir, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,10 +29,22 @@ await build({
   minify: true,
   legalComments: 'linked',
   logLevel: 'warning',
-  // CommonJS dependencies (better-sqlite3, the AWS SDK) call require(); ESM output has none.
+  // CommonJS dependencies (better-sqlite3, etcd3) call require() and read __dirname (etcd3 loads
+  // its .proto files from ../proto next to it); ESM output has neither.
   banner: {
-    js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
+    js: [
+      "import { createRequire as __cr } from 'node:module';",
+      "import { dirname as __dn } from 'node:path';",
+      "import { fileURLToPath as __fu } from 'node:url';",
+      'const require = __cr(import.meta.url);',
+      'const __filename = __fu(import.meta.url);',
+      'const __dirname = __dn(__filename);',
+    ].join(' '),
   },
+});
+// etcd3's code lands in chunks/ and reads `${__dirname}/../proto/rpc.proto`.
+await cp(join(dirname(require.resolve('etcd3/package.json')), 'proto'), join(out, 'proto'), {
+  recursive: true,
 });
 const addon = join(
   dirname(require.resolve('better-sqlite3/package.json')),

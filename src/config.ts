@@ -34,8 +34,43 @@ export const ConfigSchema = z
       .default(hostname()),
     /** Base directory for everything stowage keeps on disk. */
     dataDir: absPath.default('/var/lib/stowage'),
-    /** The metadata store: a SQLite file path (default <dataDir>/state.db). */
-    state: absPath.optional(),
+    /**
+     * The metadata store: a SQLite file (a path, or sqlite:/path; default <dataDir>/state.db) for
+     * one host, or etcd://host:2379[,host:2379...]/prefix (etcds:// for TLS) shared by many.
+     */
+    state: z
+      .string()
+      .refine((s) => isAbsolute(s.replace(/^sqlite:/, '')) || /^etcds?:\/\//i.test(s), {
+        message: 'must be an absolute SQLite file path or an etcd://host:port/prefix URL',
+      })
+      .optional(),
+    etcd: z
+      .object({
+        /** PEM files: ca to trust the servers, cert + key for client-certificate auth. */
+        ca: absPath.optional(),
+        cert: absPath.optional(),
+        key: absPath.optional(),
+        username: z.string().min(1).optional(),
+        /** Prefer passwordFile or $STOWAGE_ETCD_PASSWORD over a password in the file. */
+        password: z.string().min(1).optional(),
+        passwordFile: absPath.optional(),
+        /** Every store call ends within this: an unreachable etcd fails fast. */
+        requestTimeoutMs: ms.default(5_000),
+        /** A host whose daemon stopped renewing its lease this long ago is gone. */
+        leaseTtlSeconds: z.number().int().min(2).max(3600).default(15),
+      })
+      .strict()
+      .prefault({}),
+    hosts: z
+      .object({
+        /**
+         * Take a volume over from a gone host (its lease expired) without preempt=true on the volume.
+         * Off by default: a host that lost its network may still be writing.
+         */
+        takeOverGone: z.boolean().default(false),
+      })
+      .strict()
+      .prefault({}),
     /** Where volumes are mounted (default <dataDir>/volumes). */
     mountRoot: absPath.optional(),
     /** Private mounts for provisioning, e.g. an NFS share root (default <dataDir>/staging). */
@@ -114,6 +149,8 @@ export const ConfigSchema = z
         defaultFsType: z.enum(['ext4', 'xfs']).default('ext4'),
         createTimeout: z.string().default('5m'),
         attachTimeout: z.string().default('2m'),
+        /** How long a size change (ModifyVolume) may take to reach `optimizing`. */
+        modifyTimeout: z.string().default('2m'),
         /** Where attached devices appear; only tests and unusual hosts change these. */
         devDir: absPath.default('/dev'),
         byIdDir: absPath.default('/dev/disk/by-id'),
@@ -182,6 +219,7 @@ const ENV_KEYS: Record<string, string[]> = {
   STOWAGE_HOST_ID: ['hostId'],
   STOWAGE_DATA_DIR: ['dataDir'],
   STOWAGE_STATE: ['state'],
+  STOWAGE_ETCD_PASSWORD: ['etcd', 'password'],
   STOWAGE_MOUNT_ROOT: ['mountRoot'],
   STOWAGE_SOCKET_DIR: ['socketDir'],
   STOWAGE_SOCKET_PREFIX: ['socketPrefix'],

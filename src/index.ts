@@ -11,6 +11,7 @@ export type {
   Driver,
   DriverContext,
   DriverFactory,
+  ExpandResult,
   MountSpec,
   ProvisionResult,
   StateView,

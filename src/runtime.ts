@@ -15,6 +15,7 @@ import { type FileOps, SpawnFileOps } from './mount/file-ops.js';
 import { type LoopDevices, LosetupLoopDevices } from './mount/loop.js';
 import { LinuxMounter, type Mounter } from './mount/mounter.js';
 import { probeTcp, type TcpProbe } from './net/tcp-probe.js';
+import { openStore, storeLocation } from './state/open.js';
 import { SqliteStore } from './state/sqlite-store.js';
 import type { StateStore } from './state/store.js';
 
@@ -59,7 +60,15 @@ export function createRuntime(config: Config, o: RuntimeOverrides = {}): Runtime
     o.mounter ??
     new LinuxMounter(runner, { commandTimeoutMs: timeouts.commandMs, mkfsTimeoutMs: timeouts.mkfsMs });
   const loop = o.loop ?? new LosetupLoopDevices(runner, timeouts.commandMs);
-  const store = o.store ?? new SqliteStore(config.state);
+  let store: StateStore;
+  if (o.store) store = o.store;
+  else {
+    const where = storeLocation(config.state);
+    if (where.kind !== 'sqlite') {
+      throw new StowageError('INTERNAL', 'an etcd store is opened with openRuntime(), not createRuntime()');
+    }
+    store = new SqliteStore(where.path);
+  }
   let registry = o.registry;
   if (!registry) {
     registry = new DriverRegistry();
@@ -75,6 +84,7 @@ export function createRuntime(config: Config, o: RuntimeOverrides = {}): Runtime
   const state: StateView = {
     hosts: () => store.listHosts(),
     mounts: (volume) => store.getMounts(volume),
+    liveHosts: async () => (store.liveHosts ? store.liveHosts() : undefined),
   };
   const cloud =
     o.cloud ?? (config.drivers.some((d) => d === 'ebs' || d === 'efs') ? awsClients(config) : undefined);
@@ -105,6 +115,7 @@ export function createRuntime(config: Config, o: RuntimeOverrides = {}): Runtime
     locks,
     timeouts,
     log,
+    takeOverGone: config.hosts.takeOverGone,
   });
   return {
     config,
@@ -116,6 +127,11 @@ export function createRuntime(config: Config, o: RuntimeOverrides = {}): Runtime
     ...(cloud ? { cloud } : {}),
     close: () => store.close(),
   };
+}
+
+/** createRuntime with the configured store opened first (etcd's client is loaded only if used). */
+export async function openRuntime(config: Config, o: RuntimeOverrides = {}): Promise<Runtime> {
+  return createRuntime(config, { ...o, store: o.store ?? (await openStore(config)) });
 }
 
 /**

@@ -66,6 +66,9 @@ describe('defaults', () => {
         lockWaitMs: 10_000,
         lockTtlMs: 600_000,
       },
+      etcd: { requestTimeoutMs: 5_000, leaseTtlSeconds: 15 },
+      hosts: { takeOverGone: false },
+      flexvolume: { kubeletDir: '/var/lib/kubelet', callTimeoutMs: 300_000 },
       local: {
         imageDir: '/var/lib/stowage/local',
         defaultSize: '1G',
@@ -94,6 +97,7 @@ describe('defaults', () => {
         defaultFsType: 'ext4',
         createTimeout: '5m',
         attachTimeout: '2m',
+        modifyTimeout: '2m',
         devDir: '/dev',
         byIdDir: '/dev/disk/by-id',
         sysBlockDir: '/sys/block',

@@ -8,6 +8,7 @@ import {
   type Driver,
   type DriverContext,
   type Ec2Volume,
+  type ExpandResult,
   type MountSpec,
   type ParsedOptions,
   type ProvisionResult,
@@ -26,6 +27,7 @@ import { EBS_OPTION_SPECS, type EbsConfig, type EbsOptions } from './options.js'
 const IOPS_TYPES = new Set(['gp3', 'io1', 'io2']);
 const MIN_SIZE: Record<string, number> = { gp3: 1, gp2: 1, io1: 4, io2: 4, st1: 125, sc1: 125, standard: 1 };
 const NAME_ATTEMPTS = 3;
+const GiB = 1024 ** 3;
 
 /**
  * AWS EBS volumes: created (or adopted) in EC2, attached to this instance at first mount under a
@@ -234,12 +236,17 @@ export class EbsDriver implements Driver {
     });
   }
 
-  async detach(volume: VolumeRecord, _attachment: AttachmentRecord, target?: AttachTarget): Promise<void> {
+  async detach(
+    volume: VolumeRecord,
+    _attachment: AttachmentRecord,
+    target?: AttachTarget,
+    opts: { force?: boolean } = {},
+  ): Promise<void> {
     const id = volumeIdOf(volume);
     const { instanceId } = await this.instanceOf(target);
     const v = await this.cloud.ec2.describeVolume(id);
     if (!v?.attachments.some((a) => a.instanceId === instanceId && a.state !== 'detached')) return;
-    await this.cloud.ec2.detachVolume(id, instanceId);
+    await this.cloud.ec2.detachVolume(id, instanceId, opts.force ? { force: true } : undefined);
     await this.waitVolume(
       id,
       (x) =>
@@ -254,6 +261,38 @@ export class EbsDriver implements Driver {
 
   mountSpec(volume: VolumeRecord, attachment: AttachmentRecord | undefined): MountSpec {
     return blockMountSpec(volume, attachment);
+  }
+
+  /**
+   * ModifyVolume to the requested size rounded up to whole GiB, then a bounded wait until EC2
+   * says `optimizing` (the new size is usable from then on; optimizing itself can take hours).
+   * A modification still running from an earlier try is waited for, not started again; a volume
+   * that is already that big is left alone.
+   */
+  async expand(volume: VolumeRecord, newSizeBytes: number): Promise<ExpandResult> {
+    const id = volumeIdOf(volume);
+    if (!Number.isSafeInteger(newSizeBytes) || newSizeBytes <= 0) {
+      throw new StowageError(
+        'INVALID_ARGUMENT',
+        `cannot grow volume ${volume.name} to ${newSizeBytes} bytes`,
+      );
+    }
+    const wanted = Math.ceil(newSizeBytes / GiB);
+    const { ec2 } = this.cloud;
+    const timeoutMs = parseDuration(this.cfg.modifyTimeout);
+    const running = await ec2.describeVolumeModification(id);
+    if (running?.state === 'modifying') await this.waitModified(volume, id, running.targetSizeGiB, timeoutMs);
+    const v = await ec2.describeVolume(id);
+    if (!v) throw new StowageError('NOT_FOUND', `EBS volume ${id} of volume ${volume.name} no longer exists`);
+    let size = v.sizeGiB;
+    if (size < wanted) {
+      this.ctx.log.info({ volume: volume.name, volumeId: id, from: size, to: wanted }, 'growing EBS volume');
+      await ec2.modifyVolume(id, wanted);
+      await this.waitModified(volume, id, wanted, timeoutMs);
+      size = wanted;
+    }
+    const fields = volume.fields.sizeGiB === size ? undefined : { ...volume.fields, sizeGiB: size };
+    return { sizeBytes: size * GiB, ...(fields ? { fields } : {}) };
   }
 
   describe(volume: VolumeRecord): Record<string, unknown> {
@@ -392,6 +431,35 @@ export class EbsDriver implements Driver {
     throw new StowageError(
       'UNAVAILABLE',
       `could not find a free device name on ${instanceId} after ${NAME_ATTEMPTS} tries`,
+    );
+  }
+
+  /** Until the latest modification (to at least `sizeGiB`) is optimizing or completed. */
+  private waitModified(volume: VolumeRecord, id: string, sizeGiB: number, timeoutMs: number): Promise<true> {
+    return pollUntil(
+      async () => {
+        const m = await this.cloud.ec2.describeVolumeModification(id);
+        if (!m || m.targetSizeGiB < sizeGiB) {
+          throw new StowageError(
+            'UNAVAILABLE',
+            `EC2 shows no modification of ${id} (volume ${volume.name}) to ${sizeGiB} GiB; try again`,
+          );
+        }
+        if (m.state === 'failed') {
+          throw new StowageError(
+            'UNAVAILABLE',
+            `EC2 could not grow ${id} (volume ${volume.name}) to ${sizeGiB} GiB: ${m.statusMessage ?? 'modification failed'}`,
+          );
+        }
+        return m.state === 'optimizing' || m.state === 'completed' ? true : undefined;
+      },
+      {
+        timeoutMs,
+        initialDelayMs: 50,
+        maxDelayMs: 2000,
+        what: `EBS volume ${id} (volume ${volume.name}) to reach ${sizeGiB} GiB`,
+        hint: 'EC2 is still modifying it; try again later (ebs.modifyTimeout bounds this wait).',
+      },
     );
   }
 

@@ -34,6 +34,7 @@ export interface EbsConfig {
   defaultFsType: 'ext4' | 'xfs';
   createTimeout: string;
   attachTimeout: string;
+  modifyTimeout: string;
   devDir: string;
   byIdDir: string;
   sysBlockDir: string;

@@ -1,7 +1,7 @@
 import { access, constants, mkdir } from 'node:fs/promises';
 import type { Config } from '../config.js';
 import type { DoctorCheck } from '../core/driver.js';
-import { createRuntime } from '../runtime.js';
+import { openRuntime, type Runtime } from '../runtime.js';
 
 const TOOLS = ['mount', 'umount', 'losetup', 'blkid', 'mkfs.ext4'];
 
@@ -15,9 +15,9 @@ export async function runDoctor(config: Config): Promise<DoctorCheck[]> {
     detail: isRoot ? 'running as root' : 'stowage must run as root (it mounts and attaches devices)',
   });
 
-  let rt: ReturnType<typeof createRuntime> | undefined;
+  let rt: Runtime | undefined;
   try {
-    rt = createRuntime(config, {});
+    rt = await openRuntime(config);
     const n = (await rt.store.listVolumes()).length;
     checks.push({ name: 'store', ok: true, detail: `${config.state} readable (${n} volumes)` });
   } catch (err) {

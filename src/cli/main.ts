@@ -5,7 +5,7 @@ import { type Config, loadConfig } from '../config.js';
 import { isStowageError } from '../core/errors.js';
 import { registerHost } from '../core/hosts.js';
 import { formatSize } from '../core/size.js';
-import { createRuntime } from '../runtime.js';
+import { openRuntime } from '../runtime.js';
 import { totalRefs } from '../state/store.js';
 import { runDaemon } from './daemon.js';
 import { runDoctor } from './doctor.js';
@@ -80,7 +80,7 @@ export function buildCli(): Command {
     .command('daemon')
     .description('serve the Docker volume plugin sockets of the enabled drivers')
     .action(async (_opts, cmd: Command) => {
-      await runDaemon(createRuntime(configFrom(cmd)));
+      await runDaemon(await openRuntime(configFrom(cmd)));
     });
 
   const volumes = program.command('volumes').description('look at volumes in the state store');
@@ -89,7 +89,7 @@ export function buildCli(): Command {
     .description('list volumes: name, driver, size, state, host, mounts')
     .option('--json', 'print JSON instead of a table')
     .action(async (opts: { json?: boolean }, cmd: Command) => {
-      const rt = createRuntime(quiet(configFrom(cmd)));
+      const rt = await openRuntime(quiet(configFrom(cmd)));
       try {
         const rows = [];
         for (const v of await rt.store.listVolumes()) {
@@ -130,7 +130,7 @@ export function buildCli(): Command {
     .description('print everything stowage knows about a volume, as JSON')
     .argument('<name>')
     .action(async (name: string, _opts, cmd: Command) => {
-      const rt = createRuntime(quiet(configFrom(cmd)));
+      const rt = await openRuntime(quiet(configFrom(cmd)));
       try {
         const view = await rt.manager.inspect(name);
         print(
@@ -150,7 +150,7 @@ export function buildCli(): Command {
     .description('remove a volume (refused while any host uses it; its remove policy decides the data)')
     .argument('<name>')
     .action(async (name: string, _opts, cmd: Command) => {
-      const rt = createRuntime(quiet(configFrom(cmd)));
+      const rt = await openRuntime(quiet(configFrom(cmd)));
       try {
         await rt.manager.remove(undefined, name);
         print(name);
@@ -165,14 +165,17 @@ export function buildCli(): Command {
     .description('list hosts: id, last seen, attachments and mounts')
     .option('--json', 'print JSON instead of a table')
     .action(async (opts: { json?: boolean }, cmd: Command) => {
-      const rt = createRuntime(quiet(configFrom(cmd)));
+      const rt = await openRuntime(quiet(configFrom(cmd)));
       try {
         const rows = [];
+        const live = rt.store.liveHosts ? await rt.store.liveHosts() : undefined;
         for (const h of await rt.store.listHosts()) {
           const attachments = await rt.store.listAttachmentsByHost(h.id);
           const mounts = await rt.store.listMountsByHost(h.id);
           rows.push({
             id: h.id,
+            // With a shared store a host is live while its daemon renews its lease.
+            status: live === undefined ? 'recorded' : live.has(h.id) ? 'live' : 'gone',
             lastSeen: h.lastSeen,
             identity: h.identity,
             attachments: attachments.map((a) => `${a.volume}:${a.device || '?'}`),
@@ -183,8 +186,14 @@ export function buildCli(): Command {
         else
           print(
             renderTable(
-              ['HOST', 'LAST SEEN', 'ATTACHED', 'MOUNTED (USERS)'],
-              rows.map((r) => [r.id, r.lastSeen, r.attachments.join(',') || '-', r.mounts.join(',') || '-']),
+              ['HOST', 'STATUS', 'REGISTERED', 'ATTACHED', 'MOUNTED (USERS)'],
+              rows.map((r) => [
+                r.id,
+                r.status,
+                r.lastSeen,
+                r.attachments.join(',') || '-',
+                r.mounts.join(',') || '-',
+              ]),
             ),
           );
       } finally {
@@ -195,7 +204,7 @@ export function buildCli(): Command {
     .command('register')
     .description('record this host and its identity (e.g. EC2 instance) so other hosts can attach to it')
     .action(async (_opts, cmd: Command) => {
-      const rt = createRuntime(quiet(configFrom(cmd)));
+      const rt = await openRuntime(quiet(configFrom(cmd)));
       try {
         const h = await registerHost(rt.store, rt.config.hostId, rt.manager.drivers(), rt.log);
         print(JSON.stringify(h));

@@ -3,6 +3,7 @@ import type {
   DescribeSnapshotsCommandInput,
   EC2Client,
   Volume,
+  VolumeModification,
   VolumeType,
 } from '@aws-sdk/client-ec2';
 import { isStowageError } from '../core/errors.js';
@@ -21,6 +22,17 @@ export interface Ec2Volume {
   snapshotId?: string;
   tags: Record<string, string>;
   attachments: { instanceId: string; device: string; state: AttachState }[];
+}
+
+export type ModificationState = 'modifying' | 'optimizing' | 'completed' | 'failed';
+
+/** The latest ModifyVolume of a volume. Its new size is usable from `optimizing` on. */
+export interface Ec2VolumeModification {
+  volumeId: string;
+  state: ModificationState;
+  targetSizeGiB: number;
+  originalSizeGiB: number;
+  statusMessage?: string;
 }
 
 export interface Ec2Instance {
@@ -55,6 +67,10 @@ export interface Ec2Api {
   findInstanceByPrivateDnsName(name: string): Promise<Ec2Instance | undefined>;
   describeSnapshot(id: string): Promise<{ id: string; sizeGiB: number } | undefined>;
   findSnapshotByTag(key: string, value: string): Promise<{ id: string; sizeGiB: number } | undefined>;
+  /** Starts growing a volume to `sizeGiB` (ModifyVolume); EC2 refuses a smaller size. */
+  modifyVolume(id: string, sizeGiB: number): Promise<Ec2VolumeModification>;
+  /** The volume's latest modification (DescribeVolumesModifications); undefined when it never had one. */
+  describeVolumeModification(id: string): Promise<Ec2VolumeModification | undefined>;
 }
 
 export type SdkEc2Options = AwsClientOptions;
@@ -174,6 +190,31 @@ export class SdkEc2 implements Ec2Api {
     });
   }
 
+  async modifyVolume(id: string, sizeGiB: number): Promise<Ec2VolumeModification> {
+    const out = await this.call(`ModifyVolume ${id} to ${sizeGiB} GiB`, (c) =>
+      c.client.send(new c.sdk.ModifyVolumeCommand({ VolumeId: id, Size: sizeGiB })),
+    );
+    return toModification(out.VolumeModification ?? {}, id);
+  }
+
+  async describeVolumeModification(id: string): Promise<Ec2VolumeModification | undefined> {
+    try {
+      const out = await this.call(`DescribeVolumesModifications ${id}`, (c) =>
+        c.client.send(new c.sdk.DescribeVolumesModificationsCommand({ VolumeIds: [id] })),
+      );
+      // EC2 answers only the latest modification of each volume; newest first in case of several.
+      const mods = [...(out.VolumesModifications ?? [])].sort(
+        (a, b) => (b.StartTime?.getTime() ?? 0) - (a.StartTime?.getTime() ?? 0),
+      );
+      return mods[0] ? toModification(mods[0], id) : undefined;
+    } catch (err) {
+      // The volume was never modified (a volume that is gone stays an error).
+      if (isStowageError(err) && err.details.awsError === 'InvalidVolumeModification.NotFound')
+        return undefined;
+      throw err;
+    }
+  }
+
   private async findInstance(
     doing: string,
     input: DescribeInstancesCommandInput,
@@ -210,6 +251,17 @@ export class SdkEc2 implements Ec2Api {
       throw fromAwsError(err, doing);
     }
   }
+}
+
+function toModification(m: VolumeModification, id: string): Ec2VolumeModification {
+  const out: Ec2VolumeModification = {
+    volumeId: m.VolumeId ?? id,
+    state: (m.ModificationState ?? 'modifying') as ModificationState,
+    targetSizeGiB: m.TargetSize ?? 0,
+    originalSizeGiB: m.OriginalSize ?? 0,
+  };
+  if (m.StatusMessage) out.statusMessage = m.StatusMessage;
+  return out;
 }
 
 function toVolume(v: Volume): Ec2Volume {

@@ -13,6 +13,8 @@ export class Attacher {
   constructor(
     private readonly store: StateStore,
     private readonly host: string,
+    /** Take volumes over from gone hosts without preempt=true (config hosts.takeOverGone). */
+    private readonly takeOverGone = false,
   ) {}
 
   /** Attaches `vol` to the target (recorded as attaching, then attached) and returns the record. */
@@ -32,7 +34,7 @@ export class Attacher {
       );
     }
     const all = await this.store.getAttachments(vol.name);
-    const others = await this.refuseOrReleaseOthers(vol, all, host, log);
+    const others = await this.refuseOrReleaseOthers(vol, driver, all, host, log);
     const previous = all.find((a) => a.host === host);
     await this.store.putAttachment({
       volume: vol.name,
@@ -96,11 +98,15 @@ export class Attacher {
   }
 
   /**
-   * Attachments to other hosts block this one unless the volume allows preemption and the store
-   * proves those hosts do not use it; the driver then takes the volume over in the cloud.
+   * Attachments to other hosts block this one. A live host's (or any host's, when the store has no
+   * leases) is taken over only with preempt=true and when the store shows it has no mount there;
+   * the driver then takes it over in the cloud. A gone host (its lease expired) cannot let go by
+   * itself: with preempt=true (or hosts.takeOverGone) its attachment is force-detached here and its
+   * stale records dropped; always logged.
    */
   private async refuseOrReleaseOthers(
     vol: VolumeRecord,
+    driver: Driver,
     all: AttachmentRecord[],
     host: string,
     log: Logger,
@@ -108,11 +114,37 @@ export class Attacher {
     const others = all.filter((a) => a.host !== host);
     if (others.length === 0) return [];
     const mounts = await this.store.getMounts(vol.name);
+    const live = this.store.liveHosts ? await this.store.liveHosts() : undefined;
+    const hosts = await this.store.listHosts();
+    const preempt = vol.options.preempt === true;
+    const release: AttachmentRecord[] = [];
     for (const o of others) {
       const used = mounts.filter((m) => m.host === o.host);
       const refs = used.reduce((n, m) => n + totalRefs(m), 0);
+      if (live && !live.has(o.host)) {
+        const registered = hosts.find((h) => h.id === o.host);
+        if (!preempt && !this.takeOverGone) {
+          throw new StowageError(
+            'IN_USE',
+            `volume ${vol.name} is attached to host ${o.host}, which is gone (its lease expired${registered ? `; registered ${registered.lastSeen}` : ''}); ` +
+              'once you know it is down, create the volume with preempt=true (or set hosts.takeOverGone) to take it over',
+          );
+        }
+        log.warn({ from: o.host, to: host, staleMounts: refs }, 'taking the volume over from a gone host');
+        if (driver.detach) {
+          await driver.detach(
+            vol,
+            o,
+            { host: o.host, identity: registered?.identity ?? {} },
+            { force: true },
+          );
+        }
+        for (const m of used) await this.store.deleteMount(vol.name, m.host);
+        await this.store.deleteAttachment(vol.name, o.host);
+        continue;
+      }
       const desc = `volume ${vol.name} is attached to host ${o.host}${used.length > 0 ? ` with ${refs} active mount${refs === 1 ? '' : 's'}` : ''}`;
-      if (vol.options.preempt !== true) {
+      if (!preempt) {
         throw new StowageError(
           'IN_USE',
           `${desc}; release it there, or create the volume with preempt=true to take it over`,
@@ -121,7 +153,8 @@ export class Attacher {
       if (used.length > 0)
         throw new StowageError('IN_USE', `${desc}; preempt takes a volume only when nobody uses it`);
       log.warn({ from: o.host, to: host }, 'preempt: taking the volume over from another host');
+      release.push(o);
     }
-    return others;
+    return release;
   }
 }

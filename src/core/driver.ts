@@ -46,6 +46,8 @@ export interface DriverContext {
 export interface StateView {
   hosts(): Promise<HostRecord[]>;
   mounts(volume: string): Promise<MountRecord[]>;
+  /** Hosts whose lease is alive (shared store); undefined when the store has no leases. */
+  liveHosts(): Promise<Set<string> | undefined>;
 }
 
 export interface CloudClients {
@@ -80,6 +82,12 @@ export interface ProvisionResult {
   fields: Record<string, unknown>;
   adopted: boolean;
   removePolicy: RemovePolicy;
+}
+
+export interface ExpandResult {
+  sizeBytes: number;
+  /** The volume's fields as they are now (e.g. a recorded size); undefined: unchanged. */
+  fields?: Record<string, unknown>;
 }
 
 export interface VolumeInput {
@@ -135,8 +143,21 @@ export interface Driver {
   /** Waits (bounded) for an attachment's block device to show up on this host; returns its path. */
   localDevice?(volume: VolumeRecord, attachment: AttachmentRecord): Promise<string>;
   /** Inverse of attach (from `target`, this host when undefined); already detached is success. */
-  detach?(volume: VolumeRecord, attachment: AttachmentRecord, target?: AttachTarget): Promise<void>;
+  detach?(
+    volume: VolumeRecord,
+    attachment: AttachmentRecord,
+    target?: AttachTarget,
+    /** force: the host is gone (its lease expired) and cannot let go by itself. */
+    opts?: { force?: boolean },
+  ): Promise<void>;
   mountSpec(volume: VolumeRecord, attachment: AttachmentRecord | undefined): MountSpec | Promise<MountSpec>;
+  /**
+   * Grows the backing storage to at least `newSizeBytes` (rounded up to what the storage allocates)
+   * and returns the size it has now, with the driver's fields updated when they record the size.
+   * Never shrinks: storage already that big is left as it is. Idempotent. The filesystem on it is
+   * grown separately, on the host that uses it (VolumeManager.growFilesystem).
+   */
+  expand?(volume: VolumeRecord, newSizeBytes: number): Promise<ExpandResult>;
   /** Driver facts for Get's Status and `volumes inspect`. */
   describe(volume: VolumeRecord): Record<string, unknown>;
   doctor?(): Promise<DoctorCheck[]>;

@@ -17,6 +17,8 @@ export async function registerHost(
   drivers: readonly Driver[],
   log: Logger,
   extra: Record<string, unknown> = {},
+  /** With a shared store: keep the host alive with a lease of this TTL while the process runs. */
+  opts: { leaseTtlSeconds?: number } = {},
 ): Promise<HostRecord> {
   const recorded = (await store.listHosts()).find((h) => h.id === host);
   let identity: Record<string, unknown> = { ...recorded?.identity, hostname: hostname(), ...extra };
@@ -28,7 +30,13 @@ export async function registerHost(
     }
   }
   const record = { id: host, identity, lastSeen: new Date().toISOString() };
-  await store.upsertHost(record);
+  if (opts.leaseTtlSeconds !== undefined && store.keepHostAlive) {
+    await store.keepHostAlive(record, opts.leaseTtlSeconds, (err) =>
+      log.warn({ err: err.message }, 'host lease: renewing failed; retrying'),
+    );
+  } else {
+    await store.upsertHost(record);
+  }
   return record;
 }
 

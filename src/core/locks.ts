@@ -17,7 +17,11 @@ interface Owner {
   host: string;
   pid: number;
   op: string;
+  /** Which process of that pid: differs between a process and a later one that got the same pid. */
+  incarnation?: string;
 }
+
+const INCARNATION = randomBytes(6).toString('hex');
 
 /**
  * Per-volume mutual exclusion at two levels: in this process (a map of held volumes) and across
@@ -35,7 +39,7 @@ export class VolumeLocks {
   async withLock<T>(volume: string, op: string, fn: () => Promise<T>): Promise<T> {
     const deadline = Date.now() + this.opts.waitMs;
     const release = await this.acquireLocal(volume, op, deadline);
-    const owner = `${this.opts.host}|${process.pid}|${op}|${randomBytes(4).toString('hex')}`;
+    const owner = `${this.opts.host}|${process.pid}|${op}|${randomBytes(4).toString('hex')}|${INCARNATION}`;
     const key = `volume/${volume}`;
     try {
       await this.acquireStore(volume, key, owner, op, deadline);
@@ -95,15 +99,17 @@ export class VolumeLocks {
 
   private holderIsDead(holder: Owner): boolean {
     if (holder.host !== this.opts.host || !Number.isInteger(holder.pid)) return false;
-    if (holder.pid === process.pid) return false; // our own in-flight work; the local map guards it
+    // Our pid: ours if this process wrote it, else left by an earlier process that had the same
+    // pid (pid 1 of a container restarted after a crash), which must not block us until the TTL.
+    if (holder.pid === process.pid) return holder.incarnation !== INCARNATION;
     return !(this.opts.isProcessAlive ?? processAlive)(holder.pid);
   }
 }
 
 function parseOwner(owner: string): Owner | undefined {
-  const [host, pid, op] = owner.split('|');
+  const [host, pid, op, , incarnation] = owner.split('|');
   if (!host || !pid || !op) return undefined;
-  return { host, pid: Number(pid), op };
+  return { host, pid: Number(pid), op, ...(incarnation ? { incarnation } : {}) };
 }
 
 function busy(volume: string, op: string, holder?: Owner): StowageError {

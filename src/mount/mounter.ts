@@ -22,6 +22,17 @@ export interface Mounter {
   makeFilesystem(device: string, fsType: string): Promise<void>;
   isBlockDevice(path: string): Promise<boolean>;
   hasTool(name: string): Promise<boolean>;
+  /** The size of a block device in bytes, as the kernel sees it now. */
+  deviceSize(device: string): Promise<number>;
+  /**
+   * Grows the filesystem on `device` to the size of the device. With `mountpoint` (where it is
+   * mounted) online: `resize2fs` (ext4), `xfs_growfs` (xfs). Without, offline: ext4 only, on an
+   * unmounted filesystem that checkFilesystem has just checked. A filesystem that already fills
+   * its device is success.
+   */
+  growFilesystem(device: string, fsType: string, opts?: { mountpoint?: string }): Promise<void>;
+  /** `e2fsck -f -y` of an unmounted ext4 filesystem: repairs what it can, fails on what it cannot. */
+  checkFilesystem(device: string, fsType: string): Promise<void>;
 }
 
 export interface LinuxMounterOptions {
@@ -88,6 +99,63 @@ export class LinuxMounter implements Mounter {
     await this.runner.run(`mkfs.${fsType}`, args, {
       timeoutMs: this.opts.mkfsTimeoutMs,
       what: `mkfs.${fsType} of ${device}`,
+    });
+  }
+
+  async deviceSize(device: string): Promise<number> {
+    if (!device.startsWith('/')) throw new StowageError('INVALID_ARGUMENT', `not a device path: ${device}`);
+    // blockdev takes no "--"; an absolute path cannot be taken for an option.
+    const res = await this.runner.run('blockdev', ['--getsize64', device], {
+      timeoutMs: this.opts.commandTimeoutMs,
+      what: `blockdev of ${device}`,
+    });
+    const text = res.stdout.trim();
+    const bytes = /^\d+$/.test(text) ? Number(text) : Number.NaN;
+    if (!Number.isSafeInteger(bytes)) {
+      throw new StowageError(
+        'INTERNAL',
+        `blockdev gave no size for ${device}: ${JSON.stringify(res.stdout)}`,
+      );
+    }
+    return bytes;
+  }
+
+  async growFilesystem(device: string, fsType: string, opts: { mountpoint?: string } = {}): Promise<void> {
+    // Long work on a big filesystem: the mkfs deadline, not the one of a quick command.
+    const timeoutMs = this.opts.mkfsTimeoutMs;
+    const how = opts.mountpoint === undefined ? 'offline' : 'online';
+    if (fsType === 'ext4') {
+      await this.runner.run('resize2fs', ['--', device], {
+        timeoutMs,
+        what: `${how} resize2fs of ${device}`,
+      });
+    } else if (fsType === 'xfs' && opts.mountpoint !== undefined) {
+      await this.runner.run('xfs_growfs', ['--', opts.mountpoint], {
+        timeoutMs,
+        what: `xfs_growfs of ${opts.mountpoint}`,
+      });
+    } else {
+      throw new StowageError(
+        'NOT_SUPPORTED',
+        fsType === 'xfs'
+          ? `xfs grows only while mounted; ${device} is not`
+          : `cannot grow a ${fsType} filesystem (${device}): only ext4 and xfs`,
+      );
+    }
+  }
+
+  async checkFilesystem(device: string, fsType: string): Promise<void> {
+    if (fsType !== 'ext4') {
+      throw new StowageError(
+        'NOT_SUPPORTED',
+        `cannot check a ${fsType} filesystem (${device}) here: only ext4`,
+      );
+    }
+    // Exit 1: errors were found and corrected, the filesystem is consistent now.
+    await this.runner.run('e2fsck', ['-f', '-y', '--', device], {
+      timeoutMs: this.opts.mkfsTimeoutMs,
+      okExitCodes: [1],
+      what: `e2fsck of ${device}`,
     });
   }
 

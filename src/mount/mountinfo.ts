@@ -3,6 +3,10 @@ export interface MountEntry {
   source: string;
   fsType: string;
   options: string;
+  /** The filesystem's device id (`7:3`): every mount of one filesystem (bind mounts too) shares it. */
+  majorMinor: string;
+  /** The directory of the filesystem mounted here: `/`, or a subdirectory for a bind mount of one. */
+  root: string;
 }
 
 // Fields of /proc/self/mountinfo are space-separated with spaces, tabs, newlines and backslashes
@@ -24,6 +28,8 @@ export function parseMountInfo(text: string): MountEntry[] {
       options: parts[5]!,
       fsType: parts[sep + 1]!,
       source: unescapeOctal(parts[sep + 2]!),
+      majorMinor: parts[2]!,
+      root: unescapeOctal(parts[3]!),
     });
   }
   return out;

@@ -275,6 +275,14 @@ export class EtcdStore implements StateStore {
     return this.run('list live hosts', () => this.hosts.liveIds());
   }
 
+  keepHostAlive(host: HostRecord, ttlSeconds: number, onError?: (err: Error) => void): Promise<void> {
+    return this.registerHost(host, ttlSeconds, onError ? { onBackgroundError: onError } : {});
+  }
+
+  liveHosts(): Promise<Set<string>> {
+    return this.listLiveHostIds();
+  }
+
   /** Every recorded host with whether it is live (see registerHost), read at one revision. */
   async listHostStatus(): Promise<HostStatus[]> {
     return this.run('list hosts', () => this.hosts.status());

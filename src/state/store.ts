@@ -54,7 +54,7 @@ export interface HostRecord {
   lastSeen: string;
 }
 
-export type IntentOp = 'create' | 'remove' | 'attach' | 'mount' | 'unmount' | 'detach';
+export type IntentOp = 'create' | 'remove' | 'attach' | 'mount' | 'unmount' | 'detach' | 'resize';
 export interface IntentRecord {
   id: number;
   volume: string;
@@ -112,6 +112,13 @@ export interface StateStore {
 
   upsertHost(host: HostRecord): Promise<void>;
   listHosts(): Promise<HostRecord[]>;
+  /**
+   * Shared stores only: records the host and keeps it alive with a lease while this process runs.
+   * A host whose lease ran out (process or machine dead, network cut) is "gone".
+   */
+  keepHostAlive?(host: HostRecord, ttlSeconds: number, onError?: (err: Error) => void): Promise<void>;
+  /** Shared stores only: the hosts whose lease is alive. Without it every recorded host counts as live. */
+  liveHosts?(): Promise<Set<string>>;
 
   beginIntent(intent: Omit<IntentRecord, 'id' | 'startedAt'>): Promise<number>;
   endIntent(id: number): Promise<void>;
@@ -124,6 +131,11 @@ export interface StateStore {
   breakLock(key: string, owner: string): Promise<void>;
 
   close(): Promise<void>;
+}
+
+/** True when several hosts share the store (etcd): names and attachments are cluster-wide. */
+export function isShared(store: Pick<StateStore, 'kind'>): boolean {
+  return store.kind !== 'sqlite';
 }
 
 export function totalRefs(mount: Pick<MountRecord, 'refs'>): number {

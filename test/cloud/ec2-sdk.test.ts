@@ -5,9 +5,11 @@ import {
   DescribeInstancesCommand,
   DescribeSnapshotsCommand,
   DescribeVolumesCommand,
+  DescribeVolumesModificationsCommand,
   DetachVolumeCommand,
   EC2Client,
   EC2ServiceException,
+  ModifyVolumeCommand,
 } from '@aws-sdk/client-ec2';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
@@ -319,6 +321,75 @@ describe('SdkEc2 requests and answers', () => {
     expect(mock.commandCalls(DescribeSnapshotsCommand)[0]?.args[0].input.Filters).toEqual([
       { Name: 'tag:backup', Values: ['db'] },
     ]);
+  });
+
+  it('sends ModifyVolume with the size only and maps the modification', async () => {
+    mock.on(ModifyVolumeCommand).resolves({
+      VolumeModification: { VolumeId: VOL, ModificationState: 'modifying', TargetSize: 20, OriginalSize: 10 },
+    });
+    expect(await ec2.modifyVolume(VOL, 20)).toEqual({
+      volumeId: VOL,
+      state: 'modifying',
+      targetSizeGiB: 20,
+      originalSizeGiB: 10,
+    });
+    expect(mock.commandCalls(ModifyVolumeCommand)[0]?.args[0].input).toEqual({ VolumeId: VOL, Size: 20 });
+  });
+
+  it("describes a volume's latest modification, with EC2's message when it failed", async () => {
+    mock.on(DescribeVolumesModificationsCommand, { VolumeIds: [VOL] }).resolves({
+      VolumesModifications: [
+        {
+          VolumeId: VOL,
+          ModificationState: 'completed',
+          TargetSize: 20,
+          OriginalSize: 10,
+          StartTime: new Date('2024-05-01T10:00:00Z'),
+        },
+        {
+          VolumeId: VOL,
+          ModificationState: 'failed',
+          StatusMessage: 'Internal error',
+          TargetSize: 30,
+          OriginalSize: 20,
+          StartTime: new Date('2024-05-02T10:00:00Z'),
+        },
+      ],
+    });
+    expect(await ec2.describeVolumeModification(VOL)).toEqual({
+      volumeId: VOL,
+      state: 'failed',
+      targetSizeGiB: 30,
+      originalSizeGiB: 20,
+      statusMessage: 'Internal error',
+    });
+  });
+
+  it('answers undefined for a volume never modified, and passes on a volume that is gone', async () => {
+    mock
+      .on(DescribeVolumesModificationsCommand)
+      .rejectsOnce(
+        awsError('InvalidVolumeModification.NotFound', `Modification for volume '${VOL}' does not exist.`),
+      )
+      .rejectsOnce(awsError('InvalidVolume.NotFound', `The volume '${VOL}' does not exist.`));
+    expect(await ec2.describeVolumeModification(VOL)).toBeUndefined();
+    const err = await failure(ec2.describeVolumeModification(VOL));
+    expect(err.code).toBe('NOT_FOUND');
+  });
+
+  it('maps a shrinking ModifyVolume to INVALID_ARGUMENT and one while another runs to BUSY', async () => {
+    mock
+      .on(ModifyVolumeCommand)
+      .rejectsOnce(awsError('InvalidParameterValue', 'New size cannot be smaller than existing size'))
+      .rejectsOnce(awsError('IncorrectModificationState', `Volume '${VOL}' is already being modified.`));
+    const shrink = await failure(ec2.modifyVolume(VOL, 5));
+    expect(shrink.code).toBe('INVALID_ARGUMENT');
+    expect(shrink.message).toBe(
+      `ModifyVolume ${VOL} to 5 GiB failed: InvalidParameterValue: New size cannot be smaller than existing size`,
+    );
+    const busy = await failure(ec2.modifyVolume(VOL, 30));
+    expect(busy.code).toBe('BUSY');
+    expect(busy.retryable).toBe(true);
   });
 });
 

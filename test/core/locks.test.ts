@@ -107,7 +107,7 @@ describe('VolumeLocks in one process', () => {
     });
     expect(value).toBe(42);
     // The store lock names host, pid and op, so another process can tell who holds it.
-    expect(heldInside).toMatch(new RegExp(`^${HOST}\\|${process.pid}\\|mount\\|[0-9a-f]{8}$`));
+    expect(heldInside).toMatch(new RegExp(`^${HOST}\\|${process.pid}\\|mount\\|[0-9a-f]{8}\\|[0-9a-f]{12}$`));
     expect(await storeHolder(store, 'v1')).toBeUndefined();
   });
 
@@ -227,6 +227,17 @@ describe('VolumeLocks and the store lock of other holders', () => {
     );
     expect(holder).toMatch(new RegExp(`^${HOST}\\|${process.pid}\\|unmount\\|`));
     expect(await storeHolder(store, 'v1')).toBeUndefined();
+  });
+
+  it('breaks a lock an earlier process with our pid left (a container restarted after a crash)', async () => {
+    const store = openStore();
+    const stale = `${HOST}|${process.pid}|mount|1a2b3c4d|0123456789ab`;
+    expect((await store.tryLock('volume/v1', stale, 60_000)).acquired).toBe(true);
+    const holder = await within(
+      locksOn(store, { waitMs: 5_000 }).withLock('v1', 'unmount', () => storeHolder(store, 'v1')),
+      5_000,
+    );
+    expect(holder).toMatch(new RegExp(`^${HOST}\\|${process.pid}\\|unmount\\|`));
   });
 
   it('does not break a lock held by a live process of this host', async () => {

@@ -6,7 +6,14 @@ import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { canonical, DEFAULT_DEVICE_NAMES } from '../../drivers/ebs/allocator.js';
 import { ebsDriver } from '../../drivers/ebs/index.js';
-import type { AttachState, CreateVolumeInput, Ec2Api, Ec2Instance, Ec2Volume } from '../../src/cloud/ec2.js';
+import type {
+  AttachState,
+  CreateVolumeInput,
+  Ec2Api,
+  Ec2Instance,
+  Ec2Volume,
+  Ec2VolumeModification,
+} from '../../src/cloud/ec2.js';
 import { fromAwsError } from '../../src/cloud/errors.js';
 import { StaticIdentity } from '../../src/cloud/imds.js';
 import { loadConfig } from '../../src/config.js';
@@ -64,6 +71,11 @@ class FakeEc2 implements Ec2Api {
   deviceAppears = true;
   /** Names AttachVolume refuses as already in use although the instance does not list them. */
   readonly busyNames = new Set<string>();
+  /** DescribeVolumesModifications a modification stays "modifying" for; then `modifiedState`. */
+  modifyingFor = 1;
+  modifiedState: 'optimizing' | 'failed' = 'optimizing';
+  /** Volume id -> its latest modification, with the looks left before it moves on. */
+  readonly modifications = new Map<string, Ec2VolumeModification & { left: number }>();
   private readonly byToken = new Map<string, string>();
   private readonly deleted = new Map<string, Ec2Volume>();
   private readonly creatingLeft = new Map<string, number>();
@@ -231,6 +243,46 @@ class FakeEc2 implements Ec2Api {
     return s ? { id: s.id, sizeGiB: s.sizeGiB } : undefined;
   }
 
+  async modifyVolume(id: string, sizeGiB: number): Promise<Ec2VolumeModification> {
+    this.record('modifyVolume', id, sizeGiB);
+    const doing = `ModifyVolume ${id} to ${sizeGiB} GiB`;
+    const v = this.volumes.get(id);
+    if (!v) throw awsError('InvalidVolume.NotFound', `The volume '${id}' does not exist.`, doing);
+    const last = this.modifications.get(id);
+    if (last && last.state !== 'completed' && last.state !== 'failed') {
+      throw awsError('IncorrectModificationState', `Volume '${id}' is already being modified.`, doing);
+    }
+    if (sizeGiB <= v.sizeGiB) {
+      throw awsError('InvalidParameterValue', 'New size cannot be smaller than existing size', doing);
+    }
+    const m = {
+      volumeId: id,
+      state: 'modifying' as const,
+      targetSizeGiB: sizeGiB,
+      originalSizeGiB: v.sizeGiB,
+      left: this.modifyingFor,
+    };
+    this.modifications.set(id, m);
+    v.sizeGiB = sizeGiB; // EC2 shows the new size at once
+    const { left: _, ...out } = m;
+    return out;
+  }
+
+  async describeVolumeModification(id: string): Promise<Ec2VolumeModification | undefined> {
+    this.record('describeVolumeModification', id);
+    const m = this.modifications.get(id);
+    if (!m) return undefined;
+    if (m.state === 'modifying') {
+      if (m.left > 0) m.left--;
+      else {
+        m.state = this.modifiedState;
+        if (m.state === 'failed') m.statusMessage = 'Volume modification failed: internal error';
+      }
+    }
+    const { left: _, ...out } = m;
+    return structuredClone(out);
+  }
+
   // --- internals ---------------------------------------------------------------------------------
 
   private record(op: keyof Ec2Api, ...args: unknown[]): void {
@@ -279,6 +331,8 @@ class FakeEc2 implements Ec2Api {
 class FakeState {
   readonly hosts: HostRecord[] = [];
   readonly mounts: MountRecord[] = [];
+  /** Hosts with a live lease; undefined: a store without leases (every host counts as live). */
+  live: string[] | undefined;
 
   host(id: string, instanceId: string): void {
     this.hosts.push({ id, identity: { instanceId, availabilityZone: AZ }, lastSeen: CREATED_AT });
@@ -338,6 +392,7 @@ async function setup(ebs: Record<string, unknown> = {}): Promise<void> {
     state: {
       hosts: async () => structuredClone(state.hosts),
       mounts: async (volume) => structuredClone(state.mounts.filter((m) => m.volume === volume)),
+      liveHosts: async () => (state.live ? new Set(state.live) : undefined),
     },
     cloud: {
       ec2,
@@ -1033,5 +1088,76 @@ describe('ebs host facts', () => {
     ec2.instances.delete(ME);
     const [, api] = await driver.doctor!();
     expect(api).toEqual({ name: 'ebs: EC2 API', ok: false, detail: `EC2 does not know instance ${ME}` });
+  });
+});
+
+describe('ebs expand', () => {
+  const GiB = 1024 ** 3;
+
+  it('grows to the requested size rounded up to whole GiB, waits for "optimizing" and records it', async () => {
+    const vol = await create('v1', { size: '10' });
+    const res = await driver.expand!(vol, 10 * GiB + 1);
+    expect(ec2.callsOf('modifyVolume')).toEqual([[idOf(vol), 11]]);
+    expect(res).toEqual({ sizeBytes: 11 * GiB, fields: { ...vol.fields, sizeGiB: 11 } });
+    expect(ec2.modifications.get(idOf(vol))?.state).toBe('optimizing');
+    // Looked at before (nothing running), then until it left "modifying".
+    expect(ec2.callsOf('describeVolumeModification')).toHaveLength(3);
+    expect(driver.describe({ ...vol, fields: res.fields! })).toMatchObject({ size: '11G' });
+  });
+
+  it('changes nothing for a volume that is already that size or bigger: it never shrinks', async () => {
+    const vol = await create('v1', { size: '10' });
+    expect(await driver.expand!(vol, 10 * GiB)).toEqual({ sizeBytes: 10 * GiB });
+    expect(await driver.expand!(vol, 5 * GiB)).toEqual({ sizeBytes: 10 * GiB });
+    expect(ec2.callsOf('modifyVolume')).toEqual([]);
+  });
+
+  it('is idempotent: a retry after EC2 took the change starts nothing new', async () => {
+    const vol = await create('v1', { size: '10' });
+    const first = await driver.expand!(vol, 20 * GiB);
+    const again = await driver.expand!({ ...vol, fields: first.fields! }, 20 * GiB);
+    expect(again).toEqual({ sizeBytes: 20 * GiB });
+    expect(ec2.callsOf('modifyVolume')).toHaveLength(1);
+  });
+
+  it('waits for a modification still running from an earlier try instead of starting another', async () => {
+    const vol = await create('v1', { size: '10' });
+    ec2.modifyingFor = 3;
+    await ec2.modifyVolume(idOf(vol), 20); // an earlier call whose reply was lost
+    const res = await driver.expand!(vol, 20 * GiB);
+    expect(res.sizeBytes).toBe(20 * GiB);
+    expect(ec2.callsOf('modifyVolume')).toHaveLength(1);
+    expect(ec2.modifications.get(idOf(vol))?.state).toBe('optimizing');
+  });
+
+  it("reports a failed modification with EC2's message", async () => {
+    const vol = await create('v1', { size: '10' });
+    ec2.modifiedState = 'failed';
+    const err = await failure(driver.expand!(vol, 12 * GiB));
+    expect(err.code).toBe('UNAVAILABLE');
+    expect(err.message).toBe(
+      `EC2 could not grow ${idOf(vol)} (volume v1) to 12 GiB: Volume modification failed: internal error`,
+    );
+  });
+
+  it('gives up at modifyTimeout while EC2 is still modifying, and says so', async () => {
+    await setup({ modifyTimeout: '200ms' });
+    const vol = await create('v1', { size: '10' });
+    ec2.modifyingFor = Number.POSITIVE_INFINITY;
+    const err = await failure(driver.expand!(vol, 12 * GiB));
+    expect(err.code).toBe('TIMEOUT');
+    expect(err.message).toBe(
+      `timed out after 200 ms waiting for EBS volume ${idOf(vol)} (volume v1) to reach 12 GiB. EC2 is still modifying it; try again later (ebs.modifyTimeout bounds this wait).`,
+    );
+  });
+
+  it('passes EC2 refusals through and says which volume is gone', async () => {
+    const vol = await create('v1', { size: '10' });
+    ec2.failNext('modifyVolume', awsError('RequestLimitExceeded', 'Request limit exceeded.', 'ModifyVolume'));
+    expect((await failure(driver.expand!(vol, 12 * GiB))).code).toBe('UNAVAILABLE');
+    ec2.volumes.clear();
+    const gone = await failure(driver.expand!(vol, 12 * GiB));
+    expect(gone.code).toBe('NOT_FOUND');
+    expect(gone.message).toBe(`EBS volume ${idOf(vol)} of volume v1 no longer exists`);
   });
 });

@@ -2,7 +2,13 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { ebsDriver } from '../../drivers/ebs/index.js';
-import type { CreateVolumeInput, Ec2Api, Ec2Instance, Ec2Volume } from '../../src/cloud/ec2.js';
+import type {
+  CreateVolumeInput,
+  Ec2Api,
+  Ec2Instance,
+  Ec2Volume,
+  Ec2VolumeModification,
+} from '../../src/cloud/ec2.js';
 import type { IdentitySource, InstanceIdentity } from '../../src/cloud/imds.js';
 import { loadConfig } from '../../src/config.js';
 import type { CloudClients, Driver, DriverContext } from '../../src/core/driver.js';
@@ -53,6 +59,12 @@ class NoCloud implements Ec2Api, IdentitySource {
   async findSnapshotByTag(_k: string, _v: string): Promise<{ id: string; sizeGiB: number } | undefined> {
     return this.called('findSnapshotByTag');
   }
+  async modifyVolume(_id: string, _sizeGiB: number): Promise<Ec2VolumeModification> {
+    return this.called('modifyVolume');
+  }
+  async describeVolumeModification(_id: string): Promise<Ec2VolumeModification | undefined> {
+    return this.called('describeVolumeModification');
+  }
 }
 
 function context(ebs: Record<string, unknown>, cloud: CloudClients | undefined): DriverContext {
@@ -75,6 +87,7 @@ function context(ebs: Record<string, unknown>, cloud: CloudClients | undefined):
     state: {
       hosts: async () => [],
       mounts: async () => [],
+      liveHosts: async () => undefined,
     },
     ...(cloud ? { cloud } : {}),
   };

@@ -46,7 +46,7 @@ function driver(cfg: Partial<LocalConfig> = {}): LocalDriver {
     files: new FakeFileOps(mounter),
     probeTcp: async () => ({ ok: true, detail: 'fake' }),
     stagingDir: join(dir, 'staging'),
-    state: { hosts: async () => [], mounts: async () => [] },
+    state: { hosts: async () => [], mounts: async () => [], liveHosts: async () => undefined },
     timeouts: { commandMs: 1000, mountMs: 1000, mkfsMs: 1000, deviceWaitMs: 1000, lockWaitMs: 1000 },
     config: { imageDir, defaultSize: '1G', maxSize: '1T', defaultFsType: 'ext4', ...cfg },
   };

@@ -39,7 +39,9 @@ describe('nfs options', () => {
       onRemove: 'retain',
       mode: '0755',
     });
-    expect(t.manager.capabilities('nfs').scope).toBe('global');
+    // Shared data, but a single-host store: Docker hears `local` (global needs etcd).
+    expect(t.runtime.registry.get('nfs').scope).toBe('global');
+    expect(t.manager.capabilities('nfs').scope).toBe('local');
   });
 
   it('accepts the spellings of rancher-nfs and csi-driver-nfs', () => {

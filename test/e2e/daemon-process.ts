@@ -80,6 +80,15 @@ export class DaemonProcess {
     }
   }
 
+  /** SIGKILL, as a crash or a lost machine: no cleanup, no lease revoked, mounts left. */
+  async kill(): Promise<void> {
+    if (!this.child) return;
+    const child = this.child;
+    this.child = undefined;
+    child.kill('SIGKILL');
+    await within(child, 10_000);
+  }
+
   /** SIGTERM and wait; returns the exit code (0 on a clean shutdown). */
   async stop(): Promise<number> {
     if (!this.child) return 0;

@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, statfs, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -223,5 +223,117 @@ describe('flexvolume ebs: controller-manager and kubelet call sequences', () => 
     );
     expect(await controller.fails(['attach', pvJson])).toBe('the node name argument is missing');
     expect(ebsVolume()?.attachments).toEqual([]);
+  });
+});
+
+describe('flexvolume ebs: volume expansion (expandvolume on the controller, expandfs on the node)', () => {
+  const GiB = 1024 ** 3;
+  const POD_C = '3c4d5e6f-7a8b-4c9d-8e0f-1a2b3c4d5e6f';
+  const growPv = pvOptions('pv-grow', { name: 'flex-grow', size: '1' });
+  const growJson = JSON.stringify(growPv);
+  const grown = () => ec2.volumes.find((v) => v.tags.Name === 'flex-grow' && v.state !== 'deleted');
+  const sizes = [String(2 * GiB), String(GiB)];
+  let device: string;
+  let dmp: string;
+  const ours = async () => (await mountPoints()).filter((p) => p.startsWith(base));
+
+  it('refuses size arguments that are not positive whole numbers, or that shrink', async () => {
+    const path = node.deviceMountPath('flex-grow');
+    expect(await controller.fails(['expandvolume', growJson, path, '2Gi', String(GiB)])).toBe(
+      'the new size "2Gi" is not a positive whole number of bytes',
+    );
+    expect(await controller.fails(['expandvolume', growJson, path, String(GiB), '0'])).toBe(
+      'the old size "0" is not a positive whole number of bytes',
+    );
+    expect(await node.fails(['expandfs', growJson, '/dev/xvdf', path, String(GiB), String(2 * GiB)])).toBe(
+      `the new size ${GiB} bytes is smaller than the old size ${2 * GiB} bytes: volumes only grow`,
+    );
+    expect(ec2.calls.filter((c) => c.action === 'ModifyVolume')).toEqual([]);
+  });
+
+  it('grows the EBS volume from the controller and answers the new size; a retry changes nothing', async () => {
+    const attached = await controller.ok(['attach', growJson, NODE]);
+    device = String((await node.ok(['waitforattach', String(attached.device), growJson])).device);
+    dmp = node.deviceMountPath('flex-grow');
+    await mkdir(dmp, { recursive: true, mode: 0o750 });
+    await node.ok(['mountdevice', dmp, device, growJson]);
+    await writeFile(join(dmp, 'data'), 'written at 1 GiB');
+
+    const reply = await controller.ok(['expandvolume', growJson, dmp, ...sizes]);
+    expect(reply).toEqual({ status: 'Success', volumeNewSize: 2 * GiB });
+    expect(grown()).toMatchObject({
+      sizeGiB: 2,
+      modification: {
+        originalSizeGiB: 1,
+        targetSizeGiB: 2,
+        state: expect.stringMatching(/^(optimizing|completed)$/),
+      },
+    });
+    // The node's disk has the new size (the endpoint grew the image and ran losetup -c).
+    const { stdout } = await execa('blockdev', ['--getsize64', device]);
+    expect(Number(stdout)).toBe(2 * GiB);
+    // The controller lost the reply and calls again: no second ModifyVolume.
+    expect(await controller.ok(['expandvolume', growJson, dmp, ...sizes])).toEqual(reply);
+    expect(ec2.calls.filter((c) => c.action === 'ModifyVolume')).toHaveLength(1);
+    expect(ec2.errors).toEqual([]);
+  });
+
+  it('refuses expandfs while a pod uses the volume (online resize is impossible here); nothing is unmounted', async () => {
+    await node.mountPod(POD_C, 'pv-grow', growPv);
+    const before = await ours();
+    const message = await node.fails(['expandfs', growJson, device, dmp, ...sizes]);
+    expect(message).toMatch(
+      new RegExp(
+        `^the filesystem of volume flex-grow cannot grow now: it is used on host ${NODE.replace(/\./g, '\\.')} by pod ${POD_C}; ` +
+          'growing it while mounted failed \\(online resize2fs of /dev/loop\\d+ failed \\(exit 1\\): .*Permission denied to resize filesystem\\), ' +
+          'and it is grown unmounted only when no pod or container uses it: it grows on a retry after they have stopped$',
+      ),
+    );
+    expect(await ours()).toEqual(before);
+    expect(await readFile(join(node.podDir(POD_C, 'pv-grow'), 'data'), 'utf8')).toBe('written at 1 GiB');
+    await node.unmountPod(POD_C, 'pv-grow');
+  });
+
+  it('grows the filesystem once only kubelet mounts it: data intact, device mount in place; retries are harmless', async () => {
+    const before = await ours();
+    expect(before).toContain(dmp);
+    await node.ok(['expandfs', growJson, device, dmp, ...sizes]);
+    const fs = await statfs(dmp);
+    expect(fs.blocks * fs.bsize).toBeGreaterThan(1.9 * GiB);
+    expect(await readFile(join(dmp, 'data'), 'utf8')).toBe('written at 1 GiB');
+    expect(await ours()).toEqual(before);
+    await writeFile(join(dmp, 'more'), 'written at 2 GiB');
+    // kubelet lost the reply and calls again: the filesystem already fills the device.
+    await node.ok(['expandfs', growJson, device, dmp, ...sizes]);
+    expect((await statfs(dmp)).blocks).toBe(fs.blocks);
+    expect(await ours()).toEqual(before);
+    // A pod mounted afterwards sees the data and the new size.
+    await node.mountPod(POD_C, 'pv-grow', growPv);
+    const pod = node.podDir(POD_C, 'pv-grow');
+    expect(await readFile(join(pod, 'more'), 'utf8')).toBe('written at 2 GiB');
+    expect((await statfs(pod)).blocks).toBe(fs.blocks);
+    await node.unmountPod(POD_C, 'pv-grow');
+    await node.ok(['unmountdevice', dmp]);
+    await controller.ok(['detach', 'flex-grow', NODE]);
+    expect(grown()).toMatchObject({ state: 'available', sizeGiB: 2, attachments: [] });
+    expect(await ours()).toEqual([]);
+  });
+
+  it('answers Not supported to expandvolume and expandfs for nfs, without loading anything', async () => {
+    const pluginDir = join(base, 'plugins-nfs');
+    await installDrivers(pluginDir, ['nfs']);
+    const nfs = new KubeletSim({ pluginDir, kubeletDir: join(base, 'kubelet'), driver: 'nfs', env: {} });
+    const json = JSON.stringify(pvOptions('pv-share', { server: '127.0.0.1', share: '/export' }));
+    for (const args of [
+      ['expandvolume', json, '/var/lib/kubelet/x', ...sizes],
+      ['expandfs', json, '', '/var/lib/kubelet/x', ...sizes],
+    ]) {
+      const res = await nfs.call(args);
+      expect(res.reply).toEqual({
+        status: 'Not supported',
+        message: `stowage/nfs does not implement ${args[0]}`,
+      });
+      expect(res.exitCode).toBe(0);
+    }
   });
 });

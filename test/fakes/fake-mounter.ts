@@ -1,3 +1,4 @@
+import { relative } from 'node:path';
 import { StowageError } from '../../src/core/errors.js';
 import type { Mounter, MountOptions } from '../../src/mount/mounter.js';
 import type { MountEntry } from '../../src/mount/mountinfo.js';
@@ -16,12 +17,22 @@ import type { MountEntry } from '../../src/mount/mountinfo.js';
 export interface FakeDisk {
   /** Filesystem type blkid would report; null for a blank device. */
   fsType: string | null;
+  /** Size of the device (default 1 GiB); a test grows it as the cloud would. */
+  sizeBytes?: number;
+  /** Size of the filesystem on it: the device's at mkfs, then what growFilesystem made it. */
+  fsSizeBytes?: number;
+  /** Checked (fsck) since it was last mounted: what an offline resize2fs insists on. */
+  checked?: boolean;
 }
+
+export const FAKE_DISK_BYTES = 1024 ** 3;
 
 export interface FakeMountEntry {
   source: string;
   fsType: string;
   options: string[];
+  /** For a bind mount: the directory of the filesystem it shows (`/` is the whole filesystem). */
+  root?: string;
 }
 
 export type MounterOp =
@@ -32,7 +43,10 @@ export type MounterOp =
   | 'listMounts'
   | 'isMountPoint'
   | 'isBlockDevice'
-  | 'hasTool';
+  | 'hasTool'
+  | 'deviceSize'
+  | 'resize'
+  | 'fsck';
 
 export interface MounterCall {
   op: MounterOp;
@@ -91,6 +105,7 @@ export class Gate {
 }
 
 type HeldOp = 'mount' | 'unmount' | 'mkfs';
+type FailingOp = 'mount' | 'unmount' | 'mkfs' | 'probe' | 'resize' | 'fsck';
 
 export class FakeMounter implements Mounter {
   /** target -> what is mounted there. */
@@ -102,13 +117,15 @@ export class FakeMounter implements Mounter {
   /** Tools hasTool() reports as installed. */
   readonly tools = new Set(['mkfs.ext4', 'mkfs.xfs', 'losetup', 'blkid']);
   private readonly devices = new Map<string, FakeDisk>();
-  private readonly failures = new FailureQueue<'mount' | 'unmount' | 'mkfs' | 'probe'>();
+  private readonly failures = new FailureQueue<FailingOp>();
+  /** source -> the fake device id mountinfo shows for it (`240:N`), stable for the test. */
+  private readonly deviceIds = new Map<string, string>();
   private readonly holds: { op: HeldOp; path: string | undefined; gate: Gate }[] = [];
 
   // --- test controls -------------------------------------------------------------------------
 
   /** The next call of `op` throws `err` (calls queue up: two failNext make two calls fail). */
-  failNext(op: 'mount' | 'unmount' | 'mkfs' | 'probe', err: Error): void {
+  failNext(op: FailingOp, err: Error): void {
     this.failures.push(op, err);
   }
 
@@ -164,6 +181,10 @@ export class FakeMounter implements Mounter {
     if (this.table.has(target)) {
       throw new Error(`fake mount: ${target} is already a mount point; stowage must not stack mounts`);
     }
+    if (opts.options?.includes('bind')) {
+      this.bind(source, target, opts.options);
+      return;
+    }
     if (opts.fsType === 'nfs' || opts.fsType === 'nfs4') {
       const server = source.slice(0, source.indexOf(':'));
       if (!this.nfsServers.has(server)) {
@@ -182,6 +203,7 @@ export class FakeMounter implements Mounter {
       throw new Error(`mount: ${target}: wrong fs type, bad option, bad superblock on ${source}`);
     }
     this.table.set(target, { source, fsType: disk.fsType, options: [...(opts.options ?? [])] });
+    disk.checked = false;
   }
 
   async unmount(target: string, opts: { lazy?: boolean; timeoutMs?: number } = {}): Promise<void> {
@@ -199,6 +221,8 @@ export class FakeMounter implements Mounter {
       source: e.source,
       fsType: e.fsType,
       options: e.options.length > 0 ? e.options.join(',') : 'rw',
+      majorMinor: this.deviceId(e.source),
+      root: e.root ?? '/',
     }));
   }
 
@@ -228,6 +252,7 @@ export class FakeMounter implements Mounter {
       throw new StowageError('INVALID_ARGUMENT', `cannot format ${device} as ${fsType}: use ext4 or xfs`);
     }
     disk.fsType = fsType;
+    disk.fsSizeBytes = disk.sizeBytes ?? FAKE_DISK_BYTES;
   }
 
   async isBlockDevice(path: string): Promise<boolean> {
@@ -238,6 +263,73 @@ export class FakeMounter implements Mounter {
   async hasTool(name: string): Promise<boolean> {
     this.calls.push({ op: 'hasTool', path: name });
     return this.tools.has(name);
+  }
+
+  async deviceSize(device: string): Promise<number> {
+    this.calls.push({ op: 'deviceSize', path: device });
+    const disk = this.devices.get(device);
+    if (!disk) throw new Error(`blockdev: cannot open ${device}: No such file or directory`);
+    return disk.sizeBytes ?? FAKE_DISK_BYTES;
+  }
+
+  async growFilesystem(device: string, fsType: string, opts: { mountpoint?: string } = {}): Promise<void> {
+    this.calls.push({ op: 'resize', path: device, detail: { fsType, ...opts } });
+    this.failures.take('resize');
+    const disk = this.devices.get(device);
+    if (!disk) throw new Error(`resize2fs: No such file or directory while trying to open ${device}`);
+    if (disk.fsType !== fsType) throw new Error(`fake resize: ${device} has ${disk.fsType}, not ${fsType}`);
+    if (opts.mountpoint !== undefined) {
+      if (this.table.get(opts.mountpoint)?.source !== device) {
+        throw new Error(`fake resize: ${device} is not mounted on ${opts.mountpoint}`);
+      }
+    } else {
+      if (this.isDeviceMounted(device)) {
+        throw new Error(`fake resize: offline resize of ${device}, which is mounted (bind mounts count)`);
+      }
+      if (!disk.checked) throw new Error(`resize2fs: Please run 'e2fsck -f ${device}' first.`);
+    }
+    disk.fsSizeBytes = disk.sizeBytes ?? FAKE_DISK_BYTES;
+  }
+
+  async checkFilesystem(device: string, fsType: string): Promise<void> {
+    this.calls.push({ op: 'fsck', path: device, detail: { fsType } });
+    this.failures.take('fsck');
+    const disk = this.devices.get(device);
+    if (!disk) throw new Error(`e2fsck: No such file or directory while trying to open ${device}`);
+    if (this.isDeviceMounted(device)) {
+      // Stricter than e2fsck (which only warns): checking a mounted filesystem corrupts it.
+      throw new Error(`fake e2fsck: ${device} is mounted; it must never be checked while mounted`);
+    }
+    if (disk.fsType !== fsType) throw new Error(`fake e2fsck: ${device} has ${disk.fsType}, not ${fsType}`);
+    disk.checked = true;
+  }
+
+  /** A bind mount shows the filesystem under `source` (a mount point or a directory in one). */
+  private bind(source: string, target: string, options: readonly string[]): void {
+    const base = [...this.table.keys()]
+      .filter((m) => source === m || source.startsWith(`${m}/`))
+      .sort((a, b) => b.length - a.length)[0];
+    const under = base === undefined ? undefined : this.table.get(base);
+    if (base === undefined || !under) {
+      throw new Error(`fake mount: bind of ${source}, which is in no mounted filesystem of the fake`);
+    }
+    const sub = relative(base, source);
+    const root = under.root ?? '/';
+    this.table.set(target, {
+      source: under.source,
+      fsType: under.fsType,
+      options: [...options],
+      root: sub === '' ? root : `${root === '/' ? '' : root}/${sub}`,
+    });
+  }
+
+  private deviceId(source: string): string {
+    let id = this.deviceIds.get(source);
+    if (!id) {
+      id = `${this.devices.has(source) ? 240 : 0}:${this.deviceIds.size + 1}`; // 240: no real device's major
+      this.deviceIds.set(source, id);
+    }
+    return id;
   }
 
   private async pause(op: HeldOp, path: string): Promise<void> {

@@ -24,29 +24,54 @@ const LOOP =
 // A bind mount of a subdirectory: the 4th field (root) is not "/".
 const BIND = '702 22 254:1 /srv/data /mnt/data ro,relatime shared:1 - ext4 /dev/vda1 rw';
 
+/** The device id and root fields of an entry. */
+function at(majorMinor: string, root: string) {
+  return { majorMinor, root };
+}
+
 describe('parseMountInfo', () => {
   it('reads mount point, options, type and source from realistic lines', () => {
     expect(parseMountInfo([ROOT, PROC, LOOP, BIND].join('\n'))).toEqual([
-      { mountPoint: '/', options: 'rw,relatime', fsType: 'ext4', source: '/dev/vda1' },
-      { mountPoint: '/proc', options: 'rw,nosuid,nodev,noexec,relatime', fsType: 'proc', source: 'proc' },
+      { mountPoint: '/', options: 'rw,relatime', fsType: 'ext4', source: '/dev/vda1', ...at('254:1', '/') },
+      {
+        mountPoint: '/proc',
+        options: 'rw,nosuid,nodev,noexec,relatime',
+        fsType: 'proc',
+        source: 'proc',
+        ...at('0:21', '/'),
+      },
       {
         mountPoint: '/var/lib/stowage/volumes/db',
         options: 'rw,relatime',
         fsType: 'xfs',
         source: '/dev/loop0',
+        ...at('7:0', '/'),
       },
-      { mountPoint: '/mnt/data', options: 'ro,relatime', fsType: 'ext4', source: '/dev/vda1' },
+      {
+        mountPoint: '/mnt/data',
+        options: 'ro,relatime',
+        fsType: 'ext4',
+        source: '/dev/vda1',
+        ...at('254:1', '/srv/data'),
+      },
     ]);
   });
 
   it('finds the separator with no optional fields and with several', () => {
     expect(parseMountInfo(`${NO_OPTIONAL}\n${MANY_OPTIONAL}\n`)).toEqual([
-      { mountPoint: '/run', options: 'rw,nosuid,nodev', fsType: 'tmpfs', source: 'tmpfs' },
+      {
+        mountPoint: '/run',
+        options: 'rw,nosuid,nodev',
+        fsType: 'tmpfs',
+        source: 'tmpfs',
+        ...at('0:25', '/'),
+      },
       {
         mountPoint: '/var/lib/docker/overlay2/abc/merged',
         options: 'rw,relatime',
         fsType: 'overlay',
         source: 'overlay',
+        ...at('0:55', '/'),
       },
     ]);
   });
@@ -58,6 +83,7 @@ describe('parseMountInfo', () => {
         options: 'rw,relatime',
         fsType: 'ext4',
         source: '/srv/img\tdir/a\\b.img',
+        ...at('7:3', '/'),
       },
     ]);
     // A newline in a path (\012) is decoded too, and does not split the entry.
@@ -118,12 +144,13 @@ describe('LinuxMounter over a mountinfo file', () => {
   it('listMounts() reads the given file, not the real mount table', async () => {
     await writeFile(mountInfoPath, `${ROOT}\n${LOOP}\n`);
     expect(await mounter().listMounts()).toEqual([
-      { mountPoint: '/', options: 'rw,relatime', fsType: 'ext4', source: '/dev/vda1' },
+      { mountPoint: '/', options: 'rw,relatime', fsType: 'ext4', source: '/dev/vda1', ...at('254:1', '/') },
       {
         mountPoint: '/var/lib/stowage/volumes/db',
         options: 'rw,relatime',
         fsType: 'xfs',
         source: '/dev/loop0',
+        ...at('7:0', '/'),
       },
     ]);
     expect(calls).toEqual([]);
@@ -235,6 +262,42 @@ describe('LinuxMounter commands', () => {
       message: 'cannot format /dev/loop2 as btrfs: use ext4 or xfs',
     });
     expect(runner.calls).toHaveLength(2);
+  });
+
+  it('grows ext4 with resize2fs (online or not) and xfs with xfs_growfs on its mount point, under the mkfs deadline', async () => {
+    await m.growFilesystem('/dev/loop0', 'ext4', { mountpoint: '/mnt/a' });
+    await m.growFilesystem('/dev/loop0', 'ext4');
+    await m.growFilesystem('/dev/loop1', 'xfs', { mountpoint: '/mnt/-b' });
+    expect(runner.calls.map((c) => [c.command, c.args, c.opts.timeoutMs, c.opts.what])).toEqual([
+      ['resize2fs', ['--', '/dev/loop0'], 2222, 'online resize2fs of /dev/loop0'],
+      ['resize2fs', ['--', '/dev/loop0'], 2222, 'offline resize2fs of /dev/loop0'],
+      ['xfs_growfs', ['--', '/mnt/-b'], 2222, 'xfs_growfs of /mnt/-b'],
+    ]);
+    await expect(m.growFilesystem('/dev/loop1', 'xfs')).rejects.toMatchObject({
+      code: 'NOT_SUPPORTED',
+      message: 'xfs grows only while mounted; /dev/loop1 is not',
+    });
+    await expect(m.growFilesystem('/dev/loop2', 'btrfs', { mountpoint: '/mnt/c' })).rejects.toMatchObject({
+      code: 'NOT_SUPPORTED',
+    });
+    expect(runner.calls).toHaveLength(3);
+  });
+
+  it('checks ext4 with e2fsck -f -y (exit 1, errors corrected, is success) and reads device sizes with blockdev', async () => {
+    await m.checkFilesystem('/dev/loop0', 'ext4');
+    runner.answers.push(
+      { stdout: '', stderr: '', exitCode: 0 },
+      { stdout: '2147483648\n', stderr: '', exitCode: 0 },
+    );
+    await expect(m.deviceSize('/dev/loop0')).rejects.toMatchObject({ code: 'INTERNAL' }); // no output
+    expect(await m.deviceSize('/dev/loop0')).toBe(2 * 1024 ** 3);
+    expect(runner.calls.map((c) => [c.command, c.args, c.opts.okExitCodes])).toEqual([
+      ['e2fsck', ['-f', '-y', '--', '/dev/loop0'], [1]],
+      ['blockdev', ['--getsize64', '/dev/loop0'], undefined],
+      ['blockdev', ['--getsize64', '/dev/loop0'], undefined],
+    ]);
+    await expect(m.checkFilesystem('/dev/loop1', 'xfs')).rejects.toMatchObject({ code: 'NOT_SUPPORTED' });
+    await expect(m.deviceSize('loop0')).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
   });
 
   it('isBlockDevice is false for regular files and missing paths', async () => {

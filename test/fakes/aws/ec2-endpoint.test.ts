@@ -11,11 +11,14 @@ import {
   DescribeInstancesCommand,
   DescribeSnapshotsCommand,
   DescribeVolumesCommand,
+  DescribeVolumesModificationsCommand,
   DetachVolumeCommand,
   EC2Client,
   EC2ServiceException,
+  ModifyVolumeCommand,
   paginateDescribeVolumes,
   type Volume,
+  type VolumeModification,
 } from '@aws-sdk/client-ec2';
 import { execa } from 'execa';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -63,6 +66,13 @@ async function describeVolume(ec2: EC2Client, volumeId: string): Promise<Volume>
   const v = out.Volumes?.[0];
   if (!v) throw new Error(`no ${volumeId} in DescribeVolumes`);
   return v;
+}
+
+async function modificationOf(ec2: EC2Client, volumeId: string): Promise<VolumeModification> {
+  const out = await ec2.send(new DescribeVolumesModificationsCommand({ VolumeIds: [volumeId] }));
+  const m = out.VolumesModifications?.[0];
+  if (!m) throw new Error(`no modification of ${volumeId}`);
+  return m;
 }
 
 function volumeInState(ec2: EC2Client, volumeId: string, state: string): Promise<Volume> {
@@ -570,6 +580,45 @@ describe('FakeEc2 through the real SDK', () => {
       ['us-east-1c', 'use1-az3', 'available'],
     ]);
   });
+
+  it('modifies a volume: modifying -> optimizing -> completed, new size shown at once; grows only, one at a time', async () => {
+    const vol = await createAvailable(ec2, 'us-east-1a', 10);
+    const never = await ec2Error(modificationOf(ec2, vol));
+    expect(never.name).toBe('InvalidVolumeModification.NotFound');
+    const out = await ec2.send(new ModifyVolumeCommand({ VolumeId: vol, Size: 20 }));
+    expect(out.VolumeModification).toMatchObject({
+      VolumeId: vol,
+      ModificationState: 'modifying',
+      TargetSize: 20,
+      OriginalSize: 10,
+    });
+    expect((await describeVolume(ec2, vol)).Size).toBe(20);
+    const busy = await ec2Error(ec2.send(new ModifyVolumeCommand({ VolumeId: vol, Size: 30 })));
+    expect(busy.name).toBe('IncorrectModificationState');
+    const seen = new Set<string>();
+    const done = await until('modification completed', async () => {
+      const m = await modificationOf(ec2, vol);
+      seen.add(m.ModificationState ?? '');
+      return m.ModificationState === 'completed' ? m : undefined;
+    });
+    expect([...seen]).toEqual(['modifying', 'optimizing', 'completed']);
+    expect(done).toMatchObject({ Progress: 100, EndTime: expect.any(Date) });
+    expect(fake.volume(vol)?.modification).toMatchObject({ state: 'completed', targetSizeGiB: 20 });
+
+    const shrink = await ec2Error(ec2.send(new ModifyVolumeCommand({ VolumeId: vol, Size: 15 })));
+    expect([shrink.name, shrink.message]).toEqual([
+      'InvalidParameterValue',
+      'New size cannot be smaller than existing size: 15 GiB < 20 GiB.',
+    ]);
+    const same = await ec2Error(ec2.send(new ModifyVolumeCommand({ VolumeId: vol, Size: 20 })));
+    expect(same.name).toBe('InvalidParameterValue');
+    const filtered = await ec2.send(
+      new DescribeVolumesModificationsCommand({
+        Filters: [{ Name: 'modification-state', Values: ['completed'] }],
+      }),
+    );
+    expect(filtered.VolumesModifications?.map((m) => m.VolumeId)).toEqual([vol]);
+  });
 });
 
 describe('FakeEc2 with real block devices (loop devices)', () => {
@@ -714,6 +763,26 @@ describe('FakeEc2 with real block devices (loop devices)', () => {
     await f.stop();
     for (const l of links) expect(await exists(l)).toBe(false);
     for (const img of images) expect(await loopsOf(img)).toEqual([]);
+  });
+
+  it('ModifyVolume grows the image and the attached loop device (losetup -c) before it says optimizing', async () => {
+    const f = await start(false);
+    const vol = await createAvailable(ec2, 'us-east-1a', 1);
+    await ec2.send(new AttachVolumeCommand({ VolumeId: vol, InstanceId: I_A, Device: '/dev/xvdf' }));
+    await attached(ec2, vol);
+    const loop = await readlink(join(dirs.devDir, 'xvdf'));
+    const size = async () => Number((await execa('blockdev', ['--getsize64', loop])).stdout);
+    f.delays.modify = 300;
+    await ec2.send(new ModifyVolumeCommand({ VolumeId: vol, Size: 2 }));
+    expect(await size()).toBe(GiB); // modifying: not yet
+    await until('optimizing', async () => {
+      const m = await modificationOf(ec2, vol);
+      return m.ModificationState === 'modifying' ? undefined : m;
+    });
+    expect(await size()).toBe(2 * GiB);
+    const st = await stat(join(dirs.imageDir, `${vol}.img`));
+    expect(st.size).toBe(2 * GiB);
+    expect(st.blocks * 512).toBeLessThan(1024 * 1024); // still sparse
   });
 });
 

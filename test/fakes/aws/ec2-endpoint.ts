@@ -15,6 +15,11 @@ import { execa } from 'execa';
  * With `blockDevices`, volumes are real: a sparse image file per volume, and an attachment that
  * reaches `attached` is a loop device over it, linked under the requested device name (Xen) or the
  * NVMe by-id name (Nitro). A reply never reports `attached` before the link exists.
+ *
+ * ModifyVolume grows a volume: the modification is `modifying` for one delay, then `optimizing`
+ * (from then on the new size is usable: the image file has grown and each loop device over it
+ * has been told with `losetup -c`; no reply says `optimizing` before that), then `completed`.
+ * DescribeVolumes reports the new size from the ModifyVolume on, as EC2 does.
  */
 
 export const EC2_XMLNS = 'http://ec2.amazonaws.com/doc/2016-11-15/';
@@ -95,7 +100,7 @@ export interface FakeEc2BlockDevices {
   nvme?: boolean;
 }
 
-export type FakeEc2Transition = 'create' | 'delete' | 'attach' | 'detach';
+export type FakeEc2Transition = 'create' | 'delete' | 'attach' | 'detach' | 'modify' | 'optimize';
 
 export interface FakeEc2Options {
   /** How long creating/deleting/attaching/detaching last (default 50 ms). */
@@ -158,6 +163,14 @@ export interface Ec2Call {
 
 export type VolumeState = 'creating' | 'available' | 'in-use' | 'deleting' | 'deleted';
 export type AttachmentState = 'attaching' | 'attached' | 'detaching' | 'detached';
+export type ModificationState = 'modifying' | 'optimizing' | 'completed';
+
+export interface FakeModification {
+  state: ModificationState;
+  originalSizeGiB: number;
+  targetSizeGiB: number;
+  startTime: Date;
+}
 
 export interface FakeAttachment {
   volumeId: string;
@@ -190,6 +203,8 @@ export interface FakeVolume {
   imagePath?: string;
   /** Attachments not yet detached. */
   attachments: FakeAttachment[];
+  /** The latest ModifyVolume, if any. */
+  modification?: FakeModification;
 }
 
 export interface AttachmentEvent {
@@ -236,9 +251,19 @@ interface AttachmentRec {
   materializeFailed?: boolean;
 }
 
+interface ModificationRec {
+  readonly originalSizeGiB: number;
+  readonly targetSizeGiB: number;
+  readonly startTime: Date;
+  readonly optimizingAt: number;
+  readonly completedAt: number;
+  /** The image file and the loop devices over it have the new size. */
+  grown: boolean;
+}
+
 interface VolumeRec {
   readonly volumeId: string;
-  readonly sizeGiB: number;
+  sizeGiB: number;
   readonly volumeType: string;
   readonly iops?: number;
   readonly throughput?: number;
@@ -256,6 +281,8 @@ interface VolumeRec {
   imagePath?: string;
   stickAttaching: boolean;
   readonly attachments: AttachmentRec[];
+  /** Oldest first; EC2 shows only the latest. */
+  readonly modifications: ModificationRec[];
 }
 
 interface InstanceRec {
@@ -462,6 +489,11 @@ function attState(a: AttachmentRec, now: number): AttachmentState {
   if (a.detachedAt !== undefined && now >= a.detachedAt) return 'detached';
   if (a.detachRequestedAt !== undefined) return 'detaching';
   return now >= a.attachedAt ? 'attached' : 'attaching';
+}
+
+function modState(m: ModificationRec, now: number): ModificationState {
+  if (now >= m.completedAt) return 'completed';
+  return now >= m.optimizingAt ? 'optimizing' : 'modifying';
 }
 
 function volState(v: VolumeRec, now: number): VolumeState {
@@ -799,6 +831,8 @@ export class FakeEc2 {
     DescribeInstances: (p, now) => this.describeInstances(p, now),
     DescribeSnapshots: (p) => this.describeSnapshots(p),
     DescribeAvailabilityZones: (p) => this.describeAvailabilityZones(p),
+    ModifyVolume: (p, now) => this.modifyVolume(p, now),
+    DescribeVolumesModifications: (p, now) => this.describeVolumesModifications(p, now),
   };
 
   // --- actions ---------------------------------------------------------------------------------
@@ -947,6 +981,7 @@ export class FakeEc2 {
       paramsKey,
       stickAttaching: false,
       attachments: [],
+      modifications: [],
     };
     if (this.blockDevices) v.imagePath = await this.makeImage(volumeId, size, snapshot);
     this.vols.set(volumeId, v);
@@ -1110,6 +1145,108 @@ export class FakeEc2 {
     a.detachedAt = now + this.delay('detach');
     this.scheduleWake(now);
     return this.attachmentXml(a, now);
+  }
+
+  /** Size only (the driver changes nothing else); EC2's rules: grow only, one modification at a time. */
+  private modifyVolume(p: Params, now: number): XmlChild[] {
+    const v = this.findVolume(required(p, 'VolumeId'), now);
+    const unsupported = ['VolumeType', 'Iops', 'Throughput', 'MultiAttachEnabled'].filter(
+      (k) => p[k] !== undefined,
+    );
+    if (unsupported.length > 0) {
+      throw new Ec2ApiError(
+        'InvalidParameterValue',
+        `fake EC2: ModifyVolume of ${unsupported.join(', ')} is not implemented (Size only)`,
+      );
+    }
+    const size = integer(p, 'Size');
+    if (size === undefined) {
+      throw new Ec2ApiError('MissingParameter', 'The request must contain the parameter size');
+    }
+    const state = volState(v, now);
+    if (state !== 'available' && state !== 'in-use') {
+      throw new Ec2ApiError('IncorrectState', `The volume '${v.volumeId}' is in the '${state}' state.`);
+    }
+    const last = v.modifications.at(-1);
+    if (last && modState(last, now) !== 'completed') {
+      throw new Ec2ApiError(
+        'IncorrectModificationState',
+        `Volume '${v.volumeId}' is already being modified (${modState(last, now)}).`,
+      );
+    }
+    if (size < v.sizeGiB) {
+      throw new Ec2ApiError(
+        'InvalidParameterValue',
+        `New size cannot be smaller than existing size: ${size} GiB < ${v.sizeGiB} GiB.`,
+      );
+    }
+    if (size === v.sizeGiB) {
+      throw new Ec2ApiError(
+        'InvalidParameterValue',
+        `New size ${size} GiB is the volume's current size; nothing to modify.`,
+      );
+    }
+    const rule = VOLUME_TYPES[v.volumeType];
+    if (rule && size > rule.max) {
+      throw new Ec2ApiError(
+        'InvalidParameterValue',
+        `Volume of ${size}GiB is too large for ${v.volumeType}; maximum is ${rule.max}GiB.`,
+      );
+    }
+    const optimizingAt = now + this.delay('modify');
+    const m: ModificationRec = {
+      originalSizeGiB: v.sizeGiB,
+      targetSizeGiB: size,
+      startTime: new Date(now),
+      optimizingAt,
+      completedAt: optimizingAt + this.delay('optimize'),
+      grown: !this.blockDevices || v.imagePath === undefined,
+    };
+    v.modifications.push(m);
+    v.sizeGiB = size;
+    this.scheduleWake(now);
+    return [el('volumeModification', ...this.modificationXml(v, m, now))];
+  }
+
+  private describeVolumesModifications(p: Params, now: number): XmlChild[] {
+    const ids = scalarList(p, 'VolumeId');
+    for (const id of ids) this.findVolume(id, now);
+    const never = ids.filter((id) => this.vols.get(id)?.modifications.length === 0);
+    if (never.length > 0) {
+      throw new Ec2ApiError(
+        'InvalidVolumeModification.NotFound',
+        `Modification for volume '${never[0]}' does not exist.`,
+      );
+    }
+    const fs = filters(p);
+    const selected = [...this.vols.values()].flatMap((v) => {
+      const m = v.modifications.at(-1);
+      if (!m || volState(v, now) === 'deleted') return [];
+      if (ids.length > 0 && !ids.includes(v.volumeId)) return [];
+      const ok = passes(fs, (name) => {
+        switch (name) {
+          case 'volume-id':
+            return [v.volumeId];
+          case 'modification-state':
+            return [modState(m, now)];
+          case 'target-size':
+            return [String(m.targetSizeGiB)];
+          case 'original-size':
+            return [String(m.originalSizeGiB)];
+          default:
+            return undefined;
+        }
+      });
+      return ok ? [{ v, m }] : [];
+    });
+    const { page, next } = paginate(selected, p, ids.length > 0);
+    return [
+      items(
+        'volumeModificationSet',
+        page.map(({ v, m }) => this.modificationXml(v, m, now)),
+      ),
+      leaf('nextToken', next),
+    ];
   }
 
   private describeInstances(p: Params, now: number): XmlChild[] {
@@ -1350,6 +1487,7 @@ export class FakeEc2 {
   }
 
   private view(v: VolumeRec, now: number): FakeVolume {
+    const m = v.modifications.at(-1);
     return {
       volumeId: v.volumeId,
       state: volState(v, now),
@@ -1377,6 +1515,16 @@ export class FakeEc2 {
           ...(a.loopDevice === undefined ? {} : { loopDevice: a.loopDevice }),
           ...(a.link === undefined ? {} : { link: a.link }),
         })),
+      ...(m === undefined
+        ? {}
+        : {
+            modification: {
+              state: modState(m, now),
+              originalSizeGiB: m.originalSizeGiB,
+              targetSizeGiB: m.targetSizeGiB,
+              startTime: m.startTime,
+            },
+          }),
     };
   }
 
@@ -1399,6 +1547,30 @@ export class FakeEc2 {
       leaf('encrypted', v.encrypted),
       leaf('kmsKeyId', v.kmsKeyId),
       leaf('multiAttachEnabled', false),
+    ];
+  }
+
+  private modificationXml(v: VolumeRec, m: ModificationRec, now: number): XmlChild[] {
+    const state = modState(m, now);
+    const span = m.completedAt - m.startTime.getTime();
+    const progress =
+      state === 'completed' ? 100 : span > 0 ? Math.floor(((now - m.startTime.getTime()) / span) * 100) : 0;
+    return [
+      leaf('volumeId', v.volumeId),
+      leaf('modificationState', state),
+      leaf('targetSize', m.targetSizeGiB),
+      leaf('targetIops', v.iops),
+      leaf('targetVolumeType', v.volumeType),
+      leaf('targetThroughput', v.throughput),
+      leaf('targetMultiAttachEnabled', false),
+      leaf('originalSize', m.originalSizeGiB),
+      leaf('originalIops', v.iops),
+      leaf('originalVolumeType', v.volumeType),
+      leaf('originalThroughput', v.throughput),
+      leaf('originalMultiAttachEnabled', false),
+      leaf('progress', Math.min(100, Math.max(0, progress))),
+      leaf('startTime', m.startTime),
+      leaf('endTime', state === 'completed' ? new Date(m.completedAt) : undefined),
     ];
   }
 
@@ -1430,6 +1602,10 @@ export class FakeEc2 {
       if (a.attachedAt > now && a.attachedAt < next) next = a.attachedAt;
       if (a.detachedAt !== undefined && a.detachedAt > now && a.detachedAt < next) next = a.detachedAt;
     }
+    for (const v of this.vols.values()) {
+      const m = v.modifications.at(-1);
+      if (m && !m.grown && m.optimizingAt > now && m.optimizingAt < next) next = m.optimizingAt;
+    }
     if (next === Number.POSITIVE_INFINITY || next >= this.wakeAt) return;
     clearTimeout(this.wakeTimer);
     this.wakeAt = next;
@@ -1454,6 +1630,10 @@ export class FakeEc2 {
           this.instances.get(a.instanceId)?.blockDevices === true;
         if (wanted && a.loopDevice === undefined && !a.materializeFailed) await this.materialize(a);
         if (!wanted && (a.loopDevice !== undefined || a.link !== undefined)) await this.dematerialize(a);
+      }
+      for (const v of this.vols.values()) {
+        const m = v.modifications.at(-1);
+        if (m && !m.grown && now >= m.optimizingAt && !this.stopped) await this.grow(v, m);
       }
     }
     this.scheduleWake(now);
@@ -1505,6 +1685,22 @@ export class FakeEc2 {
       }
     } catch (err) {
       this.errors.push(new Error(`fake EC2: detaching ${a.volumeId}: ${(err as Error).message}`));
+    }
+  }
+
+  /** The new size becomes real: a longer image file, and each loop device over it told so. */
+  private async grow(v: VolumeRec, m: ModificationRec): Promise<void> {
+    m.grown = true; // tried once: a failure is reported in errors, not retried at every request
+    try {
+      if (v.imagePath === undefined) return;
+      await truncate(v.imagePath, m.targetSizeGiB * GiB);
+      for (const a of v.attachments) {
+        if (a.loopDevice !== undefined) {
+          await execa('losetup', ['-c', a.loopDevice], { timeout: COMMAND_TIMEOUT_MS });
+        }
+      }
+    } catch (err) {
+      this.errors.push(new Error(`fake EC2: growing ${v.volumeId}: ${(err as Error).message}`));
     }
   }
 

@@ -1,0 +1,49 @@
+import { readFile } from 'node:fs/promises';
+import type { Config } from '../config.js';
+import { StowageError } from '../core/errors.js';
+import { type EtcdUrl, parseEtcdUrl } from './etcd-url.js';
+import { SqliteStore } from './sqlite-store.js';
+import type { StateStore } from './store.js';
+
+export type StoreLocation = { kind: 'sqlite'; path: string } | ({ kind: 'etcd' } & EtcdUrl);
+
+/** `config.state`: a SQLite file (`/path`, `sqlite:/path`) or an etcd URL (`etcd://`, `etcds://`). */
+export function storeLocation(state: string): StoreLocation {
+  if (/^etcds?:\/\//i.test(state)) return { kind: 'etcd', ...parseEtcdUrl(state) };
+  return { kind: 'sqlite', path: state.replace(/^sqlite:/, '') };
+}
+
+/**
+ * Opens the configured store. etcd's client (grpc) is loaded only when configured: SQLite users and
+ * the flexvolume executable on SQLite do not pay for it. Opening never waits for etcd: a daemon
+ * starts while etcd is down and each request fails fast until it is back.
+ */
+export async function openStore(config: Config, opts: { nativeBinding?: string } = {}): Promise<StateStore> {
+  const where = storeLocation(config.state);
+  if (where.kind === 'sqlite') return new SqliteStore(where.path, opts);
+  const e = config.etcd;
+  let password = e.password;
+  if (password === undefined && e.passwordFile) {
+    password = (
+      await readFile(e.passwordFile, 'utf8').catch((err: Error) => {
+        throw new StowageError('CONFIG', `cannot read etcd.passwordFile ${e.passwordFile}: ${err.message}`);
+      })
+    ).trim();
+  }
+  if (password !== undefined && e.username === undefined) {
+    throw new StowageError('CONFIG', 'an etcd password is set without etcd.username');
+  }
+  const tlsFiles = {
+    ...(e.ca ? { ca: e.ca } : {}),
+    ...(e.cert ? { cert: e.cert } : {}),
+    ...(e.key ? { key: e.key } : {}),
+  };
+  const { EtcdStore } = await import('./etcd-store.js');
+  return new EtcdStore({
+    endpoints: where.endpoints,
+    prefix: where.prefix,
+    requestTimeoutMs: e.requestTimeoutMs,
+    ...(where.tls || Object.keys(tlsFiles).length > 0 ? { tls: tlsFiles } : {}),
+    ...(e.username !== undefined ? { auth: { username: e.username, password: password ?? '' } } : {}),
+  });
+}
