@@ -119,6 +119,7 @@ describe('three hosts, one etcd', () => {
       expect(got.body.Err).toBe('');
       expect((await plugin(h, 'VolumeDriver.Capabilities', {})).body).toEqual({
         Capabilities: { Scope: 'global' },
+        Err: '',
       });
     }
   });
