@@ -23,6 +23,7 @@ export { type ErrorCode, isStowageError, StowageError } from './core/errors.js';
 export { blockMountSpec } from './core/mount-pipeline.js';
 export { type DirSpec, provisionDir, removeDir, type ShareLocation, withShare } from './core/nfs-share.js';
 export {
+  accessOption,
   boolOption,
   durationOption,
   listOption,

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import {
+  accessOption,
   boolOption,
   durationOption,
   listOption,
@@ -106,6 +107,7 @@ export const EFS_OPTION_SPECS: OptionSpecs = {
     schema: durationOption(600_000, '10m'),
     help: 'how long a mount may wait for the server',
   },
+  access: accessOption,
 };
 
 export const FS_CREATION_OPTIONS = [

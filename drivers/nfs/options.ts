@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import {
+  accessOption,
   durationOption,
   mountOptionsOption,
   numericIdOption,
@@ -78,4 +79,5 @@ export const NFS_OPTION_SPECS: OptionSpecs = {
     schema: durationOption(600_000, '10m'),
     help: 'how long a mount may wait for the server, e.g. 30s',
   },
+  access: accessOption,
 };

@@ -174,8 +174,13 @@ export function buildCli(): Command {
           const mounts = await rt.store.listMountsByHost(h.id);
           rows.push({
             id: h.id,
-            // With a shared store a host is live while its daemon renews its lease.
-            status: live === undefined ? 'recorded' : live.has(h.id) ? 'live' : 'gone',
+            // With a shared store a daemon's host is live while it renews its lease, then gone.
+            status:
+              live === undefined || h.identity.leaseTtlSeconds === undefined
+                ? 'no lease'
+                : live.has(h.id)
+                  ? 'live'
+                  : 'gone',
             lastSeen: h.lastSeen,
             identity: h.identity,
             attachments: attachments.map((a) => `${a.volume}:${a.device || '?'}`),

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import { type AttachmentRecord, type StateStore, totalRefs, type VolumeRecord } from '../state/store.js';
 import type { AttachTarget, Driver } from './driver.js';
 import { StowageError } from './errors.js';
+import { goneHosts } from './hosts.js';
 
 /**
  * Attachments of block volumes to hosts, arbitrated in the store before any cloud call: a volume
@@ -56,6 +57,31 @@ export class Attacher {
     await this.store.putAttachment(record);
     log.info({ device, to: host }, 'attached');
     return record;
+  }
+
+  /**
+   * access=single-host (shared filesystems): refused while another host has the volume mounted.
+   * A gone host's mount is taken over only with hosts.takeOverGone; always logged.
+   */
+  async claimSingleHost(vol: VolumeRecord, log: Logger): Promise<void> {
+    const others = (await this.store.getMounts(vol.name)).filter((m) => m.host !== this.host);
+    if (others.length === 0) return;
+    const goneHost = await goneHosts(this.store);
+    for (const m of others) {
+      const gone = goneHost.has(m.host);
+      if (gone && this.takeOverGone) {
+        log.warn({ from: m.host, refs: totalRefs(m) }, 'single-host volume: taking it over from a gone host');
+        await this.store.deleteMount(vol.name, m.host);
+        continue;
+      }
+      throw new StowageError(
+        'IN_USE',
+        `volume ${vol.name} is single-host (access=single-host) and mounted on host ${m.host}` +
+          (gone
+            ? ', which is gone (its lease expired); once you know it is down, set hosts.takeOverGone to take it over'
+            : '; unmount it there first'),
+      );
+    }
   }
 
   /** The attachment as this host sees it: the local block device path in place of the cloud name. */
@@ -114,15 +140,14 @@ export class Attacher {
     const others = all.filter((a) => a.host !== host);
     if (others.length === 0) return [];
     const mounts = await this.store.getMounts(vol.name);
-    const live = this.store.liveHosts ? await this.store.liveHosts() : undefined;
-    const hosts = await this.store.listHosts();
+    const goneHost = await goneHosts(this.store);
     const preempt = vol.options.preempt === true;
     const release: AttachmentRecord[] = [];
     for (const o of others) {
       const used = mounts.filter((m) => m.host === o.host);
       const refs = used.reduce((n, m) => n + totalRefs(m), 0);
-      if (live && !live.has(o.host)) {
-        const registered = hosts.find((h) => h.id === o.host);
+      if (goneHost.has(o.host)) {
+        const registered = goneHost.get(o.host);
         if (!preempt && !this.takeOverGone) {
           throw new StowageError(
             'IN_USE',

@@ -29,8 +29,11 @@ export async function registerHost(
       log.warn({ driver: driver.name, err: (err as Error).message }, 'host identity unavailable');
     }
   }
+  const leased = opts.leaseTtlSeconds !== undefined && store.keepHostAlive !== undefined;
+  // Recorded so that other hosts know this one keeps a lease: only such a host can be "gone".
+  if (leased) identity = { ...identity, leaseTtlSeconds: opts.leaseTtlSeconds };
   const record = { id: host, identity, lastSeen: new Date().toISOString() };
-  if (opts.leaseTtlSeconds !== undefined && store.keepHostAlive) {
+  if (leased && opts.leaseTtlSeconds !== undefined && store.keepHostAlive) {
     await store.keepHostAlive(record, opts.leaseTtlSeconds, (err) =>
       log.warn({ err: err.message }, 'host lease: renewing failed; retrying'),
     );
@@ -72,4 +75,19 @@ export async function resolveNode(store: StateStore, nodeName: string, ec2?: Ec2
     `node ${nodeName} is not a registered stowage host${ec2 ? ' and EC2 has no instance with that private DNS name' : ''}; ` +
       'run the stowage DaemonSet (or `stowage hosts register`) on it',
   );
+}
+
+/**
+ * Hosts that kept a lease in the shared store and no longer do: their daemon or machine died, or
+ * they lost the network. A host that never held a lease (a store without leases, a node running
+ * only the flexvolume executable) is never gone: nothing proves it stopped.
+ */
+export async function goneHosts(store: StateStore): Promise<Map<string, HostRecord>> {
+  const gone = new Map<string, HostRecord>();
+  if (!store.liveHosts) return gone;
+  const live = await store.liveHosts();
+  for (const h of await store.listHosts()) {
+    if (h.identity.leaseTtlSeconds !== undefined && !live.has(h.id)) gone.set(h.id, h);
+  }
+  return gone;
 }

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { parseDuration } from './duration.js';
+import type { OptionSpec } from './options.js';
 
 /**
  * Option value schemas that more than one driver uses. Option values arrive as strings (Docker's
@@ -72,3 +73,12 @@ export const subdirOption = z
       message: 'must be a relative path of names ([A-Za-z0-9_.-], no ".."), may use {name}',
     },
   );
+
+/**
+ * access=single-host restricts a shared-filesystem volume to one host at a time (as Rancher's
+ * singleHostRW did): the core refuses a mount while another host has it mounted.
+ */
+export const accessOption: OptionSpec = {
+  schema: z.enum(['multi-host', 'single-host']),
+  help: 'multi-host (default: any number of hosts) or single-host (one host at a time)',
+};

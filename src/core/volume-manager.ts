@@ -239,6 +239,7 @@ export class VolumeManager {
       const vol = await this.requireReady(driverName, name);
       const driver = this.d.registry.get(vol.driver);
       const log = this.d.log.child({ op: 'mount', volume: name, driver: vol.driver });
+      if (vol.options.access === 'single-host') await this.attacher.claimSingleHost(vol, log);
       const target = this.mountpointFor(name);
       const existing = (await this.d.store.getMounts(name)).find((m) => m.host === this.d.host);
 

@@ -7,6 +7,7 @@ import type { DriverRegistry } from '../../src/core/registry.js';
 import type { VolumeManager } from '../../src/core/volume-manager.js';
 import { createRuntime, type Runtime } from '../../src/runtime.js';
 import { SqliteStore } from '../../src/state/sqlite-store.js';
+import type { StateStore } from '../../src/state/store.js';
 import { FakeFileOps } from '../fakes/fake-file-ops.js';
 import { FakeLoopDevices } from '../fakes/fake-loop.js';
 import { FakeMounter } from '../fakes/fake-mounter.js';
@@ -19,7 +20,7 @@ export interface TestRuntime {
   config: Config;
   runtime: Runtime;
   manager: VolumeManager;
-  store: SqliteStore;
+  store: StateStore;
   mounter: FakeMounter;
   loop: FakeLoopDevices;
   files: FakeFileOps;
@@ -34,8 +35,8 @@ export interface TestRuntimeOptions {
   registry?: DriverRegistry;
   /** A second runtime on the same host: same dataDir (so the same SQLite file) and same fakes. */
   sameHostAs?: TestRuntime;
-  /** Another store on the runtime's state file, e.g. one that observes calls. */
-  store?: (path: string) => SqliteStore;
+  /** Another store on the runtime's state file (one that observes calls), or an etcd store. */
+  store?: (path: string) => StateStore;
 }
 
 /**
