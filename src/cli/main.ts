@@ -6,6 +6,8 @@ import { isStowageError } from '../core/errors.js';
 import { registerHost } from '../core/hosts.js';
 import { formatSize } from '../core/size.js';
 import { openRuntime } from '../runtime.js';
+import { migrateStore } from '../state/migrate.js';
+import { openStoreAt } from '../state/open.js';
 import { totalRefs } from '../state/store.js';
 import { runDaemon } from './daemon.js';
 import { runDoctor } from './doctor.js';
@@ -215,6 +217,33 @@ export function buildCli(): Command {
         print(JSON.stringify(h));
       } finally {
         await rt.close();
+      }
+    });
+
+  const state = program.command('state').description('the metadata store itself');
+  state
+    .command('migrate')
+    .description('copy every volume, attachment, mount and host to another store, verified (daemons stopped)')
+    .requiredOption('--from <store>', 'sqlite:/path (or a path) or etcd://host:port/prefix')
+    .requiredOption(
+      '--to <store>',
+      'sqlite:/path (or a path) or etcd://host:port/prefix (etcd settings from the config)',
+    )
+    .action(async (opts: { from: string; to: string }, cmd: Command) => {
+      const config = quiet(configFrom(cmd));
+      const from = await openStoreAt(opts.from, config.etcd);
+      try {
+        const to = await openStoreAt(opts.to, config.etcd);
+        try {
+          const r = await migrateStore(from, to);
+          print(
+            `migrated ${r.volumes} volumes, ${r.attachments} attachments, ${r.mounts} mounts and ${r.hosts} hosts from ${opts.from} to ${opts.to}; verified`,
+          );
+        } finally {
+          await to.close();
+        }
+      } finally {
+        await from.close();
       }
     });
 

@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { isAbsolute } from 'node:path';
 import type { Config } from '../config.js';
 import { StowageError } from '../core/errors.js';
 import { type EtcdUrl, parseEtcdUrl } from './etcd-url.js';
@@ -18,10 +19,26 @@ export function storeLocation(state: string): StoreLocation {
  * the flexvolume executable on SQLite do not pay for it. Opening never waits for etcd: a daemon
  * starts while etcd is down and each request fails fast until it is back.
  */
-export async function openStore(config: Config, opts: { nativeBinding?: string } = {}): Promise<StateStore> {
-  const where = storeLocation(config.state);
-  if (where.kind === 'sqlite') return new SqliteStore(where.path, opts);
-  const e = config.etcd;
+export function openStore(config: Config, opts: { nativeBinding?: string } = {}): Promise<StateStore> {
+  return openStoreAt(config.state, config.etcd, opts);
+}
+
+/** A store at `location` (a SQLite path or an etcd URL), with etcd's settings from the config. */
+export async function openStoreAt(
+  location: string,
+  e: Config['etcd'],
+  opts: { nativeBinding?: string } = {},
+): Promise<StateStore> {
+  const where = storeLocation(location);
+  if (where.kind === 'sqlite') {
+    if (!isAbsolute(where.path)) {
+      throw new StowageError(
+        'CONFIG',
+        `store ${JSON.stringify(location)}: a SQLite store is an absolute path`,
+      );
+    }
+    return new SqliteStore(where.path, opts);
+  }
   let password = e.password;
   if (password === undefined && e.passwordFile) {
     password = (
