@@ -7,6 +7,7 @@ import { FakeEc2 } from '../fakes/aws/ec2-endpoint.js';
 import { callPlugin } from '../helpers/plugin-client.js';
 import { type EtcdService, startEtcd } from '../services/etcd.js';
 import { DaemonProcess } from './daemon-process.js';
+import { installDrivers, KubeletSim, pvOptions } from './kubelet-sim.js';
 
 /**
  * Three `stowage daemon` processes with their own host ids, sockets, data dirs and EC2 instances,
@@ -66,6 +67,9 @@ beforeAll(async () => {
       [
         `hostId: ${host}`,
         `state: ${etcd.url}/stowage-e2e`,
+        `dataDir: ${join(base, host, 'data')}`,
+        'flexvolume:',
+        `  kubeletDir: ${join(base, host, 'kubelet')}`,
         'etcd:',
         '  requestTimeoutMs: 1500',
         `  leaseTtlSeconds: ${LEASE_TTL_S}`,
@@ -246,5 +250,43 @@ describe('three hosts, one etcd', () => {
     expect(
       (await plugin('host-c', 'VolumeDriver.Unmount', { Name: 'race', ID: mountId('host-c', 951) })).body.Err,
     ).toBe('');
+  }, 120_000);
+
+  it('the flexvolume executable works on the shared store: controller on one host, kubelet on another', async () => {
+    const pluginDir = join(base, 'plugins');
+    await installDrivers(pluginDir, ['ebs']);
+    const sim = (host: string) =>
+      new KubeletSim({
+        pluginDir,
+        kubeletDir: join(base, host, 'kubelet'),
+        driver: 'ebs',
+        env: { ...ENV, STOWAGE_CONFIG: join(base, `${host}.yaml`) },
+      });
+    const controller = sim('host-b');
+    const node = sim('host-c');
+    const pv = JSON.stringify(pvOptions('pv-k8s', { name: 'k8s-vol', size: '1' }));
+    // host-c registered itself (its daemon): the controller finds it by host id, through etcd.
+    expect(await controller.ok(['attach', pv, 'host-c'])).toEqual({
+      status: 'Success',
+      device: expect.stringMatching(/^\/dev\/xvd[f-z]$/),
+    });
+    expect(ebsVolume('k8s-vol')?.attachments).toEqual([
+      expect.objectContaining({ instanceId: INSTANCE['host-c'] }),
+    ]);
+    const { device } = await node.ok(['waitforattach', '/dev/xvdf', pv]);
+    const dmp = node.deviceMountPath('k8s-vol');
+    await mkdir(dmp, { recursive: true });
+    await node.ok(['mountdevice', dmp, String(device), pv]);
+    await writeFile(join(dmp, 'f'), 'through etcd\n');
+    // Another host's Docker sees the volume in use by host-c.
+    const rm1 = await plugin('host-b', 'VolumeDriver.Remove', { Name: 'k8s-vol' });
+    expect(rm1.body.Err).toMatch(/^volume k8s-vol is in use by 1 mount on host host-c/);
+    expect(await controller.fails(['detach', 'k8s-vol', 'host-c'])).toMatch(
+      /^volume k8s-vol has 1 active mount on host host-c/,
+    );
+    await node.ok(['unmountdevice', dmp]);
+    await controller.ok(['detach', 'k8s-vol', 'host-c']);
+    expect(ebsVolume('k8s-vol')).toMatchObject({ state: 'available', attachments: [] });
+    expect((await plugin('host-b', 'VolumeDriver.Remove', { Name: 'k8s-vol' })).body.Err).toBe('');
   }, 120_000);
 });
