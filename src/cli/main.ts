@@ -1,59 +1,14 @@
 import { Command, Option } from 'commander';
-import { FLEX_DRIVERS, VENDOR } from '../../flexvolume/capabilities.js';
-import { DEFAULT_PLUGIN_DIR, installFlexvolume } from '../../flexvolume/install.js';
-import { type Config, loadConfig } from '../config.js';
 import { isStowageError } from '../core/errors.js';
-import { registerHost } from '../core/hosts.js';
 import { formatSize } from '../core/size.js';
 import { openRuntime } from '../runtime.js';
-import { migrateStore } from '../state/migrate.js';
-import { openStoreAt } from '../state/open.js';
 import { totalRefs } from '../state/store.js';
+import { addClusterCommands } from './cluster.js';
+import { configFrom, print, quiet, withRuntime } from './context.js';
 import { runDaemon } from './daemon.js';
 import { runDoctor } from './doctor.js';
+import { addFlexvolumeCommands } from './flexvolume.js';
 import { renderTable } from './table.js';
-
-interface GlobalFlags {
-  config?: string;
-  dataDir?: string;
-  state?: string;
-  mountRoot?: string;
-  socketDir?: string;
-  socketPrefix?: string;
-  drivers?: string;
-  hostId?: string;
-  logLevel?: string;
-  logFile?: string;
-}
-
-function configFrom(cmd: Command): Config {
-  const f = cmd.optsWithGlobals<GlobalFlags>();
-  return loadConfig({
-    ...(f.config ? { file: f.config } : {}),
-    flags: {
-      dataDir: f.dataDir,
-      state: f.state,
-      mountRoot: f.mountRoot,
-      socketDir: f.socketDir,
-      socketPrefix: f.socketPrefix,
-      drivers: f.drivers
-        ?.split(',')
-        .map((s) => s.trim())
-        .filter(Boolean),
-      hostId: f.hostId,
-      log: { level: f.logLevel, file: f.logFile },
-    },
-  });
-}
-
-/** CLI commands print warnings only; the daemon logs at the configured level. */
-function quiet(config: Config): Config {
-  return { ...config, log: { ...config.log, level: 'warn' } };
-}
-
-function print(text: string): void {
-  process.stdout.write(`${text}\n`);
-}
 
 export function buildCli(): Command {
   const program = new Command('stowage')
@@ -63,7 +18,10 @@ export function buildCli(): Command {
       'config file (YAML or JSON); default $STOWAGE_CONFIG or /etc/stowage/config.yaml',
     )
     .option('--data-dir <dir>', 'base directory for state, images and mounts (default /var/lib/stowage)')
-    .option('--state <file>', 'SQLite state database (default <data-dir>/state.db)')
+    .option(
+      '--state <store>',
+      'state store: a SQLite file (default <data-dir>/state.db) or etcd://host:port/prefix',
+    )
     .option('--mount-root <dir>', 'where volumes are mounted (default <data-dir>/volumes)')
     .option('--socket-dir <dir>', 'Docker plugin socket directory (default /run/docker/plugins)')
     .option('--socket-prefix <prefix>', 'socket/plugin name prefix (default stowage-)')
@@ -91,8 +49,7 @@ export function buildCli(): Command {
     .description('list volumes: name, driver, size, state, host, mounts')
     .option('--json', 'print JSON instead of a table')
     .action(async (opts: { json?: boolean }, cmd: Command) => {
-      const rt = await openRuntime(quiet(configFrom(cmd)));
-      try {
+      await withRuntime(cmd, async (rt) => {
         const rows = [];
         for (const v of await rt.store.listVolumes()) {
           const mounts = await rt.store.getMounts(v.name);
@@ -123,17 +80,14 @@ export function buildCli(): Command {
             ),
           );
         }
-      } finally {
-        await rt.close();
-      }
+      });
     });
   volumes
     .command('inspect')
     .description('print everything stowage knows about a volume, as JSON')
     .argument('<name>')
     .action(async (name: string, _opts, cmd: Command) => {
-      const rt = await openRuntime(quiet(configFrom(cmd)));
-      try {
+      await withRuntime(cmd, async (rt) => {
         const view = await rt.manager.inspect(name);
         print(
           JSON.stringify(
@@ -142,9 +96,7 @@ export function buildCli(): Command {
             2,
           ),
         );
-      } finally {
-        await rt.close();
-      }
+      });
     });
 
   volumes
@@ -152,123 +104,14 @@ export function buildCli(): Command {
     .description('remove a volume (refused while any host uses it; its remove policy decides the data)')
     .argument('<name>')
     .action(async (name: string, _opts, cmd: Command) => {
-      const rt = await openRuntime(quiet(configFrom(cmd)));
-      try {
+      await withRuntime(cmd, async (rt) => {
         await rt.manager.remove(undefined, name);
         print(name);
-      } finally {
-        await rt.close();
-      }
+      });
     });
 
-  const hosts = program.command('hosts').description('the hosts that share the state store');
-  hosts
-    .command('ls')
-    .description('list hosts: id, last seen, attachments and mounts')
-    .option('--json', 'print JSON instead of a table')
-    .action(async (opts: { json?: boolean }, cmd: Command) => {
-      const rt = await openRuntime(quiet(configFrom(cmd)));
-      try {
-        const rows = [];
-        const live = rt.store.liveHosts ? await rt.store.liveHosts() : undefined;
-        for (const h of await rt.store.listHosts()) {
-          const attachments = await rt.store.listAttachmentsByHost(h.id);
-          const mounts = await rt.store.listMountsByHost(h.id);
-          rows.push({
-            id: h.id,
-            // With a shared store a daemon's host is live while it renews its lease, then gone.
-            status:
-              live === undefined || h.identity.leaseTtlSeconds === undefined
-                ? 'no lease'
-                : live.has(h.id)
-                  ? 'live'
-                  : 'gone',
-            lastSeen: h.lastSeen,
-            identity: h.identity,
-            attachments: attachments.map((a) => `${a.volume}:${a.device || '?'}`),
-            mounts: mounts.map((m) => `${m.volume}(${totalRefs(m)})`),
-          });
-        }
-        if (opts.json) print(JSON.stringify(rows, null, 2));
-        else
-          print(
-            renderTable(
-              ['HOST', 'STATUS', 'REGISTERED', 'ATTACHED', 'MOUNTED (USERS)'],
-              rows.map((r) => [
-                r.id,
-                r.status,
-                r.lastSeen,
-                r.attachments.join(',') || '-',
-                r.mounts.join(',') || '-',
-              ]),
-            ),
-          );
-      } finally {
-        await rt.close();
-      }
-    });
-  hosts
-    .command('register')
-    .description('record this host and its identity (e.g. EC2 instance) so other hosts can attach to it')
-    .action(async (_opts, cmd: Command) => {
-      const rt = await openRuntime(quiet(configFrom(cmd)));
-      try {
-        const h = await registerHost(rt.store, rt.config.hostId, rt.manager.drivers(), rt.log);
-        print(JSON.stringify(h));
-      } finally {
-        await rt.close();
-      }
-    });
-
-  const state = program.command('state').description('the metadata store itself');
-  state
-    .command('migrate')
-    .description('copy every volume, attachment, mount and host to another store, verified (daemons stopped)')
-    .requiredOption('--from <store>', 'sqlite:/path (or a path) or etcd://host:port/prefix')
-    .requiredOption(
-      '--to <store>',
-      'sqlite:/path (or a path) or etcd://host:port/prefix (etcd settings from the config)',
-    )
-    .action(async (opts: { from: string; to: string }, cmd: Command) => {
-      const config = quiet(configFrom(cmd));
-      const from = await openStoreAt(opts.from, config.etcd);
-      try {
-        const to = await openStoreAt(opts.to, config.etcd);
-        try {
-          const r = await migrateStore(from, to);
-          print(
-            `migrated ${r.volumes} volumes, ${r.attachments} attachments, ${r.mounts} mounts and ${r.hosts} hosts from ${opts.from} to ${opts.to}; verified`,
-          );
-        } finally {
-          await to.close();
-        }
-      } finally {
-        await from.close();
-      }
-    });
-
-  const flex = program.command('flexvolume').description('the Kubernetes flexvolume drivers');
-  flex
-    .command('install')
-    .description("install stowage~<driver>/<driver> into kubelet's volume plugin directory, atomically")
-    .option('--dir <dir>', "kubelet's --volume-plugin-dir", DEFAULT_PLUGIN_DIR)
-    .option('--drivers <list>', 'comma-separated drivers', Object.keys(FLEX_DRIVERS).join(','))
-    .option('--node <path>', 'node binary on the machines that run the driver', process.execPath)
-    .option('--copy-node', 'copy this node into <dir>/.stowage-node/ and use it (nothing needed on the host)')
-    .action(async (opts: { dir: string; drivers: string; node: string; copyNode?: boolean }) => {
-      const drivers = opts.drivers
-        .split(',')
-        .map((s) => s.trim())
-        .filter(Boolean);
-      for (const d of await installFlexvolume({
-        dir: opts.dir,
-        drivers,
-        node: opts.node,
-        copyNode: opts.copyNode === true,
-      })) {
-        print(`${VENDOR}/${d.driver}: ${d.executable}`);
-      }
-    });
+  addClusterCommands(program);
+  addFlexvolumeCommands(program);
 
   program
     .command('doctor')
