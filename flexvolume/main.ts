@@ -3,21 +3,7 @@ import { FLEX_DRIVERS, initCapabilities, VENDOR } from './capabilities.js';
 import { isJson, parseFlexOptions } from './options.js';
 import { type FlexReply, failureOf, notSupported, success } from './reply.js';
 
-/** Calls that need the store; only init and getvolumename are answered without it. */
-const STORE_CALLS = new Set([
-  'attach',
-  'isattached',
-  'detach',
-  'waitforattach',
-  'mountdevice',
-  'unmountdevice',
-  'mount',
-  'unmount',
-  'expandvolume',
-  'expandfs',
-]);
-/** Only drivers that tell kubelet `requiresFSResize` grow volumes; the others answer Not supported. */
-const RESIZE_CALLS = new Set(['expandvolume', 'expandfs']);
+/** Calls of attachable drivers only (the controller-manager's and kubelet's device steps). */
 const ATTACH_CALLS = new Set([
   'attach',
   'isattached',
@@ -26,6 +12,10 @@ const ATTACH_CALLS = new Set([
   'mountdevice',
   'unmountdevice',
 ]);
+/** Only drivers that tell kubelet `requiresFSResize` grow volumes; the others answer Not supported. */
+const RESIZE_CALLS = new Set(['expandvolume', 'expandfs']);
+/** Calls that need the store; only init and getvolumename are answered without it. */
+const STORE_CALLS = new Set([...ATTACH_CALLS, ...RESIZE_CALLS, 'mount', 'unmount']);
 
 /**
  * One kubelet (or controller-manager) call of the flexvolume driver `driver`, answered with the
