@@ -6,10 +6,12 @@
  * with `node -e 0` in the same run as the baseline. Writes its section of BENCHMARKS.md.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { startEtcd } from '../test/services/etcd.js';
 import { summarize } from './lib/harness.js';
 import { writeSection } from './lib/sections.js';
 
@@ -56,6 +58,15 @@ async function main(): Promise<void> {
     const local = join(pluginDir, 'stowage~local', 'local');
     const ebs = join(pluginDir, 'stowage~ebs', 'ebs');
     const pod = join(kubeletDir, 'pods', 'uid-1', 'volumes', 'stowage~local', 'pv1');
+    // The same call on the shared store: the executable connects to etcd on every call.
+    const etcd = existsSync('/usr/bin/etcd') ? await startEtcd() : undefined;
+    const etcdConfig = join(work, 'config-etcd.yaml');
+    if (etcd) {
+      await writeFile(
+        etcdConfig,
+        `dataDir: ${join(work, 'data-etcd')}\nstate: ${etcd.url}/bench\nflexvolume:\n  kubeletDir: ${kubeletDir}\n`,
+      );
+    }
     const cases: Case[] = [
       { name: 'node -e 0', cmd: process.execPath, args: ['-e', '0'] },
       { name: 'local init', cmd: local, args: ['init'], env },
@@ -66,7 +77,17 @@ async function main(): Promise<void> {
         args: ['getvolumename', '{"kubernetes.io/pvOrVolumeName":"pv1"}'],
         env,
       },
-      { name: 'local unmount (opens the store)', cmd: local, args: ['unmount', pod], env },
+      { name: 'local unmount (opens the SQLite store)', cmd: local, args: ['unmount', pod], env },
+      ...(etcd
+        ? [
+            {
+              name: 'local unmount (connects to etcd)',
+              cmd: local,
+              args: ['unmount', pod],
+              env: { STOWAGE_CONFIG: etcdConfig },
+            },
+          ]
+        : []),
     ];
     for (const c of cases) for (let i = 0; i < WARMUP; i++) once(c);
     const times = cases.map(() => new Float64Array(ROUNDS));
@@ -92,8 +113,10 @@ async function main(): Promise<void> {
       '',
       '`init` and `getvolumename` load neither the config nor the store nor a driver; every other call',
       'loads the config, opens the SQLite store and loads only its own driver (the AWS SDK only when',
-      'a call reaches AWS).',
+      'a call reaches AWS, the etcd client only with an etcd store).',
+      ...(etcd ? [] : ['', 'etcd is not installed on this machine: the etcd row was not measured.']),
     ].join('\n');
+    await etcd?.stop();
     process.stdout.write(`${markdown}\n`);
     await writeSection(join(REPO, 'BENCHMARKS.md'), 'flexvolume-coldstart', markdown);
   } finally {

@@ -231,7 +231,6 @@ async function runSize(n: number, floor: PluginClient, env: NodeJS.ProcessEnv): 
     [
       '--no-warnings',
       'bin/stowage.js',
-      'daemon',
       '--config',
       configFile,
       '--data-dir',
@@ -242,6 +241,7 @@ async function runSize(n: number, floor: PluginClient, env: NodeJS.ProcessEnv): 
       HOST,
       '--log-level',
       'warn',
+      'daemon',
     ],
     env,
   );

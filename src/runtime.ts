@@ -10,7 +10,7 @@ import { VolumeLocks } from './core/locks.js';
 import { DriverRegistry } from './core/registry.js';
 import { VolumeManager } from './core/volume-manager.js';
 import { createLogger } from './log.js';
-import { type CommandRunner, ExecaRunner } from './mount/exec.js';
+import { type CommandRunner, ProcessRunner } from './mount/exec.js';
 import { type FileOps, SpawnFileOps } from './mount/file-ops.js';
 import { type LoopDevices, LosetupLoopDevices } from './mount/loop.js';
 import { LinuxMounter, type Mounter } from './mount/mounter.js';
@@ -55,7 +55,7 @@ export function createRuntime(config: Config, o: RuntimeOverrides = {}): Runtime
     deviceWaitMs: config.timeouts.deviceWaitMs,
     lockWaitMs: config.timeouts.lockWaitMs,
   };
-  const runner = o.runner ?? new ExecaRunner();
+  const runner = o.runner ?? new ProcessRunner();
   const mounter =
     o.mounter ??
     new LinuxMounter(runner, { commandTimeoutMs: timeouts.commandMs, mkfsTimeoutMs: timeouts.mkfsMs });

@@ -1,4 +1,5 @@
-import { execa } from 'execa';
+import { spawn } from 'node:child_process';
+import type { Readable } from 'node:stream';
 import { formatMs } from '../core/backoff.js';
 import { StowageError } from '../core/errors.js';
 import { trackChild, untrackChild } from './children.js';
@@ -36,53 +37,96 @@ const PACKAGE_OF: Record<string, string> = {
   blockdev: 'util-linux',
 };
 
-export class ExecaRunner implements CommandRunner {
-  async run(command: string, args: readonly string[], opts: RunOptions): Promise<CommandResult> {
-    // Its own process group, so that the deadline kills helpers it started too (mount.nfs...):
-    // otherwise a child holding our pipes open keeps us waiting long past the deadline.
-    const sub = execa(command, args, {
-      timeout: opts.timeoutMs,
-      killSignal: 'SIGKILL',
-      reject: false,
-      stdin: 'ignore',
-      shell: false,
-      detached: true,
-      env: { LC_ALL: 'C' },
-    });
-    const timer = setTimeout(() => killGroup(sub.pid), opts.timeoutMs);
-    const pid = sub.pid;
-    if (pid !== undefined) trackChild(pid);
-    const res = await sub.finally(() => {
-      clearTimeout(timer);
-      if (pid !== undefined) untrackChild(pid);
-    });
+/** Output kept per stream; mount tools print a few lines, so this only bounds a runaway tool. */
+const MAX_OUTPUT_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Runs each command with node's own child_process (a library here cost ~100 ms of start-up on every
+ * flexvolume call): no shell, stdin closed, LC_ALL=C, output collected, one deadline.
+ */
+export class ProcessRunner implements CommandRunner {
+  run(command: string, args: readonly string[], opts: RunOptions): Promise<CommandResult> {
     const what = opts.what ?? [command, ...args].join(' ');
-    if (res.timedOut) {
-      throw new StowageError(
-        'TIMEOUT',
-        `${what} did not finish within ${formatMs(opts.timeoutMs)} and was killed`,
+    return new Promise<CommandResult>((resolve, reject) => {
+      // Its own process group, so that the deadline kills helpers it started too (mount.nfs...):
+      // otherwise a child holding our pipes open keeps us waiting long past the deadline.
+      const child = spawn(command, [...args], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        detached: true,
+        shell: false,
+        env: { ...process.env, LC_ALL: 'C' },
+      });
+      const out = collect(child.stdout);
+      const err = collect(child.stderr);
+      let settled = false;
+      const settle = (fn: () => void) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        if (child.pid !== undefined) untrackChild(child.pid);
+        fn();
+      };
+      // At the deadline the answer is TIMEOUT at once, even while a killed helper's pipes linger.
+      const timer = setTimeout(() => {
+        killGroup(child.pid);
+        settle(() =>
+          reject(
+            new StowageError(
+              'TIMEOUT',
+              `${what} did not finish within ${formatMs(opts.timeoutMs)} and was killed`,
+            ),
+          ),
+        );
+      }, opts.timeoutMs);
+      if (child.pid !== undefined) trackChild(child.pid);
+      child.on('error', (e: NodeJS.ErrnoException) =>
+        settle(() => {
+          const pkg = e.code === 'ENOENT' ? PACKAGE_OF[command] : undefined;
+          reject(
+            new StowageError(
+              e.code === 'ENOENT' ? 'UNAVAILABLE' : 'INTERNAL',
+              `cannot run ${command}: ${e.message}${pkg ? ` (install it with: apt-get install ${pkg})` : ''}`,
+            ),
+          );
+        }),
       );
-    }
-    if ((res as { code?: string }).code === 'ENOENT') {
-      const pkg = PACKAGE_OF[command];
-      throw new StowageError(
-        'UNAVAILABLE',
-        `cannot run ${command}: ${res.shortMessage}${pkg ? ` (install it with: apt-get install ${pkg})` : ''}`,
+      child.on('close', (code, signal) =>
+        settle(() => {
+          const stdout = stripFinalNewline(out());
+          const stderr = stripFinalNewline(err());
+          if (signal) {
+            reject(new StowageError('INTERNAL', `${what} was killed by ${signal}`));
+            return;
+          }
+          const exitCode = code ?? -1;
+          if (exitCode !== 0 && !(opts.okExitCodes ?? []).includes(exitCode)) {
+            const detail = (stderr.trim() || stdout.trim()).split('\n').slice(-3).join('; ');
+            reject(
+              new StowageError('INTERNAL', `${what} failed (exit ${exitCode}): ${detail || 'no output'}`),
+            );
+            return;
+          }
+          resolve({ stdout, stderr, exitCode });
+        }),
       );
-    }
-    if (res.signal) {
-      throw new StowageError('INTERNAL', `${what} was killed by ${res.signal}`);
-    }
-    const exitCode = res.exitCode ?? -1;
-    if (exitCode !== 0 && !(opts.okExitCodes ?? []).includes(exitCode)) {
-      const detail = (String(res.stderr).trim() || String(res.stdout).trim())
-        .split('\n')
-        .slice(-3)
-        .join('; ');
-      throw new StowageError('INTERNAL', `${what} failed (exit ${exitCode}): ${detail || 'no output'}`);
-    }
-    return { stdout: String(res.stdout), stderr: String(res.stderr), exitCode };
+    });
   }
+}
+
+function collect(stream: Readable): () => string {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  stream.on('data', (c: Buffer) => {
+    if (size >= MAX_OUTPUT_BYTES) return;
+    chunks.push(c);
+    size += c.length;
+  });
+  return () => Buffer.concat(chunks).toString('utf8');
+}
+
+/** As a shell's $(...) does: one trailing newline is not part of the answer. */
+function stripFinalNewline(s: string): string {
+  return s.endsWith('\r\n') ? s.slice(0, -2) : s.endsWith('\n') ? s.slice(0, -1) : s;
 }
 
 function killGroup(pid: number | undefined): void {

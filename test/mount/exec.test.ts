@@ -3,12 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isStowageError, type StowageError } from '../../src/core/errors.js';
-import { ExecaRunner } from '../../src/mount/exec.js';
+import { ProcessRunner } from '../../src/mount/exec.js';
 import { within } from '../helpers/deadline.js';
 
-/** ExecaRunner against real processes: argv without a shell, deadlines, and the error mapping. */
+/** ProcessRunner against real processes: argv without a shell, deadlines, and the error mapping. */
 
-const runner = new ExecaRunner();
+const runner = new ProcessRunner();
 
 let dir: string;
 beforeEach(async () => {
@@ -29,7 +29,7 @@ async function rejection(p: Promise<unknown>): Promise<StowageError> {
   return err as StowageError;
 }
 
-describe('ExecaRunner', () => {
+describe('ProcessRunner', () => {
   it('passes every argument literally: no shell expands $(...), ; or quotes', async () => {
     const canary = join(dir, 'x');
     const arg = `a; rm -rf ${canary} $(id) \`id\` "q" 'q' | cat > ${join(dir, 'y')} && touch ${canary}`;
