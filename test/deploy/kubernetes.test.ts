@@ -97,6 +97,8 @@ describe('deploy/kubernetes/daemonset.yaml', () => {
     expect(install.args).toContain('--copy-node');
     expect(pod.volumes.find((v: Doc) => v.name === 'flexvolume-dir').hostPath.path).toBe(DEFAULT_PLUGIN_DIR);
     expect(pod.tolerations).toEqual([{ operator: 'Exists' }]);
+    // Lock holders are told dead or alive by pid: the daemon must see the host's processes.
+    expect(pod.hostPID).toBe(true);
   });
 
   it('ships a config the daemon and the executable accept', async () => {
