@@ -12,24 +12,14 @@ import {
   type VolumeSummary,
 } from '../state/store.js';
 import { Attacher } from './attacher.js';
-import type { AttachTarget, Driver, MountSpec, Timeouts } from './driver.js';
+import type { AttachTarget, Driver, Timeouts } from './driver.js';
 import { isStowageError, StowageError, toStowageError } from './errors.js';
 import type { VolumeLocks } from './locks.js';
 import { mountAt, unmountAt } from './mount-pipeline.js';
 import { validateVolumeName } from './names.js';
 import type { DriverRegistry } from './registry.js';
-import {
-  assertGrowable,
-  describeUsers,
-  type GrowResult,
-  growOffline,
-  growUnmounted,
-  isDeviceRef,
-  type OfflinePlan,
-  planOffline,
-  restoreMounts,
-  waitForDeviceSize,
-} from './resize.js';
+import type { GrowResult } from './resize.js';
+import { VolumeResizer } from './volume-resizer.js';
 
 export interface VolumeManagerDeps {
   host: string;
@@ -68,8 +58,18 @@ const MOUNT_ID_RE = /^[A-Za-z0-9_.:-]{1,128}$/;
 export class VolumeManager {
   private readonly attacher: Attacher;
 
+  private readonly resizer: VolumeResizer;
+
   constructor(private readonly d: VolumeManagerDeps) {
     this.attacher = new Attacher(d.store, d.host, d.takeOverGone ?? false);
+    this.resizer = new VolumeResizer({
+      ...d,
+      attacher: this.attacher,
+      pipeline: (log) => this.pipeline(log),
+      mountpointFor: (name) => this.mountpointFor(name),
+      requireReady: (driverName, name) => this.requireReady(driverName, name),
+      begin: (volume, op, details) => this.begin(volume, op, details),
+    });
   }
 
   get host(): string {
@@ -393,6 +393,20 @@ export class VolumeManager {
     });
   }
 
+  /** Grows the volume's storage (any host); see VolumeResizer. */
+  expand(driverName: string, name: string, newBytes: number): Promise<{ sizeBytes: number }> {
+    return this.resizer.expand(driverName, name, newBytes);
+  }
+
+  /** Grows the filesystem on this host to its device's size; see VolumeResizer. */
+  growFilesystem(
+    driverName: string,
+    name: string,
+    opts: { minDeviceBytes?: number } = {},
+  ): Promise<GrowResult> {
+    return this.resizer.growFilesystem(driverName, name, opts);
+  }
+
   /** Full view for `stowage volumes inspect`. */
   async inspect(name: string): Promise<VolumeView> {
     return this.get(undefined, name);
@@ -418,9 +432,9 @@ export class VolumeManager {
           return;
         }
         if (intent.op === 'resize') {
-          const done = await this.finishResize(vol, driver, intent, log).catch(
-            (err: unknown) => `could not be finished (${(err as Error).message})`,
-          );
+          const done = await this.resizer
+            .finishResize(vol, driver, intent, log)
+            .catch((err: unknown) => `could not be finished (${(err as Error).message})`);
           action = `interrupted resize of ${intent.volume}: ${done}`;
           return;
         }
@@ -541,152 +555,6 @@ export class VolumeManager {
 
   private begin(volume: string, op: IntentOp, details: Record<string, unknown>): Promise<number> {
     return this.d.store.beginIntent({ volume, host: this.d.host, op, details });
-  }
-
-  /**
-   * Grows the volume's storage to at least `newBytes` (rounded up by the driver, never shrunk)
-   * and records the driver's updated fields. Runs on any host (Kubernetes' controller-manager);
-   * the filesystem grows afterwards on the host that uses the volume (growFilesystem).
-   */
-  async expand(driverName: string, name: string, newBytes: number): Promise<{ sizeBytes: number }> {
-    validateVolumeName(name);
-    if (!Number.isSafeInteger(newBytes) || newBytes <= 0) {
-      throw new StowageError('INVALID_ARGUMENT', `new size ${newBytes} is not a positive number of bytes`);
-    }
-    return this.d.locks.withLock(name, 'expand', async () => {
-      const vol = await this.requireReady(driverName, name);
-      const driver = this.d.registry.get(vol.driver);
-      if (!driver.expand) {
-        throw new StowageError('NOT_SUPPORTED', `driver ${vol.driver} cannot grow volumes (volume ${name})`);
-      }
-      const res = await driver.expand(vol, newBytes);
-      if (res.fields) await this.d.store.updateVolume(name, { fields: res.fields });
-      this.d.log.info(
-        { op: 'expand', volume: name, driver: vol.driver, requested: newBytes, sizeBytes: res.sizeBytes },
-        'volume storage grown',
-      );
-      return { sizeBytes: res.sizeBytes };
-    });
-  }
-
-  /**
-   * Grows the filesystem on the volume's device here to the device's size (after `minDeviceBytes`
-   * shows, when given). Online when mounted; an ext4 filesystem that cannot grow online is grown
-   * unmounted only when the mounts here serve nobody but kubelet's device mounts, and refused with
-   * IN_USE otherwise: pods and containers are never cut off. See resize.ts.
-   */
-  async growFilesystem(
-    driverName: string,
-    name: string,
-    opts: { minDeviceBytes?: number } = {},
-  ): Promise<GrowResult> {
-    validateVolumeName(name);
-    return this.d.locks.withLock(name, 'resize', async () => {
-      const vol = await this.requireReady(driverName, name);
-      const driver = this.d.registry.get(vol.driver);
-      const log = this.d.log.child({ op: 'resize', volume: name, driver: vol.driver });
-      const deps = this.pipeline(log);
-      const left = (await this.d.store.listIntents(this.d.host)).find(
-        (i) => i.volume === name && i.op === 'resize',
-      );
-      if (left)
-        log.warn(`an earlier resize was interrupted: ${await this.finishResize(vol, driver, left, log)}`);
-      const { device, spec } = await this.blockHere(vol, driver);
-      if (opts.minDeviceBytes !== undefined) await waitForDeviceSize(deps, device, opts.minDeviceBytes);
-      const fsType = await this.d.mounter.probeFilesystem(device);
-      if (fsType === null) return { device, fsType, how: 'none' }; // formatted to full size at first mount
-      assertGrowable(name, device, fsType);
-      const target = this.mountpointFor(name);
-      if (!(await this.d.mounter.isMountPoint(target))) {
-        await growUnmounted(deps, device, fsType, target);
-        return { device, fsType, how: 'offline' };
-      }
-      let online: unknown;
-      try {
-        await this.d.mounter.growFilesystem(device, fsType, { mountpoint: target });
-        log.info({ device, fsType }, 'filesystem grown online');
-        return { device, fsType, how: 'online' };
-      } catch (err) {
-        if (fsType !== 'ext4') throw toStowageError(err, `growing the filesystem of volume ${name}`);
-        online = err;
-      }
-      const mount = (await this.d.store.getMounts(name)).find((m) => m.host === this.d.host);
-      const users = Object.keys(mount?.refs ?? {}).filter((id) => !isDeviceRef(id));
-      if (users.length > 0) {
-        throw new StowageError(
-          'IN_USE',
-          `the filesystem of volume ${name} cannot grow now: it is used on host ${this.d.host} by ${describeUsers(users)}; ` +
-            `growing it while mounted failed (${(online as Error).message}), and it is grown unmounted only when no pod or container uses it: ` +
-            'it grows on a retry after they have stopped',
-          { cause: online },
-        );
-      }
-      log.info(
-        { device, err: (online as Error).message },
-        'online resize failed; growing the filesystem unmounted',
-      );
-      const plan = await planOffline(deps, target, fsType);
-      const intent = await this.begin(name, 'resize', { ...plan });
-      try {
-        await growOffline(deps, device, spec, plan);
-      } catch (err) {
-        // Mounts that could not be put back keep the intent: the next call (or reconcile) does it.
-        if ((err as StowageError).details?.restored !== false) await this.d.store.endIntent(intent);
-        throw err;
-      }
-      await this.d.store.endIntent(intent);
-      return { device, fsType, how: 'offline' };
-    });
-  }
-
-  /** The volume's block device on this host and how it is mounted; refused when there is none. */
-  private async blockHere(vol: VolumeRecord, driver: Driver): Promise<{ device: string; spec: MountSpec }> {
-    if (!driver.needsAttach) {
-      throw new StowageError(
-        'NOT_SUPPORTED',
-        `volume ${vol.name} (driver ${vol.driver}) has no block device of its own: there is no filesystem for stowage to grow`,
-      );
-    }
-    const attachment = (await this.d.store.getAttachments(vol.name)).find(
-      (a) => a.host === this.d.host && a.state === 'attached',
-    );
-    if (!attachment) {
-      throw new StowageError(
-        'NOT_FOUND',
-        `volume ${vol.name} is not attached to host ${this.d.host}; its filesystem grows on the host it is attached to`,
-      );
-    }
-    const spec = await driver.mountSpec(vol, await this.attacher.local(vol, driver, attachment));
-    if (spec.kind !== 'block') {
-      throw new StowageError('NOT_SUPPORTED', `volume ${vol.name} is not mounted from a block device`);
-    }
-    return { device: spec.device, spec };
-  }
-
-  /**
-   * Finishes an offline resize whose process died between unmounting and mounting back: grows
-   * the bare filesystem if it is still unmounted, then puts the recorded mounts back. Says what
-   * it did; throws only when the mounts could not be put back (the intent then stays open).
-   */
-  private async finishResize(
-    vol: VolumeRecord,
-    driver: Driver,
-    intent: { id: number; details: Record<string, unknown> },
-    log: Logger,
-  ): Promise<string> {
-    const plan = intent.details as unknown as OfflinePlan;
-    const deps = this.pipeline(log);
-    const { device, spec } = await this.blockHere(vol, driver);
-    let grown = '';
-    if (!(await this.d.mounter.isMountPoint(plan.target))) {
-      grown = await growUnmounted(deps, device, plan.fsType, plan.target).then(
-        () => 'filesystem grown; ',
-        (err: unknown) => `filesystem not grown (${(err as Error).message}); `,
-      );
-    }
-    await restoreMounts(deps, spec, { ...plan, binds: Array.isArray(plan.binds) ? plan.binds : [] });
-    await this.d.store.endIntent(intent.id);
-    return `${grown}mounts put back`;
   }
 }
 

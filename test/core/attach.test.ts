@@ -51,7 +51,7 @@ class FakeDisk implements Partial<Driver> {
     this.calls.push(`detach ${vol.name} ${target?.host ?? TEST_HOST}`);
     this.attached.delete(vol.name);
   }
-  mountSpec(vol: { name: string }, a: { device: string } | undefined) {
+  mountSpec(_vol: { name: string }, a: { device: string } | undefined) {
     return { kind: 'block' as const, device: a?.device ?? '', fsType: 'ext4', mountOptions: [] };
   }
   describe() {
