@@ -105,6 +105,11 @@ export function createRuntime(config: Config, o: RuntimeOverrides = {}): Runtime
     host: config.hostId,
     waitMs: timeouts.lockWaitMs,
     ttlMs: config.timeouts.lockTtlMs,
+    onUnlockError: (volume, err) =>
+      log.warn(
+        { volume, err: err.message },
+        `volume lock not released; it expires in ${config.timeouts.lockTtlMs} ms`,
+      ),
   });
   const manager = new VolumeManager({
     host: config.hostId,

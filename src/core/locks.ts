@@ -11,6 +11,8 @@ export interface VolumeLocksOptions {
   ttlMs: number;
   /** Whether a process of this host still runs; a dead holder's lock is broken at once. */
   isProcessAlive?: (pid: number) => boolean;
+  /** Hears of a store lock that could not be released (it then expires after ttlMs). */
+  onUnlockError?: (volume: string, err: Error) => void;
 }
 
 interface Owner {
@@ -46,7 +48,7 @@ export class VolumeLocks {
       try {
         return await fn();
       } finally {
-        await this.store.unlock(key, owner).catch(() => undefined);
+        await this.store.unlock(key, owner).catch((err: Error) => this.opts.onUnlockError?.(volume, err));
       }
     } finally {
       this.held.delete(volume);

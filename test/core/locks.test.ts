@@ -111,6 +111,17 @@ describe('VolumeLocks in one process', () => {
     expect(await storeHolder(store, 'v1')).toBeUndefined();
   });
 
+  it("reports a store lock it could not release, and still answers with fn's value", async () => {
+    const store = openStore();
+    store.unlock = async () => {
+      throw new Error('etcd did not answer');
+    };
+    const heard: string[] = [];
+    const locks = locksOn(store, { onUnlockError: (v, err) => heard.push(`${v}: ${err.message}`) });
+    expect(await locks.withLock('v1', 'mount', async () => 7)).toBe(7);
+    expect(heard).toEqual(['v1: etcd did not answer']);
+  });
+
   it('releases the lock when fn throws, passing the error on unchanged', async () => {
     const store = openStore();
     const locks = locksOn(store, { waitMs: 50 });
