@@ -167,9 +167,25 @@ export class EtcdConnection {
       );
     }
     if (err instanceof Error && isRecoverableError(err)) {
+      const detail = tidy(msg);
+      // A certificate problem never heals by retrying: it is the config.
+      if (/certificate|SSL routines|ssl3_|alert number|wrong version number|handshake/i.test(msg)) {
+        return new StowageError(
+          'CONFIG',
+          `${what}: ${where} refused the TLS connection (${detail}); check etcd.ca (it must have signed etcd's certificate), etcd.cert and etcd.key in the config`,
+          { cause: err, retryable: false },
+        );
+      }
+      if (/deadline/i.test(msg)) {
+        return new StowageError(
+          'UNAVAILABLE',
+          `${what}: ${where} did not answer within ${timeoutMs} ms: ${detail}; check that etcd is running and reachable`,
+          { cause: err },
+        );
+      }
       return new StowageError(
         'UNAVAILABLE',
-        `${what}: ${where} did not answer within ${timeoutMs} ms: ${msg}; check that etcd is running and reachable`,
+        `${what}: ${where} could not be reached: ${detail}; check that etcd is running and reachable (and use etcds:// if it serves TLS)`,
         { cause: err },
       );
     }
@@ -226,4 +242,13 @@ function readTls(tls: EtcdStoreOptions['tls']): IOptions['credentials'] | undefi
   if (key) creds.privateKey = key;
   if (cert) creds.certChain = cert;
   return creds;
+}
+
+/** grpc's messages carry newlines, timestamps and empty "Resolution note:" tails. */
+function tidy(msg: string): string {
+  return msg
+    .replace(/\s*\(\d{4}-\d\d-\d\dT[^)]*\)/g, '')
+    .replace(/\.?\s*Resolution note:\s*$/, '')
+    .replace(/\s+/g, ' ')
+    .trim();
 }
