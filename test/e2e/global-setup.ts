@@ -18,6 +18,7 @@ const APT_PACKAGES: Record<string, string> = {
   '/usr/sbin/losetup': 'mount',
   '/usr/sbin/mkfs.ext4': 'e2fsprogs',
   '/usr/bin/etcd': 'etcd-server',
+  '/usr/bin/openssl': 'openssl',
 };
 const APPLETS = [
   'sh',
