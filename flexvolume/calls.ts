@@ -5,7 +5,7 @@ import { registerHost, resolveNode } from '../src/core/hosts.js';
 import { validateVolumeName } from '../src/core/names.js';
 import type { Runtime } from '../src/runtime.js';
 import type { FlexDriverTraits } from './capabilities.js';
-import { type FlexOptions, isJson, parseFlexOptions } from './options.js';
+import { applyAwsEnv, type FlexOptions, isJson, parseFlexOptions } from './options.js';
 import { deviceMountId, deviceMountPath, podMountId, podVolumeDir } from './paths.js';
 import { type FlexReply, notSupported, success } from './reply.js';
 import { openFlexRuntime } from './runtime.js';
@@ -166,6 +166,7 @@ function required(value: string | undefined, what: string): string {
  * second cloud disk.
  */
 async function nodeSide(ctx: CallContext, rt: Runtime, o: FlexOptions): Promise<void> {
+  applyAwsEnv(o); // kubelet sends the PV's Secret with these calls only
   const hosts = await rt.store.listHosts();
   if (!hosts.some((h) => h.id === rt.config.hostId)) {
     await registerHost(rt.store, rt.config.hostId, rt.manager.drivers(), rt.log);

@@ -127,3 +127,11 @@ function hasKey(options: Record<string, string>, key: string): boolean {
 export function isJson(arg: string): boolean {
   return /^\s*[{[]/.test(arg);
 }
+
+/**
+ * Puts the Secret's AWS credentials where the SDK's default provider chain looks first. The SDK
+ * clients are made on first use, after this; the process serves this one call only.
+ */
+export function applyAwsEnv(o: Pick<FlexOptions, 'awsEnv'>, env: NodeJS.ProcessEnv = process.env): void {
+  if (o.awsEnv) Object.assign(env, o.awsEnv);
+}

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { FLEX_DRIVERS } from '../../flexvolume/capabilities.js';
 import { flexMain } from '../../flexvolume/main.js';
-import { isJson, parseFlexOptions } from '../../flexvolume/options.js';
+import { applyAwsEnv, isJson, parseFlexOptions } from '../../flexvolume/options.js';
 import { deviceMountId, deviceMountPath, podMountId, podVolumeDir } from '../../flexvolume/paths.js';
 import { failure } from '../helpers/failure.js';
 
@@ -72,6 +72,16 @@ describe('kubelet options', () => {
       readOnly: false,
       awsEnv: { AWS_ACCESS_KEY_ID: 'AKIAX', AWS_SECRET_ACCESS_KEY: 's3cr3t' },
     });
+    // Applied to the environment the SDK reads its credentials from; nothing else is touched.
+    const env: NodeJS.ProcessEnv = { AWS_REGION: 'us-east-1', AWS_ACCESS_KEY_ID: 'from-node-role' };
+    applyAwsEnv(aws, env);
+    expect(env).toEqual({
+      AWS_REGION: 'us-east-1',
+      AWS_ACCESS_KEY_ID: 'AKIAX',
+      AWS_SECRET_ACCESS_KEY: 's3cr3t',
+    });
+    applyAwsEnv(o, env);
+    expect(env.AWS_ACCESS_KEY_ID).toBe('AKIAX');
     const bad = await failing(() =>
       parseFlexOptions('{"kubernetes.io/pvOrVolumeName":"pv","kubernetes.io/secret/pw":"s3cr3t!"}', ebs),
     );
