@@ -3,7 +3,10 @@ import { hostname } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { readEnvironment } from './config-env.js';
+import { parseDuration } from './core/duration.js';
 import { StowageError } from './core/errors.js';
+import { parseSize } from './core/size.js';
 
 export const DEFAULT_CONFIG_FILE = '/etc/stowage/config.yaml';
 
@@ -24,6 +27,24 @@ const ms = z
   .int()
   .positive()
   .max(24 * 3600 * 1000);
+
+/**
+ * Sizes and durations stay text in the config (drivers parse them, and volumes override them),
+ * but are checked here with the same parsers, so a typo stops the daemon at start with the key
+ * named instead of failing the first volume that uses it.
+ */
+const size = z.string().superRefine(parsesWith(parseSize));
+const duration = z.string().superRefine(parsesWith(parseDuration));
+
+function parsesWith(parse: (text: string) => number) {
+  return (text: string, ctx: z.RefinementCtx) => {
+    try {
+      parse(text);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: (err as Error).message });
+    }
+  };
+}
 
 export const ConfigSchema = z
   .object({
@@ -114,7 +135,7 @@ export const ConfigSchema = z
           .string()
           .regex(/^0?[0-7]{3,4}$/, { message: 'must be an octal mode such as 0755' })
           .default('0755'),
-        mountTimeout: z.string().default('30s'),
+        mountTimeout: duration.default('30s'),
       })
       .strict()
       .prefault({}),
@@ -147,10 +168,10 @@ export const ConfigSchema = z
         defaultSizeGiB: z.number().int().min(1).max(65536).default(10),
         defaultType: z.enum(['gp3', 'gp2', 'io1', 'io2', 'st1', 'sc1', 'standard']).default('gp3'),
         defaultFsType: z.enum(['ext4', 'xfs']).default('ext4'),
-        createTimeout: z.string().default('5m'),
-        attachTimeout: z.string().default('2m'),
+        createTimeout: duration.default('5m'),
+        attachTimeout: duration.default('2m'),
         /** How long a size change (ModifyVolume) may take to reach `optimizing`. */
-        modifyTimeout: z.string().default('2m'),
+        modifyTimeout: duration.default('2m'),
         /** Where attached devices appear; only tests and unusual hosts change these. */
         devDir: absPath.default('/dev'),
         byIdDir: absPath.default('/dev/disk/by-id'),
@@ -169,8 +190,8 @@ export const ConfigSchema = z
           .optional(),
         mountOptions: z.array(z.string().min(1)).default(EFS_MOUNT_DEFAULTS),
         onRemove: z.enum(['retain', 'delete']).default('retain'),
-        mountTimeout: z.string().default('30s'),
-        createTimeout: z.string().default('10m'),
+        mountTimeout: duration.default('30s'),
+        createTimeout: duration.default('10m'),
       })
       .strict()
       .prefault({}),
@@ -188,8 +209,8 @@ export const ConfigSchema = z
     local: z
       .object({
         imageDir: absPath.optional(),
-        defaultSize: z.string().default('1G'),
-        maxSize: z.string().default('1T'),
+        defaultSize: size.default('1G'),
+        maxSize: size.default('1T'),
         defaultFsType: z.enum(['ext4', 'xfs']).default('ext4'),
       })
       .strict()
@@ -215,40 +236,43 @@ export interface ConfigSources {
   flags?: Record<string, unknown>;
 }
 
-const ENV_KEYS: Record<string, string[]> = {
-  STOWAGE_HOST_ID: ['hostId'],
-  STOWAGE_DATA_DIR: ['dataDir'],
-  STOWAGE_STATE: ['state'],
-  STOWAGE_ETCD_PASSWORD: ['etcd', 'password'],
-  STOWAGE_MOUNT_ROOT: ['mountRoot'],
-  STOWAGE_SOCKET_DIR: ['socketDir'],
-  STOWAGE_SOCKET_PREFIX: ['socketPrefix'],
-  STOWAGE_DRIVERS: ['drivers'],
-  STOWAGE_LOG_LEVEL: ['log', 'level'],
-  STOWAGE_LOG_FILE: ['log', 'file'],
-  STOWAGE_NFS_SERVER: ['nfs', 'server'],
-  STOWAGE_NFS_SHARE: ['nfs', 'share'],
-};
-
+/**
+ * file < environment < flags. The environment is every STOWAGE_* variable derived from the schema
+ * plus the Rancher stack names (src/config-env.ts); an empty variable counts as unset.
+ */
 export function loadConfig(sources: ConfigSources = {}): Config {
   const env = sources.env ?? process.env;
   const file =
-    sources.file ?? env.STOWAGE_CONFIG ?? (existsSync(DEFAULT_CONFIG_FILE) ? DEFAULT_CONFIG_FILE : undefined);
+    sources.file ??
+    (env.STOWAGE_CONFIG || undefined) ??
+    (existsSync(DEFAULT_CONFIG_FILE) ? DEFAULT_CONFIG_FILE : undefined);
   const merged: Record<string, unknown> = file ? readConfigFile(file) : {};
-  for (const [name, path] of Object.entries(ENV_KEYS)) {
-    const value = env[name];
-    if (value === undefined || value === '') continue;
-    setPath(merged, path, name === 'STOWAGE_DRIVERS' ? splitList(value) : value);
-  }
-  deepMerge(merged, sources.flags ?? {});
+  const fromEnv = readEnvironment(ConfigSchema, env);
+  const flags = sources.flags ?? {};
+  deepMerge(merged, fromEnv.values);
+  deepMerge(merged, flags);
+
+  /** Which source gave the value at `path`, for the error line: flags, then the environment. */
+  const setBy = (path: readonly PropertyKey[]): string => {
+    if (definedAt(flags, path)) return ' (set by a command-line flag)';
+    for (let n = path.length; n > 0; n--) {
+      const name = fromEnv.origins.get(path.slice(0, n).join('.'));
+      if (name) return ` (set by ${name})`;
+    }
+    return '';
+  };
+  const lines = fromEnv.errors.map((e) => `  ${e.path}: ${e.message} (set by ${e.source})`);
   const res = ConfigSchema.safeParse(merged);
   if (!res.success) {
+    for (const i of res.error.issues) {
+      if (i.code === 'unrecognized_keys') {
+        for (const k of i.keys)
+          lines.push(`  ${[...i.path, k].join('.')}: unknown key${setBy([...i.path, k])}`);
+      } else lines.push(`  ${i.path.join('.') || '(top level)'}: ${i.message}${setBy(i.path)}`);
+    }
+  }
+  if (!res.success || lines.length > 0) {
     const where = file ? ` (file ${file}, environment and flags)` : '';
-    const lines = res.error.issues.flatMap((i) =>
-      i.code === 'unrecognized_keys'
-        ? i.keys.map((k) => `  ${[...i.path, k].join('.')}: unknown key`)
-        : [`  ${i.path.join('.') || '(top level)'}: ${i.message}`],
-    );
     throw new StowageError('CONFIG', `invalid configuration${where}:\n${lines.join('\n')}`);
   }
   const c = res.data;
@@ -286,23 +310,6 @@ function readConfigFile(file: string): Record<string, unknown> {
   return data as Record<string, unknown>;
 }
 
-function splitList(value: string): string[] {
-  return value
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean);
-}
-
-function setPath(target: Record<string, unknown>, path: string[], value: unknown): void {
-  let cur = target;
-  for (const key of path.slice(0, -1)) {
-    const next = cur[key];
-    if (typeof next !== 'object' || next === null || Array.isArray(next)) cur[key] = {};
-    cur = cur[key] as Record<string, unknown>;
-  }
-  cur[path[path.length - 1]!] = value;
-}
-
 function deepMerge(target: Record<string, unknown>, source: Record<string, unknown>): void {
   for (const [key, value] of Object.entries(source)) {
     if (value === undefined) continue;
@@ -314,4 +321,14 @@ function deepMerge(target: Record<string, unknown>, source: Record<string, unkno
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** True when `source` holds a value at `path` (or at a list or scalar on the way to it). */
+function definedAt(source: Record<string, unknown>, path: readonly PropertyKey[]): boolean {
+  let cur: unknown = source;
+  for (const key of path) {
+    if (!isPlainObject(cur)) return cur !== undefined;
+    cur = cur[key as string];
+  }
+  return cur !== undefined;
 }

@@ -144,6 +144,7 @@ export async function openRuntime(config: Config, o: RuntimeOverrides = {}): Pro
  * aws.instanceId is set, else IMDSv2. Region: config, $AWS_REGION, then the instance's own.
  */
 function awsClients(config: Config): CloudClients {
+  dropEmptyAwsVariables();
   const a = config.aws;
   let identity: IdentitySource;
   if (a.instanceId) {
@@ -173,4 +174,15 @@ function awsClients(config: Config): CloudClients {
   const ec2 = new SdkEc2({ ...base, ...(config.ebs.endpoint ? { endpoint: config.ebs.endpoint } : {}) });
   const efs = new SdkEfs({ ...base, ...(config.efs.endpoint ? { endpoint: config.efs.endpoint } : {}) });
   return { ec2, efs, identity };
+}
+
+/**
+ * Deletes the AWS_* variables whose value is empty, before the SDK (or the region fallback above)
+ * reads them. A Docker managed plugin's settable env defaults to "", and the SDK takes
+ * AWS_REGION="" as a region (every call then fails) instead of looking further. Returns the names.
+ */
+export function dropEmptyAwsVariables(env: NodeJS.ProcessEnv = process.env): string[] {
+  const dropped = Object.keys(env).filter((k) => k.startsWith('AWS_') && env[k] === '');
+  for (const k of dropped) delete env[k];
+  return dropped;
 }

@@ -4,15 +4,19 @@ import { formatSize } from '../core/size.js';
 import { openRuntime } from '../runtime.js';
 import { totalRefs } from '../state/store.js';
 import { addClusterCommands } from './cluster.js';
+import { addConfigCommand } from './config-cmd.js';
 import { configFrom, print, quiet, withRuntime } from './context.js';
 import { runDaemon } from './daemon.js';
 import { runDoctor } from './doctor.js';
 import { addFlexvolumeCommands } from './flexvolume.js';
+import { addReadyCommand } from './ready.js';
 import { renderTable } from './table.js';
+import { versionLine } from './version.js';
 
 export function buildCli(): Command {
   const program = new Command('stowage')
     .description('Storage orchestrator: Docker volume plugins and Kubernetes flexvolume over one state store')
+    .version(versionLine(), '-V, --version', "print the version (and node's) and exit")
     .option(
       '-c, --config <file>',
       'config file (YAML or JSON); default $STOWAGE_CONFIG or /etc/stowage/config.yaml',
@@ -112,6 +116,8 @@ export function buildCli(): Command {
 
   addClusterCommands(program);
   addFlexvolumeCommands(program);
+  addConfigCommand(program);
+  addReadyCommand(program);
 
   program
     .command('doctor')
