@@ -33,6 +33,11 @@ export class DriverRegistry {
     return [...this.built.values()];
   }
 
+  /** Whether this process serves the driver: several processes (one per driver) may share a store. */
+  isEnabled(name: string): boolean {
+    return this.built.has(name);
+  }
+
   get(name: string): Driver {
     const driver = this.built.get(name);
     if (driver) return driver;

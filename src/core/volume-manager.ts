@@ -241,21 +241,29 @@ export class VolumeManager {
       const log = this.d.log.child({ op: 'mount', volume: name, driver: vol.driver });
       if (vol.options.access === 'single-host') await this.attacher.claimSingleHost(vol, log);
       const target = this.mountpointFor(name);
-      const existing = (await this.d.store.getMounts(name)).find((m) => m.host === this.d.host);
+      let existing = (await this.d.store.getMounts(name)).find((m) => m.host === this.d.host);
 
-      if (
-        existing &&
-        existing.state === 'mounted' &&
-        (await this.d.mounter.isMountPoint(existing.mountpoint))
-      ) {
-        const counted = {
-          ...existing,
-          refs: addRef(existing.refs, id, 1),
-          updatedAt: new Date().toISOString(),
-        };
-        await this.d.store.putMount(counted);
-        log.debug({ id, refs: totalRefs(counted) }, 'already mounted; counted');
-        return existing.mountpoint;
+      if (existing?.state === 'mounted') {
+        if (await this.d.mounter.isMountPoint(existing.mountpoint)) {
+          const counted = {
+            ...existing,
+            refs: addRef(existing.refs, id, 1),
+            updatedAt: new Date().toISOString(),
+          };
+          await this.d.store.putMount(counted);
+          log.debug({ id, refs: totalRefs(counted) }, 'already mounted; counted');
+          return existing.mountpoint;
+        }
+        // The kernel lost the mount (host restarted, or unmounted by hand) and reconcile has not
+        // dropped its records yet (the daemon serves before reconcile is done): start over as
+        // reconcile would. Counting on top would keep references nobody releases, and the
+        // recorded attachment may name a loop device that now backs another volume's image.
+        log.warn(
+          { refs: totalRefs(existing), target: existing.mountpoint },
+          'recorded mount is gone from the kernel; its records dropped, mounting afresh',
+        );
+        await this.teardown(vol, driver, log);
+        existing = undefined;
       }
 
       const refs = addRef(existing?.refs ?? {}, id, 1);
@@ -414,18 +422,23 @@ export class VolumeManager {
 
   /**
    * Brings the records of this host in line with the kernel after a restart or crash: finishes
-   * interrupted teardowns, drops mount records whose mount vanished (host reboot), and releases
+   * interrupted teardowns, drops mount records whose mount vanished (host restarted), and releases
    * attachments that no mount needs. Mounts that are recorded and present are left alone.
+   * Volumes of drivers this process does not serve are skipped, intents included: several daemons
+   * (one per driver, say) may share a store, and each settles only its own drivers' volumes.
+   * Requests may run meanwhile (the daemon serves before this finishes): every decision is taken
+   * again under the volume's lock, from the records as they are then.
    */
   async reconcile(): Promise<ReconcileReport> {
     const actions: string[] = [];
     const log = this.d.log.child({ op: 'reconcile' });
 
-    // Every decision is taken again under the volume's lock: another process on this host (an old
-    // daemon finishing, a flexvolume call) may have finished or changed the volume while we waited.
+    // Another process on this host (an old daemon finishing, a flexvolume call) may have finished
+    // or changed the volume while we waited for its lock.
     for (const intent of await this.d.store.listIntents(this.d.host)) {
+      if (!(await this.serves(intent.volume))) continue; // its driver's daemon finishes it
       let action = `interrupted ${intent.op} of ${intent.volume}: state checked`;
-      await this.withVolume(intent.volume, 'reconcile', async (vol, driver) => {
+      const outcome = await this.withVolume(intent.volume, 'reconcile', async (vol, driver) => {
         const open = (await this.d.store.listIntents(this.d.host)).some((i) => i.id === intent.id);
         if (!open) {
           action = ''; // its owner finished it
@@ -446,11 +459,13 @@ export class VolumeManager {
           await this.teardown(vol, driver, log);
         }
       });
+      if (outcome === 'not served') continue;
       await this.d.store.endIntent(intent.id); // a no-op when its owner already ended it
       if (action) actions.push(action);
     }
 
     for (const snapshot of await this.d.store.listMountsByHost(this.d.host)) {
+      if (!(await this.serves(snapshot.volume))) continue;
       await this.withVolume(snapshot.volume, 'reconcile', async (vol, driver) => {
         const m = (await this.d.store.getMounts(vol.name)).find((x) => x.host === this.d.host);
         if (!m) return;
@@ -470,11 +485,18 @@ export class VolumeManager {
       });
     }
 
-    const stillMounted = new Set((await this.d.store.listMountsByHost(this.d.host)).map((m) => m.volume));
     for (const a of await this.d.store.listAttachmentsByHost(this.d.host)) {
-      if (stillMounted.has(a.volume)) continue;
-      actions.push(`${a.volume}: attachment without a mount released`);
-      await this.withVolume(a.volume, 'reconcile', (vol, driver) => this.teardown(vol, driver, log));
+      if (!(await this.serves(a.volume))) continue;
+      const released = `${a.volume}: attachment without a mount released`;
+      const outcome = await this.withVolume(a.volume, 'reconcile', async (vol, driver) => {
+        // Looked at again under the lock: a Mount served since the listing may be using it now.
+        const attached = (await this.d.store.getAttachments(vol.name)).some((x) => x.host === this.d.host);
+        const mounted = (await this.d.store.getMounts(vol.name)).some((m) => m.host === this.d.host);
+        if (!attached || mounted) return;
+        actions.push(released);
+        await this.teardown(vol, driver, log);
+      });
+      if (outcome === 'no volume') actions.push(released);
     }
     for (const action of actions) log.warn(action);
     return { actions };
@@ -497,20 +519,37 @@ export class VolumeManager {
     }
   }
 
+  /**
+   * Runs `fn` under the volume's lock with its record and driver. A volume whose record is gone
+   * has this host's leftover records dropped instead; one of a driver this process does not serve
+   * is left alone.
+   */
   private async withVolume(
     name: string,
     op: string,
     fn: (vol: VolumeRecord, driver: Driver) => Promise<void>,
-  ): Promise<void> {
-    await this.d.locks.withLock(name, op, async () => {
+  ): Promise<'done' | 'no volume' | 'not served'> {
+    return this.d.locks.withLock(name, op, async () => {
       const vol = await this.d.store.getVolume(name);
       if (!vol) {
         await this.d.store.deleteMount(name, this.d.host);
         await this.d.store.deleteAttachment(name, this.d.host);
-        return;
+        return 'no volume';
       }
+      if (!this.d.registry.isEnabled(vol.driver)) return 'not served';
       await fn(vol, this.d.registry.get(vol.driver));
+      return 'done';
     });
+  }
+
+  /**
+   * Whether this process serves the volume's driver, read without the lock so that volumes of
+   * other daemons' drivers are not even locked. A missing volume counts as served: its leftover
+   * records on this host are anyone's to drop.
+   */
+  private async serves(name: string): Promise<boolean> {
+    const vol = await this.d.store.getVolume(name);
+    return !vol || this.d.registry.isEnabled(vol.driver);
   }
 
   private async requireReady(driverName: string | undefined, name: string): Promise<VolumeRecord> {

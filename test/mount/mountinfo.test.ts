@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { CommandResult, CommandRunner, RunOptions } from '../../src/mount/exec.js';
 import { LinuxMounter } from '../../src/mount/mounter.js';
-import { parseMountInfo } from '../../src/mount/mountinfo.js';
+import { type MountEntry, parseMountInfo } from '../../src/mount/mountinfo.js';
 
 /** /proc/self/mountinfo parsing, and LinuxMounter's mount-table reads over a file we write. */
 
@@ -24,35 +24,49 @@ const LOOP =
 // A bind mount of a subdirectory: the 4th field (root) is not "/".
 const BIND = '702 22 254:1 /srv/data /mnt/data ro,relatime shared:1 - ext4 /dev/vda1 rw';
 
-/** The device id and root fields of an entry. */
-function at(majorMinor: string, root: string) {
-  return { majorMinor, root };
+/** The device id, root and propagation fields of an entry. */
+function at(
+  majorMinor: string,
+  root: string,
+  propagation: Pick<MountEntry, 'propagation' | 'peerGroup' | 'masterGroup'>,
+) {
+  return { majorMinor, root, ...propagation };
+}
+
+function shared(peerGroup: number) {
+  return { propagation: 'shared' as const, peerGroup };
 }
 
 describe('parseMountInfo', () => {
   it('reads mount point, options, type and source from realistic lines', () => {
     expect(parseMountInfo([ROOT, PROC, LOOP, BIND].join('\n'))).toEqual([
-      { mountPoint: '/', options: 'rw,relatime', fsType: 'ext4', source: '/dev/vda1', ...at('254:1', '/') },
+      {
+        mountPoint: '/',
+        options: 'rw,relatime',
+        fsType: 'ext4',
+        source: '/dev/vda1',
+        ...at('254:1', '/', shared(1)),
+      },
       {
         mountPoint: '/proc',
         options: 'rw,nosuid,nodev,noexec,relatime',
         fsType: 'proc',
         source: 'proc',
-        ...at('0:21', '/'),
+        ...at('0:21', '/', shared(12)),
       },
       {
         mountPoint: '/var/lib/stowage/volumes/db',
         options: 'rw,relatime',
         fsType: 'xfs',
         source: '/dev/loop0',
-        ...at('7:0', '/'),
+        ...at('7:0', '/', shared(401)),
       },
       {
         mountPoint: '/mnt/data',
         options: 'ro,relatime',
         fsType: 'ext4',
         source: '/dev/vda1',
-        ...at('254:1', '/srv/data'),
+        ...at('254:1', '/srv/data', shared(1)),
       },
     ]);
   });
@@ -64,14 +78,14 @@ describe('parseMountInfo', () => {
         options: 'rw,nosuid,nodev',
         fsType: 'tmpfs',
         source: 'tmpfs',
-        ...at('0:25', '/'),
+        ...at('0:25', '/', { propagation: 'private' }),
       },
       {
         mountPoint: '/var/lib/docker/overlay2/abc/merged',
         options: 'rw,relatime',
         fsType: 'overlay',
         source: 'overlay',
-        ...at('0:55', '/'),
+        ...at('0:55', '/', { ...shared(300), masterGroup: 1 }),
       },
     ]);
   });
@@ -83,12 +97,40 @@ describe('parseMountInfo', () => {
         options: 'rw,relatime',
         fsType: 'ext4',
         source: '/srv/img\tdir/a\\b.img',
-        ...at('7:3', '/'),
+        ...at('7:3', '/', shared(400)),
       },
     ]);
     // A newline in a path (\012) is decoded too, and does not split the entry.
     const nl = '703 22 0:60 / /mnt/a\\012b rw - tmpfs tmpfs rw';
     expect(parseMountInfo(nl)[0]?.mountPoint).toBe('/mnt/a\nb');
+  });
+
+  it('reads propagation from the optional fields: shared (with its peer group), slave, private', () => {
+    const line = (optional: string) => `40 22 0:40 / /mnt/x rw,relatime ${optional}- ext4 /dev/vdb rw`;
+    const propagation = (optional: string) => {
+      const [m] = parseMountInfo(line(optional));
+      return { propagation: m?.propagation, peerGroup: m?.peerGroup, masterGroup: m?.masterGroup };
+    };
+    expect(propagation('shared:7 ')).toEqual({ propagation: 'shared', peerGroup: 7, masterGroup: undefined });
+    // A slave of the host's peer group: what `rslave` (Docker's default for binds is private) gives.
+    expect(propagation('master:1 ')).toEqual({ propagation: 'slave', peerGroup: undefined, masterGroup: 1 });
+    // Shared and slave at once: mounts made here still reach peer group 9.
+    expect(propagation('shared:9 master:1 ')).toEqual({
+      propagation: 'shared',
+      peerGroup: 9,
+      masterGroup: 1,
+    });
+    expect(propagation('master:3 propagate_from:1 ')).toEqual({
+      propagation: 'slave',
+      peerGroup: undefined,
+      masterGroup: 3,
+    });
+    expect(propagation('')).toEqual({ propagation: 'private', peerGroup: undefined, masterGroup: undefined });
+    expect(propagation('unbindable ')).toEqual({
+      propagation: 'private',
+      peerGroup: undefined,
+      masterGroup: undefined,
+    });
   });
 
   it('skips blank and truncated lines instead of inventing entries', () => {
@@ -144,13 +186,19 @@ describe('LinuxMounter over a mountinfo file', () => {
   it('listMounts() reads the given file, not the real mount table', async () => {
     await writeFile(mountInfoPath, `${ROOT}\n${LOOP}\n`);
     expect(await mounter().listMounts()).toEqual([
-      { mountPoint: '/', options: 'rw,relatime', fsType: 'ext4', source: '/dev/vda1', ...at('254:1', '/') },
+      {
+        mountPoint: '/',
+        options: 'rw,relatime',
+        fsType: 'ext4',
+        source: '/dev/vda1',
+        ...at('254:1', '/', shared(1)),
+      },
       {
         mountPoint: '/var/lib/stowage/volumes/db',
         options: 'rw,relatime',
         fsType: 'xfs',
         source: '/dev/loop0',
-        ...at('7:0', '/'),
+        ...at('7:0', '/', shared(401)),
       },
     ]);
     expect(calls).toEqual([]);
