@@ -107,17 +107,18 @@ function fixHint(dir: string): string {
 
 /**
  * Reads the facts from /proc and judges them. The check applies only when the daemon's mount
- * namespace differs from the host init's (/proc/1/ns/mnt; with pid: host that is the host's); when
- * that cannot be read the daemon is taken to run on the host. /.dockerenv is no evidence either way.
+ * namespace differs from the host's (see hostWitness); when that cannot be read the daemon is
+ * taken to run on the host. /.dockerenv is no evidence either way.
  */
 export async function checkMountPropagation(
   path: string,
   opts: PropagationCheckOptions = {},
 ): Promise<PropagationVerdict> {
   const self = `/proc/${opts.pid ?? 'self'}`;
-  const host = `/proc/${opts.hostPid ?? 1}`;
-  const hostNamespace = await readlink(`${host}/ns/mnt`).catch(() => undefined);
   const ownNamespace = await readlink(`${self}/ns/mnt`);
+  const hostPid = opts.hostPid ?? (await hostWitness(self, ownNamespace));
+  const host = `/proc/${hostPid}`;
+  const hostNamespace = await readlink(`${host}/ns/mnt`).catch(() => undefined);
   if (hostNamespace === undefined || hostNamespace === ownNamespace) {
     return judgePropagation(path, { ownNamespace, hostNamespace, mountInfo: '' });
   }
@@ -128,6 +129,31 @@ export async function checkMountPropagation(
     hostMountInfo: await readFile(`${host}/mountinfo`, 'utf8').catch(() => undefined),
   };
   return judgePropagation(await resolveExisting(path), facts, opts.bindDir ?? path);
+}
+
+/**
+ * A process in the host's mount namespace: the host's init (/proc/1 with pid: host) when it can be
+ * read. Some hosts hide PID 1 (EACCES even to root; seen on the test VMs); then the nearest
+ * ancestor in another mount namespace is the witness: a container's parent (containerd-shim, a
+ * managed plugin's runtime) lives in the host's namespace. Falls back to 1 (then unreadable: the
+ * daemon is taken to run on the host).
+ */
+async function hostWitness(self: string, ownNamespace: string): Promise<number> {
+  if (await readlink('/proc/1/ns/mnt').catch(() => undefined)) return 1;
+  let pid = await parentOf(self);
+  for (let hops = 0; pid !== undefined && pid > 1 && hops < 64; hops++) {
+    const ns = await readlink(`/proc/${pid}/ns/mnt`).catch(() => undefined);
+    if (ns !== undefined && ns !== ownNamespace) return pid;
+    pid = await parentOf(`/proc/${pid}`);
+  }
+  return 1;
+}
+
+/** The parent pid from /proc/<pid>/stat (field 4, after the parenthesised command name). */
+async function parentOf(proc: string): Promise<number | undefined> {
+  const stat = await readFile(`${proc}/stat`, 'utf8').catch(() => '');
+  const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  return Number.isInteger(ppid) && ppid > 0 ? ppid : undefined;
 }
 
 /** `path` with symlinks resolved as far as it exists (the volumes directory may not exist yet). */

@@ -15,6 +15,10 @@ import { DOCKER_CLI, setDockerHost, TEST_IMAGE } from './env.js';
  */
 export interface PrivateDockerd {
   host: string;
+  /** dockerd's own log: managed plugins' output and errors end up here. */
+  logFile: string;
+  /** Stops and starts the same dockerd (same data root): what a host reboot or upgrade does. */
+  restart(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -22,28 +26,34 @@ export async function startDockerd(): Promise<PrivateDockerd> {
   const dir = await mkdtemp(join(tmpdir(), 'stowage-dockerd-'));
   const sock = join(dir, 'docker.sock');
   const host = `unix://${sock}`;
-  const proc: ResultPromise = execa(
-    '/usr/sbin/dockerd',
-    [
-      '--iptables=false',
-      '--bridge=none',
-      '--data-root',
-      join(dir, 'root'),
-      '--exec-root',
-      join(dir, 'exec'),
-      '--pidfile',
-      join(dir, 'dockerd.pid'),
-      '-H',
-      host,
-    ],
-    { reject: false, stdin: 'ignore', stdout: 'ignore', stderr: { file: join(dir, 'dockerd.log') } },
-  );
-  const stop = async () => {
+  const logFile = join(dir, 'dockerd.log');
+  const spawn = (): ResultPromise =>
+    execa(
+      '/usr/sbin/dockerd',
+      [
+        '--iptables=false',
+        '--bridge=none',
+        '--data-root',
+        join(dir, 'root'),
+        '--exec-root',
+        join(dir, 'exec'),
+        '--pidfile',
+        join(dir, 'dockerd.pid'),
+        '-H',
+        host,
+      ],
+      { reject: false, stdin: 'ignore', stdout: 'ignore', stderr: { file: logFile, append: true } },
+    );
+  let proc = spawn();
+  const halt = async () => {
     proc.kill('SIGTERM');
     if ((await within(proc, 20_000)) === undefined) {
       proc.kill('SIGKILL');
       await proc;
     }
+  };
+  const stop = async () => {
+    await halt();
     // dockerd unmounts its overlays on a clean stop; anything left would make rm fail loudly.
     const mounts = await readFile('/proc/self/mountinfo', 'utf8');
     for (const line of mounts.split('\n')) {
@@ -52,7 +62,7 @@ export async function startDockerd(): Promise<PrivateDockerd> {
     }
     await rm(dir, { recursive: true, force: true });
   };
-  try {
+  const waitReady = async () => {
     const deadline = Date.now() + 60_000;
     for (let delay = 50; ; delay = Math.min(delay * 2, 1000)) {
       const info = await execa(DOCKER_CLI, ['-H', host, 'info', '--format', '{{.ServerVersion}}'], {
@@ -61,13 +71,16 @@ export async function startDockerd(): Promise<PrivateDockerd> {
       });
       if (info.exitCode === 0) break;
       if (proc.exitCode !== null || Date.now() > deadline) {
-        const log = await readFile(join(dir, 'dockerd.log'), 'utf8').catch(() => '');
+        const log = await readFile(logFile, 'utf8').catch(() => '');
         throw new Error(
           `dockerd did not become ready within 60 s:\n${log.split('\n').slice(-15).join('\n')}`,
         );
       }
       await sleep(delay);
     }
+  };
+  try {
+    await waitReady();
     const imported = await execa(DOCKER_CLI, ['-H', host, 'import', inject('busyboxTarball'), TEST_IMAGE], {
       reject: false,
       timeout: 60_000,
@@ -79,5 +92,10 @@ export async function startDockerd(): Promise<PrivateDockerd> {
     throw err;
   }
   setDockerHost(host);
-  return { host, stop };
+  const restart = async () => {
+    await halt();
+    proc = spawn();
+    await waitReady();
+  };
+  return { host, logFile, restart, stop };
 }

@@ -5,6 +5,8 @@ declare module 'vitest' {
   export interface ProvidedContext {
     /** A tarball of a busybox root filesystem, for `docker import` (test/e2e/global-setup.ts). */
     busyboxTarball: string;
+    /** A directory that lives as long as the whole run: things built once per run (the image). */
+    suiteDir: string;
   }
 }
 

@@ -19,6 +19,10 @@ const APT_PACKAGES: Record<string, string> = {
   '/usr/sbin/mkfs.ext4': 'e2fsprogs',
   '/usr/bin/etcd': 'etcd-server',
   '/usr/bin/openssl': 'openssl',
+  // The image, plugin, compose and catalog tests (deploy/).
+  '/usr/bin/mmdebstrap': 'mmdebstrap',
+  '/usr/bin/docker-compose': 'docker-compose',
+  '/usr/bin/systemd-analyze': 'systemd',
 };
 const APPLETS = [
   'sh',
@@ -35,6 +39,7 @@ const APPLETS = [
   'dd',
   'sync',
   'wc',
+  'true',
 ];
 
 let workDir: string | undefined;
@@ -51,6 +56,7 @@ export async function setup(project: TestProject): Promise<void> {
   await execa('npm', ['run', '--silent', 'build'], { stdio: 'inherit', timeout: 180_000 });
   workDir = await mkdtemp(join(tmpdir(), 'stowage-suite-'));
   project.provide('busyboxTarball', await busyboxTarball(workDir));
+  project.provide('suiteDir', workDir);
 }
 
 export async function teardown(): Promise<void> {
