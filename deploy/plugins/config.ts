@@ -32,6 +32,9 @@ export const SETTABLE: Record<PluginDriver, string[]> = {
     'STOWAGE_EBS_DEFAULT_SIZE_GIB',
     'STOWAGE_EBS_DEFAULT_TYPE',
     'STOWAGE_EBS_DEFAULT_FS_TYPE',
+    // Where attached disks appear: only unusual hosts (and the test suite) change these.
+    'STOWAGE_EBS_DEV_DIR',
+    'STOWAGE_EBS_BY_ID_DIR',
   ],
 };
 
