@@ -47,8 +47,12 @@ export interface OfflineBases {
 }
 
 export async function ensureOfflineBases(host?: string): Promise<OfflineBases> {
-  const base = await ensureBase('stowage-base:bookworm-node22', RUNTIME_PACKAGES, false, host);
-  const builder = await ensureBase('stowage-builder:bookworm-node22', BUILDER_PACKAGES, true, host);
+  // Side by side: each is mostly waiting on the mirror and dpkg, so together they take little
+  // longer than one.
+  const [base, builder] = await Promise.all([
+    ensureBase('stowage-base:bookworm-node22', RUNTIME_PACKAGES, false, host),
+    ensureBase('stowage-builder:bookworm-node22', BUILDER_PACKAGES, true, host),
+  ]);
   return { base, builder };
 }
 
