@@ -17,7 +17,17 @@ export const NPM_VERSION = '10.9.9';
 const cacheDir = () => process.env.STOWAGE_IMAGE_CACHE ?? '/var/cache/stowage-image';
 
 /** What the daemon runs: util-linux (losetup), mount, mkfs, the NFS mount helper. */
-const RUNTIME_PACKAGES = ['util-linux', 'mount', 'e2fsprogs', 'xfsprogs', 'nfs-common', 'ca-certificates'];
+// netbase: /etc/protocols, without which mount.nfs fails ("Failed to find 'tcp' protocol"); only a
+// Recommends of nfs-common, so mmdebstrap leaves it out unless named.
+const RUNTIME_PACKAGES = [
+  'util-linux',
+  'mount',
+  'e2fsprogs',
+  'xfsprogs',
+  'nfs-common',
+  'netbase',
+  'ca-certificates',
+];
 /**
  * Pulled in by nfs-common and xfsprogs for helper scripts (nfsiostat, xfs_scrub_all) that the
  * daemon never runs: about 90 MB. Purged from the runtime base only; the builder keeps python3

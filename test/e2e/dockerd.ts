@@ -53,6 +53,14 @@ export async function startDockerd(): Promise<PrivateDockerd> {
     }
   };
   const stop = async () => {
+    // Containers first: one still using a volume whose plugin is gone would hold dockerd in
+    // 30 s of Unmount retries, past halt()'s grace, and survive it with its shim and mounts.
+    const ps = await execa(DOCKER_CLI, ['-H', host, 'ps', '-aq'], { reject: false, timeout: 20_000 });
+    const ids = String(ps.stdout ?? '')
+      .split('\n')
+      .filter(Boolean);
+    if (ids.length > 0)
+      await execa(DOCKER_CLI, ['-H', host, 'rm', '-f', ...ids], { reject: false, timeout: 60_000 });
     await halt();
     // dockerd unmounts its overlays on a clean stop; anything left would make rm fail loudly.
     const mounts = await readFile('/proc/self/mountinfo', 'utf8');

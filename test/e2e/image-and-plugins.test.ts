@@ -92,6 +92,8 @@ describe('the stowage image', () => {
       'for t in gcc g++ make python3 cc; do command -v $t >/dev/null && echo present $t; done',
       'for m in typescript vitest @biomejs/biome esbuild tsx; do test -e /opt/stowage/node_modules/$m && echo dev $m; done',
       'test -e /opt/stowage/node_modules/better-sqlite3/build/Release/better_sqlite3.node || echo missing sqlite',
+      // mount.nfs needs /etc/protocols (netbase), or every NFS/EFS mount fails in the image.
+      'test -e /etc/protocols || echo missing /etc/protocols',
       'true',
     ].join('; ');
     const res = await docker(['run', '--rm', '--entrypoint', 'sh', image, '-c', probe]);
