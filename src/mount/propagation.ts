@@ -107,8 +107,9 @@ function fixHint(dir: string): string {
 
 /**
  * Reads the facts from /proc and judges them. The check applies only when the daemon's mount
- * namespace differs from the host's (see hostWitness); when that cannot be read the daemon is
- * taken to run on the host. /.dockerenv is no evidence either way.
+ * namespace differs from the host's (see hostWitness), told by the namespace link or, when that is
+ * not readable, by the mount tables; when neither can be read the daemon is taken to run on the
+ * host. /.dockerenv is no evidence either way.
  */
 export async function checkMountPropagation(
   path: string,
@@ -118,17 +119,35 @@ export async function checkMountPropagation(
   const ownNamespace = await readlink(`${self}/ns/mnt`);
   const hostPid = opts.hostPid ?? (await hostWitness(self, ownNamespace));
   const host = `/proc/${hostPid}`;
-  const hostNamespace = await readlink(`${host}/ns/mnt`).catch(() => undefined);
+  let hostNamespace = await readlink(`${host}/ns/mnt`).catch(() => undefined);
+  const hostMountInfo = await readFile(`${host}/mountinfo`, 'utf8').catch(() => undefined);
+  const mountInfo = await readFile(`${self}/mountinfo`, 'utf8');
+  if (hostNamespace === undefined && hostMountInfo !== undefined) {
+    // The namespace link needs ptrace access to the host's process, which a container with only
+    // CAP_SYS_ADMIN (compose's cap_add, a managed plugin) lacks, as does root on hosts whose init
+    // holds capabilities root has not; its mount table is readable by all. Mount ids are unique
+    // across the kernel and each mount lives in one namespace: two tables that share no id are two
+    // namespaces.
+    hostNamespace = sharesAMount(mountInfo, hostMountInfo)
+      ? ownNamespace
+      : `mount namespace of pid ${hostPid} (no mount in common)`;
+  }
   if (hostNamespace === undefined || hostNamespace === ownNamespace) {
     return judgePropagation(path, { ownNamespace, hostNamespace, mountInfo: '' });
   }
-  const facts: PropagationFacts = {
-    ownNamespace,
-    hostNamespace,
-    mountInfo: await readFile(`${self}/mountinfo`, 'utf8'),
-    hostMountInfo: await readFile(`${host}/mountinfo`, 'utf8').catch(() => undefined),
-  };
+  const facts: PropagationFacts = { ownNamespace, hostNamespace, mountInfo, hostMountInfo };
   return judgePropagation(await resolveExisting(path), facts, opts.bindDir ?? path);
+}
+
+/** Whether two mountinfo tables list a mount with the same id (field 1), i.e. one namespace. */
+function sharesAMount(a: string, b: string): boolean {
+  const ids = (text: string) =>
+    text
+      .split('\n')
+      .map((line) => line.split(' ', 1)[0])
+      .filter(Boolean);
+  const inB = new Set(ids(b));
+  return ids(a).some((id) => inB.has(id));
 }
 
 /**
