@@ -83,6 +83,7 @@ async function main(): Promise<void> {
       DOCKER_HOST: d.host,
       STOWAGE_IMAGE: image,
       STOWAGE_DATA_DIR: join(work, 'stack'),
+      STOWAGE_CONFIG_DIR: join(work, 'stack-config'),
       STOWAGE_SOCKET_PREFIX: 'stowage-benchct-',
     };
     const compose = (args: string[]) =>

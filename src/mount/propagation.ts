@@ -140,7 +140,7 @@ export async function checkMountPropagation(
 }
 
 /** Whether two mountinfo tables list a mount with the same id (field 1), i.e. one namespace. */
-function sharesAMount(a: string, b: string): boolean {
+export function sharesAMount(a: string, b: string): boolean {
   const ids = (text: string) =>
     text
       .split('\n')

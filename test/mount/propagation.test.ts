@@ -12,6 +12,7 @@ import {
   mountContaining,
   type PropagationFacts,
   type PropagationVerdict,
+  sharesAMount,
 } from '../../src/mount/propagation.js';
 
 /**
@@ -252,5 +253,39 @@ describe('checkMountPropagation in real mount namespaces (unshare)', () => {
     const pid = await inNamespace('private');
     const v = await checkMountPropagation(join(sharedDir, 'volumes'), { pid, hostPid: 999_999_999 });
     expect(v).toEqual({ ok: true, why: 'host namespace unknown' });
+  });
+});
+
+describe('sharesAMount (the namespace test when /proc/<pid>/ns/mnt cannot be read)', () => {
+  const host = [
+    '22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw',
+    '23 22 0:5 / /dev rw shared:2 - devtmpfs udev rw',
+  ].join('\n');
+  it('says one namespace when a mount id appears in both tables', () => {
+    expect(sharesAMount(host, '23 22 0:5 / /dev rw shared:2 - devtmpfs udev rw')).toBe(true);
+  });
+  it('says two namespaces when no id is shared (a container has its own copies)', () => {
+    const container = [
+      '610 520 0:90 / / rw - overlay overlay rw',
+      '611 610 0:5 / /dev rw - devtmpfs udev rw',
+    ].join('\n');
+    expect(sharesAMount(host, container)).toBe(false);
+    expect(sharesAMount(host, '')).toBe(false);
+  });
+  it('sees a real new mount namespace as different from its parent', async () => {
+    const child = await promisify(execFile)('unshare', [
+      '-m',
+      '--propagation',
+      'private',
+      'cat',
+      '/proc/self/mountinfo',
+    ]);
+    expect(sharesAMount(await readFile('/proc/self/mountinfo', 'utf8'), child.stdout)).toBe(false);
+    expect(
+      sharesAMount(
+        await readFile('/proc/self/mountinfo', 'utf8'),
+        await readFile('/proc/self/mountinfo', 'utf8'),
+      ),
+    ).toBe(true);
   });
 });
