@@ -1,7 +1,7 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { EBS_OPTION_SPECS } from '../../drivers/ebs/options.js';
@@ -11,15 +11,20 @@ import { NFS_OPTION_SPECS } from '../../drivers/nfs/options.js';
 import { FLEX_DRIVERS } from '../../flexvolume/capabilities.js';
 import { DEFAULT_PLUGIN_DIR } from '../../flexvolume/install.js';
 import { parseFlexOptions } from '../../flexvolume/options.js';
+import { buildCli } from '../../src/cli/main.js';
 import { loadConfig } from '../../src/config.js';
 import { type OptionSpecs, parseOptions } from '../../src/core/options.js';
 
 /**
  * The manifests in deploy/kubernetes are part of the product: every example's options must pass
  * the same parsers kubelet's calls go through, every Secret must have the type kubelet requires,
- * and the DaemonSet must install where kubelet looks, with a config the daemon accepts.
+ * and the DaemonSet must install where kubelet looks, with a config the daemon accepts, from the
+ * one image `npm run image` builds (deploy/image/Dockerfile).
  */
-const DIR = join(import.meta.dirname, '..', '..', 'deploy', 'kubernetes');
+const ROOT = join(import.meta.dirname, '..', '..');
+const DEPLOY = join(ROOT, 'deploy');
+const DIR = join(DEPLOY, 'kubernetes');
+const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 const SPECS: Record<string, OptionSpecs> = {
   ebs: EBS_OPTION_SPECS,
   efs: EFS_OPTION_SPECS,
@@ -113,5 +118,56 @@ describe('deploy/kubernetes/daemonset.yaml', () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+/** The exec-form (JSON array) value of a Dockerfile instruction such as ENTRYPOINT. */
+function execForm(dockerfile: string, instruction: string): string[] | undefined {
+  const line = dockerfile.split('\n').find((l) => l.startsWith(`${instruction} [`));
+  return line ? (JSON.parse(line.slice(instruction.length + 1)) as string[]) : undefined;
+}
+
+describe('the DaemonSet runs the one image', () => {
+  const ds = docs(join(DIR, 'daemonset.yaml')).find((d) => d.kind === 'DaemonSet')!;
+  const pod = ds.spec.template.spec;
+  const containers: Doc[] = [...pod.initContainers, ...pod.containers];
+
+  it(`uses stowage:<package.json version> (stowage:${VERSION}), which npm run image tags`, () => {
+    for (const c of containers) expect(c.image, c.name).toBe(`stowage:${VERSION}`);
+  });
+
+  it("gives stowage's containers args only: the image's entrypoint is stowage", () => {
+    const dockerfile = readFileSync(join(DEPLOY, 'image', 'Dockerfile'), 'utf8');
+    expect(execForm(dockerfile, 'ENTRYPOINT')).toEqual([
+      'node',
+      '--no-warnings',
+      '/opt/stowage/bin/stowage.js',
+    ]);
+    expect(execForm(dockerfile, 'CMD')).toEqual(['daemon']);
+    const commands = buildCli().commands.map((c) => c.name());
+    const byName = (name: string) => containers.find((c) => c.name === name)!;
+    for (const name of ['install', 'daemon']) {
+      const c = byName(name);
+      expect(c.command, name).toBeUndefined();
+      // Global flags (with their values) come first, then one of stowage's commands.
+      const args: string[] = c.args;
+      let i = 0;
+      while (args[i]?.startsWith('-')) i += 2;
+      expect(commands, `${name}: ${args.join(' ')}`).toContain(args[i]);
+    }
+    expect(byName('daemon').args.at(-1)).toBe('daemon');
+    // The one container that replaces the entrypoint runs a shell, not a second copy of stowage.
+    for (const c of containers.filter((x) => x.command)) expect(c.command[0], c.name).toBe('sh');
+  });
+});
+
+describe('deploy/', () => {
+  it('holds one Dockerfile, deploy/image/Dockerfile: every way of running stowage uses that image', () => {
+    const files = (readdirSync(DEPLOY, { recursive: true, encoding: 'utf8' }) as string[])
+      .filter((f) => /(^|\.)(docker|container)file(\.|$)/i.test(basename(f)))
+      .filter((f) => statSync(join(DEPLOY, f)).isFile())
+      .map((f) => relative(ROOT, join(DEPLOY, f)))
+      .sort();
+    expect(files).toEqual(['deploy/image/Dockerfile']);
   });
 });
