@@ -40,15 +40,23 @@ export interface RunningDaemon {
  */
 export async function runDaemon(rt: Runtime, opts: DaemonOptions = {}): Promise<void> {
   const { log } = rt;
+  // Handlers first: a socket answers (and a supervisor may send SIGTERM) while the other drivers'
+  // sockets are still being set up, and without a handler SIGTERM would kill the process outright.
+  let signalled: string | undefined;
+  let wake: (() => void) | undefined;
+  const onSignal = (signal: string) => {
+    signalled ??= signal;
+    wake?.();
+  };
+  process.once('SIGTERM', () => onSignal('SIGTERM'));
+  process.once('SIGINT', () => onSignal('SIGINT'));
   const daemon = await startDaemon(rt, opts);
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
-      log.info({ signal }, 'shutting down; mounts are kept');
-      resolve();
-    };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
-  });
+  if (signalled === undefined) {
+    await new Promise<void>((resolve) => {
+      wake = resolve;
+    });
+  }
+  log.info({ signal: signalled }, 'shutting down; mounts are kept');
   await daemon.stop();
   log.info('stopped');
   log.flush();

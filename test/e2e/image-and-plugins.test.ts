@@ -77,7 +77,7 @@ afterAll(async () => {
   if (base) await rm(base, { recursive: true, force: true });
 });
 
-describe('the stowage image', () => {
+describe('the stowage image', { timeout: 120_000 }, () => {
   it('runs stowage --version on Node 22', async () => {
     const res = await docker(['run', '--rm', image, '--version']);
     expect(res.exitCode, res.stderr).toBe(0);
@@ -106,7 +106,8 @@ describe('the stowage image', () => {
   });
 });
 
-describe('managed plugin stowage/local', () => {
+// Plugin create, enable and dockerd restarts take seconds each (tens under load): generous deadlines.
+describe('managed plugin stowage/local', { timeout: 240_000 }, () => {
   it('is created from the image and enables', async () => {
     await createPlugin();
     expect(existsSync(join(stateRoot, 'local'))).toBe(true);

@@ -70,7 +70,9 @@ afterAll(async () => {
   }
 });
 
-describe('managed plugin stowage/ebs with the suite EC2 endpoint and loop devices', () => {
+describe('managed plugin stowage/ebs with the suite EC2 endpoint and loop devices', {
+  timeout: 240_000,
+}, () => {
   it('enables with AWS settings given by docker plugin set', async () => {
     const set = await docker([
       'plugin',
