@@ -14,7 +14,7 @@ import { cpus, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
-import { buildImage } from '../deploy/image/build.js';
+import { buildImage, packageVersion } from '../deploy/image/build.js';
 import { buildPlugins } from '../deploy/plugins/build.js';
 import { activates, waitUntilServing } from '../src/docker/activate.js';
 import { BENCH_IMAGE, startBenchDockerd } from './lib/dockerd.js';
@@ -52,12 +52,13 @@ async function main(): Promise<void> {
   const cleanups: (() => Promise<unknown>)[] = [];
   try {
     const buildMs = await timed(() => buildImage({ host: d.host }));
-    const image = 'stowage:0.1.0';
+    const version = await packageVersion();
+    const image = `stowage:${version}`;
     const imageBytes = Number(await d.docker(['image', 'inspect', '--format', '{{.Size}}', image]));
 
     // Managed plugin.
     await buildPlugins({ host: d.host, drivers: ['local'], stateRoot: join(work, 'plugins'), image });
-    const plugin = 'stowage/local:0.1.0';
+    const plugin = `stowage/local:${version}`;
     cleanups.push(() => d.docker(['plugin', 'rm', '-f', plugin]).catch(() => undefined));
     const enableMs: number[] = [];
     for (let i = 0; i < 5; i++) {
