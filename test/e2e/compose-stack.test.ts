@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify as stringifyYaml } from 'yaml';
@@ -317,9 +317,8 @@ afterAll(async () => {
           ok(`docker rm -f ${id}`, await docker(['rm', '-f', '-v', id]));
       });
     }
-    const execRoot = join(dirname(d.logFile), 'exec');
+    // stop() also kills container processes that outlive dockerd (their shims).
     await step('dockerd stop', () => d.stop());
-    await step('orphaned container processes', () => killOrphans(execRoot));
   }
   // Sockets left behind (stowage removes its own on SIGTERM; a killed one cannot).
   for (const socket of [SOCKET, BAD_SOCKET]) {
@@ -353,34 +352,6 @@ afterAll(async () => {
   }
   if (failures.length > 0) throw new Error(`cleanup failed:\n${failures.join('\n')}`);
 }, 300_000);
-
-/**
- * Container processes that outlived this file's dockerd (its shims talk to the containerd under
- * its exec root): each shim's children, then the shim, by pid. Normally there are none.
- */
-async function killOrphans(execRoot: string): Promise<void> {
-  const procs: { pid: number; ppid: number; cmd: string }[] = [];
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const cmd = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
-    const st = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
-    const ppid = Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[1]);
-    procs.push({ pid: Number(entry), ppid, cmd: cmd.replaceAll('\0', ' ') });
-  }
-  const shims = procs.filter((p) => p.cmd.includes('containerd-shim') && p.cmd.includes(`${execRoot}/`));
-  for (const shim of shims) {
-    for (const child of procs.filter((p) => p.ppid === shim.pid)) signal(child.pid);
-    signal(shim.pid);
-  }
-}
-
-function signal(pid: number): void {
-  try {
-    process.kill(pid, 'SIGKILL');
-  } catch {
-    // already gone
-  }
-}
 
 // --- the stack ---------------------------------------------------------------------------------
 

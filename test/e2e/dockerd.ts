@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -62,6 +62,7 @@ export async function startDockerd(): Promise<PrivateDockerd> {
     if (ids.length > 0)
       await execa(DOCKER_CLI, ['-H', host, 'rm', '-f', ...ids], { reject: false, timeout: 60_000 });
     await halt();
+    await killOrphans(join(dir, 'exec'));
     // dockerd unmounts its overlays on a clean stop; anything left would make rm fail loudly.
     const mounts = await readFile('/proc/self/mountinfo', 'utf8');
     for (const line of mounts.split('\n')) {
@@ -106,4 +107,34 @@ export async function startDockerd(): Promise<PrivateDockerd> {
     await waitReady();
   };
   return { host, logFile, restart, stop };
+}
+
+/**
+ * Container processes that outlived dockerd (a container still using a volume whose plugin is gone
+ * holds dockerd in Unmount retries past halt()'s grace): each shim under this dockerd's exec root,
+ * its children first, by pid. Normally there are none.
+ */
+async function killOrphans(execRoot: string): Promise<void> {
+  const procs: { pid: number; ppid: number; cmd: string }[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const cmd = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
+    const st = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
+    const ppid = Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[1]);
+    procs.push({ pid: Number(entry), ppid, cmd: cmd.replaceAll('\0', ' ') });
+  }
+  for (const shim of procs.filter(
+    (p) => p.cmd.includes('containerd-shim') && p.cmd.includes(`${execRoot}/`),
+  )) {
+    for (const child of procs.filter((p) => p.ppid === shim.pid)) kill(child.pid);
+    kill(shim.pid);
+  }
+}
+
+function kill(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
 }

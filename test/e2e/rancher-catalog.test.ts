@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
@@ -278,34 +278,6 @@ async function stowageIn(stack: Stack, args: string[]) {
   return docker(['exec', await containerOf(stack), 'stowage', ...args]);
 }
 
-/**
- * Container processes that outlived this file's dockerd (its shims talk to the containerd under
- * its exec root): each shim's children, then the shim, by pid. Normally there are none.
- */
-async function killOrphans(execRoot: string): Promise<void> {
-  const procs: { pid: number; ppid: number; cmd: string }[] = [];
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const cmd = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
-    const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
-    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-    procs.push({ pid: Number(entry), ppid, cmd: cmd.replaceAll('\0', ' ') });
-  }
-  const shims = procs.filter((p) => p.cmd.includes('containerd-shim') && p.cmd.includes(`${execRoot}/`));
-  for (const shim of shims) {
-    for (const child of procs.filter((p) => p.ppid === shim.pid)) signal(child.pid);
-    signal(shim.pid);
-  }
-}
-
-function signal(pid: number): void {
-  try {
-    process.kill(pid, 'SIGKILL');
-  } catch {
-    // already gone
-  }
-}
-
 function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
@@ -383,9 +355,8 @@ afterAll(async () => {
           ok(`docker rm -f ${id}`, await docker(['rm', '-f', '-v', id]));
       });
     }
-    const execRoot = join(dirname(d.logFile), 'exec');
+    // stop() also kills container processes that outlive dockerd (their shims).
     await step('dockerd stop', () => d.stop());
-    await step('orphaned container processes', () => killOrphans(execRoot));
   }
   await step('fake EC2 stop', async () => ec2?.stop());
   await step('fake IMDS stop', async () => imds?.stop());
