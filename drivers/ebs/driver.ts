@@ -185,6 +185,11 @@ export class EbsDriver implements Driver {
     }
   }
 
+  /** An interrupted Create: the EBS volume it noted (interim: kept, as before; see issue 12). */
+  async abandon(volume: VolumeRecord): Promise<void> {
+    this.ctx.log.warn({ volume: volume.name, fields: volume.fields }, 'interrupted create: nothing undone');
+  }
+
   async destroy(volume: VolumeRecord): Promise<void> {
     if (typeof volume.fields.volumeId !== 'string') return; // its Create never got an EBS volume
     const id = volumeIdOf(volume);

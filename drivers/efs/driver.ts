@@ -157,13 +157,19 @@ export class EfsDriver implements Driver {
       ...(o.uid !== undefined ? { uid: o.uid } : {}),
       ...(o.gid !== undefined ? { gid: o.gid } : {}),
     };
-    const made = await provisionDir(this.ctx, this.share(o, target.ip), subdir, dir, volume.resuming);
+    const made = await provisionDir(this.ctx, this.share(o, target.ip), subdir, dir, volume);
     if (made.adopted) {
       const kept = volume.givenOptions.includes('onRemove') ? policy : 'retain';
       this.ctx.log.warn({ volume: volume.name, remotePath, policy: kept }, 'adopting an existing directory');
       return { adopted: true, removePolicy: kept, fields };
     }
     return { adopted: false, removePolicy: policy, fields };
+  }
+
+  /** An interrupted Create: only the directory it noted making (the rest: TODO in this issue). */
+  async abandon(volume: VolumeRecord): Promise<void> {
+    if (volume.fields.madeDir !== true) return;
+    await this.destroy({ ...volume, removePolicy: 'delete' });
   }
 
   /** Teardown in order: access point, directory, mount targets, file system (each only if ours). */

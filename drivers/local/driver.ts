@@ -1,4 +1,4 @@
-import { mkdir, open, stat, unlink } from 'node:fs/promises';
+import { link, mkdir, open, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   type AttachmentRecord,
@@ -68,6 +68,7 @@ export class LocalDriver implements Driver {
       );
     }
     const image = this.imagePath(volume.name);
+    const sizeBytes = parseSize(opts.size);
     await mkdir(this.cfg.imageDir, { recursive: true, mode: 0o700 });
     const found = await statOrUndefined(image);
     if (found && !found.isFile()) {
@@ -76,9 +77,10 @@ export class LocalDriver implements Driver {
         `${image} exists and is not a regular file; move it away and create again`,
       );
     }
-    if (found && !volume.resuming) {
-      // An image without a record (state lost, or retained by an earlier Remove): take it over and
-      // keep it unless the user asks explicitly for delete.
+    if (found && volume.noted.madeImage !== true) {
+      // An image no record names (state lost, or kept by an earlier Remove): only a completed
+      // Create puts one under this name (see below), so it is whole. Take it over and keep it
+      // unless the user asks explicitly for delete.
       this.ctx.log.warn({ volume: volume.name, image }, 'adopting an existing image file');
       return {
         adopted: true,
@@ -87,18 +89,35 @@ export class LocalDriver implements Driver {
       };
     }
     if (!found) {
-      const fh = await open(image, 'wx', 0o600);
+      // Made under a temporary name and linked into place whole: a crash leaves either no image or
+      // a complete one, and the note (written first) says it is this Create's.
+      const partial = this.partialPath(volume.name);
+      const fh = await open(partial, 'w', 0o600);
       try {
-        await fh.truncate(parseSize(opts.size)); // sparse: no blocks are written
+        await fh.truncate(sizeBytes); // sparse: no blocks are written
+        await fh.sync();
       } finally {
         await fh.close();
       }
+      await volume.note({ image, madeImage: true });
+      await link(partial, image).catch(async (err: NodeJS.ErrnoException) => {
+        if (err.code !== 'EEXIST') throw err;
+        await volume.note({ madeImage: false }); // not ours: abandon must leave it alone
+        throw new StowageError('CONFLICT', `${image} appeared while volume ${volume.name} was being created`);
+      });
     }
+    await unlinkIfPresent(this.partialPath(volume.name));
     return {
       adopted: false,
       removePolicy: opts.onRemove ?? 'delete',
-      fields: { image, sizeBytes: parseSize(opts.size) },
+      fields: { image, sizeBytes },
     };
+  }
+
+  async abandon(volume: VolumeRecord): Promise<void> {
+    await unlinkIfPresent(this.partialPath(volume.name));
+    if (volume.fields.madeImage !== true) return; // nothing of ours under the image's name
+    await this.destroy({ ...volume, removePolicy: 'delete' });
   }
 
   async destroy(volume: VolumeRecord): Promise<void> {
@@ -114,9 +133,7 @@ export class LocalDriver implements Driver {
         `image ${image} is still attached as ${users.join(', ')}; nothing was deleted`,
       );
     }
-    await unlink(image).catch((err: NodeJS.ErrnoException) => {
-      if (err.code !== 'ENOENT') throw err;
-    });
+    await unlinkIfPresent(image);
   }
 
   async attach(volume: VolumeRecord): Promise<{ device: string }> {
@@ -179,6 +196,11 @@ export class LocalDriver implements Driver {
     return join(this.cfg.imageDir, `${name}.img`);
   }
 
+  /** Where Create builds the image before linking it into place; never adopted. */
+  private partialPath(name: string): string {
+    return join(this.cfg.imageDir, `.${name}.img.partial`);
+  }
+
   private imageOf(volume: VolumeRecord): string {
     return typeof volume.fields.image === 'string' ? volume.fields.image : this.imagePath(volume.name);
   }
@@ -191,4 +213,10 @@ async function statOrUndefined(path: string) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
   }
+}
+
+async function unlinkIfPresent(path: string): Promise<void> {
+  await unlink(path).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'ENOENT') throw err;
+  });
 }

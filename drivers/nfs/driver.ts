@@ -97,7 +97,7 @@ export class NfsDriver implements Driver {
       ...(o.uid !== undefined ? { uid: o.uid } : {}),
       ...(o.gid !== undefined ? { gid: o.gid } : {}),
     };
-    const made = await provisionDir(this.ctx, this.shareOf(o), subdir, dir, volume.resuming);
+    const made = await provisionDir(this.ctx, this.shareOf(o), subdir, dir, volume);
     if (made.adopted) {
       // Existing data: take it over and keep it unless the user asked for delete explicitly.
       const policy = volume.givenOptions.includes('onRemove') ? o.onRemove : 'retain';
@@ -116,6 +116,13 @@ export class NfsDriver implements Driver {
     }
     const archived = await removeDir(this.ctx, this.shareOf(o), subdir, volume.removePolicy);
     if (archived) this.ctx.log.info({ volume: volume.name, archived }, 'directory archived');
+  }
+
+  /** An interrupted Create: its directory goes only when it noted making it (never an adopted one). */
+  async abandon(volume: VolumeRecord): Promise<void> {
+    const o = volume.options as unknown as NfsOptions;
+    if (volume.fields.madeDir !== true || o.export !== undefined) return;
+    await removeDir(this.ctx, this.shareOf(o), this.subdirOf(volume.name, o), 'delete');
   }
 
   mountSpec(volume: VolumeRecord): MountSpec {

@@ -94,10 +94,22 @@ export interface VolumeInput {
   name: string;
   options: Record<string, unknown>;
   givenOptions: string[];
-  /** True when an earlier Create of this volume was recorded but not finished: what exists is ours. */
+  /** True when an earlier Create of this volume was recorded but not finished. */
   resuming: boolean;
   /** When the volume record was made; stable across a resumed Create. */
   createdAt: string;
+  /**
+   * What earlier attempts of this Create recorded with `note` ({} on a fresh Create): the only
+   * proof that something which exists now was made by this Create and not found there (adopted).
+   */
+  noted: Readonly<Record<string, unknown>>;
+  /**
+   * Records in the volume's store record what the driver is about to make (a path, `madeX: true`,
+   * a cloud id as soon as it is known), merged into its fields, before it makes it. A Create killed
+   * after that point is finished by the next Create (which sees it in `noted`) or undone by Remove
+   * (`abandon`); nothing is ever left that no record names.
+   */
+  note(fields: Record<string, unknown>): Promise<void>;
 }
 
 /** A host a volume is attached to from elsewhere: its id in the store and its recorded identity. */
@@ -130,6 +142,13 @@ export interface Driver {
   provision(volume: VolumeInput): Promise<ProvisionResult>;
   /** Applies the recorded remove policy. Storage that is already gone is success. */
   destroy(volume: VolumeRecord): Promise<void>;
+  /**
+   * Undoes a Create that did not finish (provision failed, or the daemon died inside it): deletes
+   * what that Create made as its `note`s in `volume.fields` say, whatever the remove policy, and
+   * never what it found and was adopting. Already gone is success. Called by a failed Create and
+   * by Remove of a record still `creating`.
+   */
+  abandon(volume: VolumeRecord): Promise<void>;
   /**
    * True when attach and detach can run anywhere for any host (a cloud disk: Kubernetes'
    * controller-manager attaches it to a node from another machine). False: only on the host itself.

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { formatMs } from './backoff.js';
-import type { DriverContext } from './driver.js';
+import type { DriverContext, VolumeInput } from './driver.js';
 import { StowageError } from './errors.js';
 
 /**
@@ -61,20 +61,21 @@ export async function withShare<T>(
 }
 
 /**
- * Makes `subdir` under the share with mode/owner, or finds it already there. An existing
- * directory (not from an interrupted Create of ours: `resuming`) is reported as adopted.
+ * Makes `subdir` under the share with mode/owner, or finds it already there. An existing directory
+ * is this Create's only when an earlier attempt noted `madeDir` before making it; any other is
+ * reported as adopted.
  */
 export function provisionDir(
   ctx: DriverContext,
   loc: ShareLocation,
   subdir: string,
   dir: DirSpec,
-  resuming: boolean,
+  volume: Pick<VolumeInput, 'noted' | 'note'>,
 ): Promise<ProvisionedDir> {
   return withShare(ctx, loc, async (root) => {
     const path = join(root, subdir);
     const kind = await ctx.files.kind(path, loc.timeoutMs);
-    if (kind !== null && !resuming) {
+    if (kind !== null && volume.noted.madeDir !== true) {
       if (kind !== 'directory') {
         throw new StowageError(
           'CONFLICT',
@@ -87,6 +88,7 @@ export function provisionDir(
       ...(dir.uid !== undefined ? { uid: dir.uid } : {}),
       ...(dir.gid !== undefined ? { gid: dir.gid } : {}),
     };
+    await volume.note({ madeDir: true });
     await ctx.files.makeDir(path, { mode: dir.mode, ...owner, timeoutMs: loc.timeoutMs });
     return { adopted: false };
   });

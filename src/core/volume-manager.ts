@@ -126,6 +126,7 @@ export class VolumeManager {
         });
       }
       const log = this.d.log.child({ op: 'create', volume: name, driver: driverName });
+      let noted: Record<string, unknown> = { ...(existing?.fields ?? {}) };
       try {
         const res = await driver.provision({
           name,
@@ -133,6 +134,11 @@ export class VolumeManager {
           givenOptions: parsed.given,
           resuming: existing !== undefined,
           createdAt,
+          noted,
+          note: async (fields) => {
+            noted = { ...noted, ...fields };
+            await this.d.store.updateVolume(name, { fields: noted });
+          },
         });
         await this.d.store.updateVolume(name, {
           status: 'ready',
@@ -142,8 +148,20 @@ export class VolumeManager {
         });
         log.info({ adopted: res.adopted, removePolicy: res.removePolicy }, 'volume created');
       } catch (err) {
-        // Nothing was provisioned that the driver did not already undo: forget the record so a
-        // corrected Create starts clean (with a new creation time, hence new idempotency tokens).
+        // Undo what this Create noted it made, then forget the record so that a corrected Create
+        // starts clean (a new creation time, hence new idempotency tokens). When the undo fails the
+        // record stays `creating`, naming what is left, for Remove to finish: nothing leaks unnamed.
+        const record = (await this.d.store.getVolume(name))!;
+        try {
+          await driver.abandon(record);
+        } catch (undoErr) {
+          log.error({ err: (undoErr as Error).message, fields: record.fields }, 'failed Create not undone');
+          throw new StowageError(
+            toStowageError(err, `create of volume ${name}`).code,
+            `${(err as Error).message}; undoing what this Create made failed too (${(undoErr as Error).message}): run Remove ${name} to retry the cleanup`,
+            { cause: err },
+          );
+        }
         await this.d.store.deleteVolume(name);
         log.warn({ err: (err as Error).message }, 'create failed');
         throw err;
@@ -185,6 +203,19 @@ export class VolumeManager {
           'IN_USE',
           `volume ${name} is still ${remaining.join(', ')}; run stowage on that host to release it, then remove again`,
         );
+      }
+      if (vol.status === 'creating') {
+        // An interrupted Create: its remove policy was never decided, so undo exactly what it noted
+        // it made (kept `creating` meanwhile: a Remove killed here is simply run again).
+        const intent = await this.begin(name, 'remove', { abandon: true });
+        try {
+          await driver.abandon(vol);
+        } finally {
+          await this.d.store.endIntent(intent);
+        }
+        await this.d.store.deleteVolume(name);
+        log.info({ fields: vol.fields }, 'interrupted create undone and volume removed');
+        return;
       }
       await this.d.store.updateVolume(name, { status: 'removing' });
       const intent = await this.begin(name, 'remove', { policy: vol.removePolicy });

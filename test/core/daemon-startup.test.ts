@@ -239,6 +239,7 @@ describe('startDaemon: driver checks', () => {
       parseOptions: (raw) => parseOptions('checked', {}, raw),
       provision: async () => ({ fields: {}, adopted: false, removePolicy: 'delete' }),
       destroy: async () => undefined,
+      abandon: async () => undefined,
       mountSpec: () => {
         throw new StowageError('NOT_SUPPORTED', 'nothing to mount');
       },

@@ -49,6 +49,7 @@ function otherDriver(): Driver & { unmounted: string[] } {
     parseOptions: (raw) => parseOptions('other', {}, raw),
     provision: async () => ({ fields: {}, adopted: false, removePolicy: 'delete' }),
     destroy: async () => undefined,
+    abandon: async () => undefined,
     detach: async (v) => {
       unmounted.push(v.name);
     },

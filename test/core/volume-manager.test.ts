@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
-import { mkdir, stat, truncate, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { registerBuiltins } from '../../drivers/index.js';
 import type { Driver } from '../../src/core/driver.js';
 import { isStowageError, StowageError } from '../../src/core/errors.js';
@@ -204,7 +204,7 @@ describe('create', () => {
       adopted: false,
       createdAt: new Date().toISOString(),
       status: 'creating',
-      fields: {},
+      fields: { image: image('v1'), madeImage: true },
     });
     await mkdir(t.config.local.imageDir, { recursive: true });
     await writeFile(image('v1'), '');
@@ -215,6 +215,79 @@ describe('create', () => {
     expect(vol).toMatchObject({ status: 'ready', adopted: false, removePolicy: 'delete' });
     expect(vol.fields).toEqual({ image: image('v1'), sizeBytes: 64 * 1024 ** 2 });
     await t.manager.mount('local', 'v1', ID_A);
+  });
+
+  /** The record a Create killed inside provisioning leaves behind, with what it had noted. */
+  async function interrupted(name: string, fields: Record<string, unknown>): Promise<void> {
+    await t.store.insertVolume({
+      name,
+      driver: 'local',
+      options: { size: '64M', fsType: 'ext4' },
+      givenOptions: ['size'],
+      removePolicy: 'retain', // the placeholder: no policy is decided before provisioning ends
+      adopted: false,
+      createdAt: new Date().toISOString(),
+      status: 'creating',
+      fields,
+    });
+  }
+
+  it('Remove of an interrupted Create deletes the image that Create made, so no later Create adopts it', async () => {
+    await interrupted('v1', { image: image('v1'), madeImage: true });
+    await mkdir(t.config.local.imageDir, { recursive: true });
+    await writeFile(image('v1'), '');
+    await truncate(image('v1'), 64 * 1024 ** 2);
+
+    await t.manager.remove('local', 'v1');
+    expect(await t.store.getVolume('v1')).toBeUndefined();
+    await expect(stat(image('v1'))).rejects.toMatchObject({ code: 'ENOENT' });
+    const again = await t.manager.create('local', 'v1', { size: '64M' });
+    expect(again).toMatchObject({ status: 'ready', adopted: false, removePolicy: 'delete' });
+  });
+
+  it('Remove of an interrupted Create that was adopting an image keeps that image', async () => {
+    await mkdir(t.config.local.imageDir, { recursive: true });
+    await writeFile(image('v1'), 'data someone had');
+    await interrupted('v1', {});
+    await t.manager.remove('local', 'v1');
+    expect(await t.store.getVolume('v1')).toBeUndefined();
+    expect(await readFile(image('v1'), 'utf8')).toBe('data someone had');
+  });
+
+  it('a failed Create undoes what it noted before forgetting the record', async () => {
+    const abandoned: string[] = [];
+    const local = t.runtime.registry.get('local');
+    const spy = vi.spyOn(local, 'provision').mockImplementation(async (v) => {
+      await v.note({ image: image(v.name), madeImage: true });
+      await mkdir(t.config.local.imageDir, { recursive: true });
+      await writeFile(image(v.name), '');
+      throw new StowageError('UNAVAILABLE', 'the disk filled up');
+    });
+    const undo = vi.spyOn(local, 'abandon').mockImplementation(async (v) => {
+      abandoned.push(String(v.fields.image));
+      await rm(image(v.name));
+    });
+    const err = await rejection(t.manager.create('local', 'v1', { size: '64M' }));
+    expect(err.message).toBe('the disk filled up');
+    expect(abandoned).toEqual([image('v1')]);
+    expect(await t.store.getVolume('v1')).toBeUndefined();
+
+    // An undo that fails keeps the record, naming what is left, for Remove to finish.
+    undo.mockRejectedValueOnce(new Error('EIO'));
+    const err2 = await rejection(t.manager.create('local', 'v2', { size: '64M' }));
+    expect(err2.code).toBe('UNAVAILABLE');
+    expect(err2.message).toBe(
+      'the disk filled up; undoing what this Create made failed too (EIO): run Remove v2 to retry the cleanup',
+    );
+    expect(await t.store.getVolume('v2')).toMatchObject({
+      status: 'creating',
+      fields: { image: image('v2'), madeImage: true },
+    });
+    spy.mockRestore();
+    undo.mockRestore();
+    await t.manager.remove('local', 'v2');
+    expect(await t.store.getVolume('v2')).toBeUndefined();
+    await expect(stat(image('v2'))).rejects.toMatchObject({ code: 'ENOENT' });
   });
 
   it('is a CONFLICT with different options, and the recorded volume is kept as it was', async () => {
@@ -500,6 +573,7 @@ function makeOtherDriver(): Driver & { provisioned: string[] } {
       return { fields: {}, adopted: false, removePolicy: 'delete' };
     },
     destroy: async () => undefined,
+    abandon: async () => undefined,
     mountSpec: () => {
       throw new StowageError('NOT_SUPPORTED', 'the other driver does not mount');
     },

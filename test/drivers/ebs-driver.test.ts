@@ -430,6 +430,8 @@ function provision(name: string, raw: Record<string, string> = {}, createdAt = C
     givenOptions: parsed.given,
     resuming: false,
     createdAt,
+    noted: {},
+    note: async () => undefined,
   });
 }
 

@@ -57,20 +57,28 @@ function image(name: string): string {
   return join(imageDir, `${name}.img`);
 }
 
-/** What the manager passes to provision(): the parsed options of `raw`. */
+/**
+ * What the manager passes to provision(): the parsed options of `raw`. `notes` stands for the
+ * volume's record across attempts: given, the call resumes a Create that noted them.
+ */
 function input(
   d: LocalDriver,
   name: string,
   raw: Record<string, string> = {},
-  resuming = false,
+  notes?: Record<string, unknown>,
 ): VolumeInput {
   const parsed = d.parseOptions(raw);
+  const record = notes ?? {};
   return {
     name,
     options: parsed.values,
     givenOptions: parsed.given,
-    resuming,
+    resuming: notes !== undefined,
     createdAt: '2026-01-01T00:00:00.000Z',
+    noted: { ...record },
+    note: async (fields) => {
+      Object.assign(record, fields);
+    },
   };
 }
 
@@ -234,10 +242,12 @@ describe('LocalDriver.provision', () => {
 
   it('resuming an interrupted create keeps its own image and does not adopt it', async () => {
     const d = driver();
-    await d.provision(input(d, 'v1', { size: '64M' }));
+    const notes: Record<string, unknown> = {};
+    await d.provision(input(d, 'v1', { size: '64M' }, notes));
+    expect(notes).toEqual({ image: image('v1'), madeImage: true });
     await writeFile(image('v1'), 'written by the first attempt', { flag: 'r+' });
 
-    const res = await d.provision(input(d, 'v1', { size: '64M' }, true));
+    const res = await d.provision(input(d, 'v1', { size: '64M' }, notes));
     expect(res).toEqual({
       adopted: false,
       removePolicy: 'delete',
@@ -251,9 +261,31 @@ describe('LocalDriver.provision', () => {
 
   it('resuming when the first attempt had not written the image yet creates it', async () => {
     const d = driver();
-    const res = await d.provision(input(d, 'v1', { size: '64M' }, true));
+    const res = await d.provision(input(d, 'v1', { size: '64M' }, {}));
     expect(res.adopted).toBe(false);
     expect((await stat(image('v1'))).size).toBe(64 * MiB);
+  });
+
+  it('a Create killed while making the image leaves only a partial file, which a resumed Create replaces', async () => {
+    // What a SIGKILL between open and truncate left: an empty file, never under the image's name.
+    await mkdir(imageDir, { recursive: true });
+    await writeFile(join(imageDir, '.v1.img.partial'), '');
+    const d = driver();
+    const res = await d.provision(input(d, 'v1', { size: '64M' }, {}));
+    expect(res).toEqual({
+      adopted: false,
+      removePolicy: 'delete',
+      fields: { image: image('v1'), sizeBytes: 64 * MiB },
+    });
+    expect((await stat(image('v1'))).size).toBe(64 * MiB);
+    await expect(stat(join(imageDir, '.v1.img.partial'))).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('a resumed Create adopts an image it did not note making (found there, not made)', async () => {
+    await existingImage('old', 100 * MiB);
+    const d = driver();
+    const res = await d.provision(input(d, 'old', { size: '64M' }, {}));
+    expect(res).toMatchObject({ adopted: true, removePolicy: 'retain' });
   });
 
   it('adopts an image that exists without a record, keeping it on remove by default', async () => {
@@ -344,6 +376,26 @@ describe('LocalDriver.destroy', () => {
     await loop.detach(device);
     await d.destroy(record('v1'));
     await expect(stat(image('v1'))).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+});
+
+describe('LocalDriver.abandon', () => {
+  it('deletes the image and the partial file that an interrupted Create noted making, whatever the policy', async () => {
+    const d = driver();
+    const notes: Record<string, unknown> = {};
+    await d.provision(input(d, 'v1', { size: '64M', onRemove: 'retain' }, notes));
+    await writeFile(join(imageDir, '.v1.img.partial'), '');
+    await d.abandon(record('v1', { status: 'creating', removePolicy: 'retain', fields: notes }));
+    await expect(stat(image('v1'))).rejects.toMatchObject({ code: 'ENOENT' });
+    await expect(stat(join(imageDir, '.v1.img.partial'))).rejects.toMatchObject({ code: 'ENOENT' });
+    await expect(d.abandon(record('v1', { status: 'creating', fields: notes }))).resolves.toBeUndefined();
+  });
+
+  it('keeps an image the interrupted Create found there (it was adopting it)', async () => {
+    await existingImage('old', 8 * MiB);
+    const d = driver();
+    await d.abandon(record('old', { status: 'creating', removePolicy: 'delete', fields: {} }));
+    expect((await stat(image('old'))).size).toBe(8 * MiB);
   });
 });
 
