@@ -6,7 +6,17 @@ import { CONTENT_TYPE } from './protocol.js';
  * bench/ it alone doubled the latency of a static reply; the plugin protocol needs nothing of it
  * beyond "read a bounded JSON body, dispatch on the path, answer JSON".
  */
-export type RouteHandler = (body: unknown) => Promise<string>;
+export type RouteHandler = (body: unknown, caller: Caller) => Promise<string>;
+
+/** The request's caller, as far as the connection tells. */
+export interface Caller {
+  /**
+   * Runs `undo` if the reply is never written out: the caller hung up or half-closed before it
+   * (dockerd gave up on a slow Mount), so it will never act on the reply — nor ever Unmount a
+   * mount it did not hear about. Runs at once when the caller is gone already.
+   */
+  onUndelivered(undo: () => Promise<void>): void;
+}
 
 export class HttpError extends Error {
   constructor(
@@ -44,13 +54,31 @@ export function createRouter(
           return reject(res, opts, 400, `malformed JSON in request body: ${(err as Error).message}`);
         }
       }
-      handler(body).then(
+      handler(body, callerOf(res)).then(
         (json) => send(res, 200, json),
         (err: unknown) =>
           reject(res, opts, err instanceof HttpError ? err.status : 500, String((err as Error).message)),
       );
     });
     req.on('error', () => res.destroy());
+  };
+}
+
+function callerOf(res: ServerResponse): Caller {
+  const undos: (() => Promise<void>)[] = [];
+  let lost = false;
+  const run = (undo: () => Promise<void>) => void undo().catch(() => undefined); // undo logs its own failure
+  // 'close' comes after 'finish' for a delivered reply; before it (or without it) the caller is gone.
+  res.once('close', () => {
+    if (res.writableFinished) return;
+    lost = true;
+    for (const undo of undos.splice(0)) run(undo);
+  });
+  return {
+    onUndelivered(undo) {
+      if (lost || res.destroyed) run(undo);
+      else undos.push(undo);
+    },
   };
 }
 

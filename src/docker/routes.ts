@@ -3,7 +3,7 @@ import type { z } from 'zod';
 import { StowageError, toStowageError } from '../core/errors.js';
 import type { VolumeManager } from '../core/volume-manager.js';
 import type { VolumeSummary } from '../state/store.js';
-import { createRouter, type RouteHandler } from './http.js';
+import { type Caller, createRouter, type RouteHandler } from './http.js';
 import { BODY_LIMIT_BYTES, CreateReq, MountReq, NameReq } from './protocol.js';
 
 /**
@@ -17,9 +17,12 @@ export function createPluginHandler(manager: VolumeManager, driver: string, log:
   const route = <S extends z.ZodType | undefined>(
     op: string,
     schema: S,
-    fn: (body: S extends z.ZodType ? z.infer<S> : undefined) => Promise<Record<string, unknown> | string>,
+    fn: (
+      body: S extends z.ZodType ? z.infer<S> : undefined,
+      caller: Caller,
+    ) => Promise<Record<string, unknown> | string>,
   ) => {
-    routes.set(`/${op.includes('.') ? op : `VolumeDriver.${op}`}`, async (raw) => {
+    routes.set(`/${op.includes('.') ? op : `VolumeDriver.${op}`}`, async (raw, caller) => {
       try {
         let body: unknown;
         if (schema) {
@@ -33,7 +36,7 @@ export function createPluginHandler(manager: VolumeManager, driver: string, log:
           }
           body = parsed.data;
         }
-        const reply = await fn(body as never);
+        const reply = await fn(body as never, caller);
         return typeof reply === 'string' ? reply : JSON.stringify({ ...reply, Err: '' });
       } catch (err) {
         const e = toStowageError(err);
@@ -56,7 +59,21 @@ export function createPluginHandler(manager: VolumeManager, driver: string, log:
     await manager.remove(driver, b.Name);
     return {};
   });
-  route('Mount', MountReq, async (b) => ({ Mountpoint: await manager.mount(driver, b.Name, b.ID) }));
+  route('Mount', MountReq, async (b, caller) => {
+    const mountpoint = await manager.mount(driver, b.Name, b.ID);
+    // Docker counts a mount only when it reads this reply; one it never read is never unmounted,
+    // and its reference would keep the volume from being removed forever. Take it back.
+    caller.onUndelivered(async () => {
+      log.warn({ volume: b.Name, id: b.ID }, 'Mount reply not delivered (caller gone); undoing the mount');
+      await manager.unmount(driver, b.Name, b.ID).catch((err: unknown) => {
+        log.error(
+          { volume: b.Name, id: b.ID, err: (err as Error).message },
+          'undoing an unheard Mount failed',
+        );
+      });
+    });
+    return { Mountpoint: mountpoint };
+  });
   route('Unmount', MountReq, async (b) => {
     await manager.unmount(driver, b.Name, b.ID);
     return {};

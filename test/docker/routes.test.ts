@@ -1,8 +1,10 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { lstat, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pollUntil } from '../../src/core/backoff.js';
 import { isStowageError } from '../../src/core/errors.js';
 import { closePluginSockets, type PluginSocket, servePluginSockets } from '../../src/docker/server.js';
 import { callPlugin } from '../helpers/plugin-client.js';
@@ -165,6 +167,90 @@ describe('the observed dockerd call sequence, reply by reply', () => {
     expect(existsSync(join(t.config.local.imageDir, 'v1.img'))).toBe(false);
     // Removing again (dockerd may retry after a lost reply) is success.
     expect((await post('VolumeDriver.Remove', { Name: 'v1' })).body).toEqual({ Err: '' });
+  });
+});
+
+/**
+ * Sends one raw HTTP request for Mount and returns the connection; `hangUp` (when given) is how the
+ * caller leaves right after sending. `closed` resolves when the connection is gone.
+ */
+function mountRequest(name: string, id: string, hangUp?: (socket: Socket) => void) {
+  const body = JSON.stringify({ Name: name, ID: id });
+  // The server's end of this connection: its 'close' is when the daemon knows the caller is gone.
+  const serverSide = new Promise<void>((resolve) =>
+    sockets[0]!.server.once('connection', (s: Socket) => s.once('close', () => resolve())),
+  );
+  const socket = connect(sock, () => {
+    socket.write(
+      `POST /VolumeDriver.Mount HTTP/1.1\r\nHost: plugin\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
+    hangUp?.(socket);
+  });
+  socket.on('error', () => undefined);
+  socket.resume();
+  const clientSide = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+  return { socket, closed: Promise.all([clientSide, serverSide]) };
+}
+
+describe('a Mount whose reply never reaches the caller', () => {
+  /** Waits (bounded) until `name` was unmounted here and has no mount left, in store and kernel. */
+  async function mountUndone(name: string): Promise<void> {
+    const target = join(t.config.mountRoot, name);
+    await pollUntil(
+      async () => {
+        const mounted = t.mounter.calls.some((c) => c.op === 'unmount' && c.path === target);
+        const left = (await t.store.getMounts(name)).length > 0 || t.mounter.table.has(target);
+        return mounted && !left ? true : undefined;
+      },
+      { timeoutMs: 5000, initialDelayMs: 5, maxDelayMs: 100, what: `the mount of ${name} to be undone` },
+    );
+  }
+
+  it('is undone when the caller half-closed after sending it, so Remove is not blocked forever', async () => {
+    expect((await post('VolumeDriver.Create', { Name: 'lost1', Opts: { size: '64M' } })).body.Err).toBe('');
+    mountRequest('lost1', ID_1, (s) => s.end()); // the request, then FIN: no reply can come back
+    await mountUndone('lost1');
+    expect((await post('VolumeDriver.Remove', { Name: 'lost1' })).body).toEqual({ Err: '' });
+  });
+
+  it('is undone when the caller hung up while the mount was still running (dockerd gave up)', async () => {
+    expect((await post('VolumeDriver.Create', { Name: 'lost2', Opts: { size: '64M' } })).body.Err).toBe('');
+    const gate = t.mounter.holdNext('mount', join(t.config.mountRoot, 'lost2'));
+    const caller = mountRequest('lost2', ID_1);
+    await gate.reached;
+    caller.socket.destroy(); // gone while the mount is still in the kernel's hands
+    await caller.closed;
+    gate.release();
+    await mountUndone('lost2');
+    expect((await post('VolumeDriver.Remove', { Name: 'lost2' })).body).toEqual({ Err: '' });
+    expect(await t.store.getVolume('lost2')).toBeUndefined();
+  });
+
+  it('a delivered reply keeps its mount, and undoing another mount of the volume leaves it alone', async () => {
+    expect((await post('VolumeDriver.Create', { Name: 'lost3', Opts: { size: '64M' } })).body.Err).toBe('');
+    const gate = t.mounter.holdNext('mount', join(t.config.mountRoot, 'lost3'));
+    const gone = mountRequest('lost3', ID_2);
+    await gate.reached;
+    const heard = post('VolumeDriver.Mount', { Name: 'lost3', ID: ID_1 }); // waits for the volume's lock
+    gone.socket.destroy();
+    await gone.closed;
+    gate.release();
+    expect((await heard).body).toEqual({ Mountpoint: join(t.config.mountRoot, 'lost3'), Err: '' });
+    await pollUntil(
+      async () => {
+        const [m] = await t.store.getMounts('lost3');
+        return m && Object.keys(m.refs).join() === ID_1 ? true : undefined;
+      },
+      {
+        timeoutMs: 5000,
+        initialDelayMs: 5,
+        maxDelayMs: 100,
+        what: 'the unheard mount of lost3 to be undone',
+      },
+    );
+    expect(t.mounter.table.has(join(t.config.mountRoot, 'lost3'))).toBe(true);
+    expect((await post('VolumeDriver.Unmount', { Name: 'lost3', ID: ID_1 })).body.Err).toBe('');
+    expect((await post('VolumeDriver.Remove', { Name: 'lost3' })).body).toEqual({ Err: '' });
   });
 });
 
