@@ -45,6 +45,12 @@ export class DaemonProcess {
   }
 
   async start(): Promise<void> {
+    this.launch();
+    await this.waitServing();
+  }
+
+  /** Spawns the daemon without waiting for it (to kill it while it starts, say). */
+  launch(): void {
     this.child = execa(
       'node',
       [
@@ -61,6 +67,11 @@ export class DaemonProcess {
       ],
       { reject: false, stdin: 'ignore', all: true, env: this.opts.env ?? {} },
     );
+  }
+
+  /** Waits (20 s at most) until the launched daemon's socket answers Plugin.Activate. */
+  async waitServing(): Promise<void> {
+    if (!this.child) throw new Error('the daemon was not launched');
     const deadline = Date.now() + 20_000;
     for (let delay = 20; ; delay = Math.min(delay * 2, 500)) {
       if (existsSync(this.socket())) {
