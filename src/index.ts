@@ -4,6 +4,7 @@ export type { Ec2Api, Ec2Instance, Ec2Volume } from './cloud/ec2.js';
 export type { EfsAccessPoint, EfsApi, EfsFileSystem, EfsMountTarget } from './cloud/efs.js';
 export type { IdentitySource, InstanceIdentity } from './cloud/imds.js';
 export { formatMs, pollUntil } from './core/backoff.js';
+export { CRASH_POINTS, type CrashPoint, crashPoint } from './core/crash-points.js';
 export type {
   AttachTarget,
   CloudClients,

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import {
   type AttachmentRecord,
   blockMountSpec,
+  crashPoint,
   type DoctorCheck,
   type Driver,
   type DriverContext,
@@ -99,6 +100,7 @@ export class LocalDriver implements Driver {
       } finally {
         await fh.close();
       }
+      crashPoint('local:image-written');
       await volume.note({ image, madeImage: true });
       await link(partial, image).catch(async (err: NodeJS.ErrnoException) => {
         if (err.code !== 'EEXIST') throw err;
@@ -106,6 +108,7 @@ export class LocalDriver implements Driver {
         throw new StowageError('CONFLICT', `${image} appeared while volume ${volume.name} was being created`);
       });
     }
+    crashPoint('local:image-linked');
     await unlinkIfPresent(this.partialPath(volume.name));
     return {
       adopted: false,

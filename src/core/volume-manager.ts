@@ -12,6 +12,7 @@ import {
   type VolumeSummary,
 } from '../state/store.js';
 import { Attacher } from './attacher.js';
+import { crashPoint } from './crash-points.js';
 import type { AttachTarget, Driver, Timeouts } from './driver.js';
 import { isStowageError, StowageError, toStowageError } from './errors.js';
 import type { VolumeLocks } from './locks.js';
@@ -124,6 +125,7 @@ export class VolumeManager {
           status: 'creating',
           fields: {},
         });
+        crashPoint('create:recorded');
       }
       const log = this.d.log.child({ op: 'create', volume: name, driver: driverName });
       let noted: Record<string, unknown> = { ...(existing?.fields ?? {}) };
@@ -138,8 +140,10 @@ export class VolumeManager {
           note: async (fields) => {
             noted = { ...noted, ...fields };
             await this.d.store.updateVolume(name, { fields: noted });
+            crashPoint('create:noted');
           },
         });
+        crashPoint('create:provisioned');
         await this.d.store.updateVolume(name, {
           status: 'ready',
           fields: res.fields,
@@ -213,12 +217,14 @@ export class VolumeManager {
         } finally {
           await this.d.store.endIntent(intent);
         }
+        crashPoint('remove:abandoned');
         await this.d.store.deleteVolume(name);
         log.info({ fields: vol.fields }, 'interrupted create undone and volume removed');
         return;
       }
       await this.d.store.updateVolume(name, { status: 'removing' });
       const intent = await this.begin(name, 'remove', { policy: vol.removePolicy });
+      crashPoint('remove:marked');
       try {
         await driver.destroy(vol);
       } catch (err) {
@@ -229,6 +235,7 @@ export class VolumeManager {
       } finally {
         await this.d.store.endIntent(intent);
       }
+      crashPoint('remove:destroyed');
       await this.d.store.deleteVolume(name);
       log.info({ policy: vol.removePolicy }, 'volume removed');
     });
@@ -307,7 +314,9 @@ export class VolumeManager {
           attachedNow = true;
         }
         const here = attachment && (await this.attacher.local(vol, driver, attachment));
+        crashPoint('mount:attached');
         await mountAt(this.pipeline(log), await driver.mountSpec(vol, here), target);
+        crashPoint('mount:mounted');
         await this.d.store.putMount({
           volume: name,
           host: this.d.host,
@@ -350,6 +359,7 @@ export class VolumeManager {
         state: left > 0 ? mount.state : 'unmounting',
         updatedAt: new Date().toISOString(),
       });
+      crashPoint('unmount:counted');
       if (left > 0) {
         log.debug({ id, refs: left }, 'still in use; kept mounted');
         return;
@@ -543,7 +553,9 @@ export class VolumeManager {
     const intent = await this.begin(vol.name, 'unmount', { target });
     try {
       await unmountAt(this.pipeline(log), target, { lazyFallback: driver.lazyUnmount });
+      crashPoint('teardown:unmounted');
       await this.d.store.deleteMount(vol.name, this.d.host);
+      crashPoint('teardown:unrecorded');
       await this.attacher.detach(vol, driver, undefined, log);
     } finally {
       await this.d.store.endIntent(intent);

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { pollUntil } from '../../src/core/backoff.js';
+import { CRASH_POINTS, type CrashPoint } from '../../src/core/crash-points.js';
 import { callPlugin, type PluginReply } from '../helpers/plugin-client.js';
 import { filesIn, loopsBacking, mountedUnder } from './crash/host.js';
 import { newModel, prng, type Rng, type VolumeModel } from './crash/model.js';
@@ -47,6 +48,7 @@ const figures = {
   kills: 0,
   killsInFlight: {} as Record<string, number>,
   killsWhileStarting: 0,
+  crashPointHits: {} as Record<string, number>,
   interruptedCreatesFound: 0,
   resumedCreates: 0,
   abandonedCreates: 0,
@@ -65,27 +67,38 @@ const dataDir = () => join(base, 'data');
 const mountRoot = () => join(dataDir(), 'volumes');
 const imageDir = () => join(dataDir(), 'local');
 
-function newDaemon(): DaemonProcess {
+/** A daemon on the campaign's directories; `crashAt` arms one crash point (src/core/crash-points.ts). */
+function newDaemon(crashAt?: CrashPoint): DaemonProcess {
   starts += 1;
   return new DaemonProcess({
     dataDir: dataDir(),
     socketDir: join(base, 'sockets'),
     logFile: join(base, `daemon-${starts}.log`),
+    ...(crashAt ? { env: { STOWAGE_TEST_CRASH_AT: crashAt } } : {}),
   });
 }
 
-/** Starts the daemon and waits until it has reconciled (its log says so), 30 s at most. */
-async function startReconciled(): Promise<void> {
-  daemon = newDaemon();
+/**
+ * Starts the daemon and waits until it has reconciled (its log says so), 30 s at most. With a
+ * crash point armed the daemon may die on the way (its reconcile reached it): false then.
+ */
+async function startReconciled(crashAt?: CrashPoint): Promise<boolean> {
+  daemon = newDaemon(crashAt);
   const logFile = join(base, `daemon-${starts}.log`);
-  await daemon.start();
-  await pollUntil(
+  daemon.launch();
+  const died = async (err: Error) => {
+    if (!crashAt || !(await daemon!.exitsWithin(2000))) throw err;
+    return false;
+  };
+  if (!(await daemon.waitServing().then(() => true, died))) return false;
+  const reconciled = pollUntil(
     async () =>
       (await readFile(logFile, 'utf8').catch(() => '')).includes('reconciled state with this host')
         ? true
         : undefined,
     { timeoutMs: 30_000, initialDelayMs: 10, maxDelayMs: 200, what: 'the daemon to reconcile' },
   );
+  return reconciled.then(() => true, died);
 }
 
 async function call(endpoint: string, body: unknown): Promise<PluginReply> {
@@ -94,16 +107,13 @@ async function call(endpoint: string, body: unknown): Promise<PluginReply> {
 }
 
 /**
- * Sends a request; with `killAfterMs`, SIGKILLs the daemon that long after the request reached its
- * socket (a busy wait: timers are too coarse for a Create that takes a few milliseconds). Returns
- * the reply, or undefined when the kill cut it off (its outcome unknown).
+ * Sends a request. `kill.afterMs`: SIGKILLs the daemon that long after the request reached its
+ * socket (a busy wait: timers are too coarse for a Create that takes a few milliseconds).
+ * `kill.armed`: the daemon has a crash point armed and may die in this request. Returns the reply,
+ * or undefined when the daemon died first (the request's outcome is unknown).
  */
-async function request(
-  endpoint: string,
-  body: unknown,
-  killAfterMs?: number,
-): Promise<PluginReply | undefined> {
-  if (killAfterMs === undefined) return call(endpoint, body);
+async function request(endpoint: string, body: unknown, kill: Kill): Promise<PluginReply | undefined> {
+  if (kill.afterMs === undefined && !kill.armed) return call(endpoint, body);
   figures.requests += 1;
   const chunks: Buffer[] = [];
   let sent!: () => void;
@@ -123,14 +133,25 @@ async function request(
     req.on('finish', () => sent()); // handed to the kernel: the daemon can read it now
     req.end(JSON.stringify(body));
   });
-  await Promise.race([written, reply]);
-  const until = process.hrtime.bigint() + BigInt(Math.round(killAfterMs * 1e6));
-  while (process.hrtime.bigint() < until); // spin: the daemon runs on the other core meanwhile
-  await daemon!.kill();
-  figures.kills += 1;
+  if (kill.afterMs !== undefined) {
+    await Promise.race([written, reply]);
+    const until = process.hrtime.bigint() + BigInt(Math.round(kill.afterMs * 1e6));
+    while (process.hrtime.bigint() < until); // spin: the daemon runs on the other core meanwhile
+    await daemon!.kill();
+    figures.kills += 1;
+  }
   const r = await reply;
+  if (!r && kill.armed) {
+    if (!(await daemon!.exitsWithin(5000))) throw new Error(`${endpoint} got no reply, yet the daemon lives`);
+    figures.crashPointHits[kill.armed] = (figures.crashPointHits[kill.armed] ?? 0) + 1;
+  }
   if (!r) figures.killsInFlight[endpoint] = (figures.killsInFlight[endpoint] ?? 0) + 1;
   return r;
+}
+
+interface Kill {
+  afterMs?: number;
+  armed?: CrashPoint;
 }
 
 function violation(round: number, message: string): void {
@@ -164,18 +185,35 @@ it(
     await startReconciled();
     for (let round = 1; round <= ROUNDS; round++) {
       figures.rounds = round;
-      const ops = rng.int(1, 5);
-      const killDuring = rng.int(0, ops); // ops: between requests, after the last one
-      for (let i = 0; i < ops; i++) {
-        const killed = await randomOperation(round, rng, rng.pick(models), i === killDuring);
-        if (killed) break;
-      }
-      if (daemon?.pid !== undefined && killDuring === ops) {
-        await daemon.kill();
-        figures.kills += 1;
+      const ops = rng.int(1, 6);
+      if (rng.chance(0.5)) {
+        // A crash point: the daemon dies at exactly one named place, wherever that is reached
+        // first (in a request, or in the reconcile of its own start).
+        const armed = rng.pick(CRASH_POINTS);
+        await daemon!.stop();
+        if (await startReconciled(armed)) {
+          // Mostly the request that passes there, on a volume in the state it needs.
+          const aimed = POINT_OP[armed.split(':')[0]!]!;
+          for (let i = 0; i < ops && daemon?.pid !== undefined; i++) {
+            const op = rng.chance(0.8) ? stepToward(aimed, models) : rng.pick(OPS);
+            await operation(round, rng, op, pickFor(op, models, rng), { armed });
+          }
+        } else {
+          const key = `${armed} (at start)`;
+          figures.crashPointHits[key] = (figures.crashPointHits[key] ?? 0) + 1;
+        }
+      } else {
+        // Timing: the kill lands wherever the daemon is, inside a request or between two.
+        const killDuring = rng.int(0, ops); // ops: after the last request
+        for (let i = 0; i < ops && daemon?.pid !== undefined; i++) {
+          const op = i === killDuring ? rng.pick(KILL_OPS) : rng.pick(OPS);
+          const timed = i === killDuring && op !== 'Write';
+          const kill = timed ? { afterMs: rng.next() * KILL_WINDOW_MS[op]! } : {};
+          await operation(round, rng, op, pickFor(op, models, rng), kill);
+        }
       }
       if (daemon?.pid !== undefined) {
-        await daemon.kill(); // the operation chosen for the kill had nothing to send
+        await daemon.kill();
         figures.kills += 1;
       }
       if (rng.chance(0.3)) {
@@ -198,22 +236,53 @@ it(
   40 * 60_000,
 );
 
-/** One operation on `m`; with `kill`, the daemon is killed during it. Returns whether it was. */
-async function randomOperation(round: number, rng: Rng, m: VolumeModel, kill: boolean): Promise<boolean> {
-  const op = rng.pick([
-    'Create',
-    'Create',
-    'Mount',
-    'Mount',
-    'Write',
-    'Unmount',
-    'Remove',
-    'Remove',
-  ] as const);
-  const killAfter = kill && op !== 'Write' ? rng.int(0, KILL_WINDOW_MS[op]!) : undefined;
+type Op = (typeof OPS)[number];
+
+/** Which request passes each group of crash points. */
+const POINT_OP: Record<string, Op> = {
+  create: 'Create',
+  local: 'Create',
+  remove: 'Remove',
+  mount: 'Mount',
+  unmount: 'Unmount',
+  teardown: 'Unmount',
+};
+
+/** Whether `op` on `m` does something (a Create of a volume that does not exist, ...). */
+function fits(op: Op, m: VolumeModel): boolean {
+  switch (op) {
+    case 'Create':
+      return m.exists === 'no';
+    case 'Mount':
+      return m.exists === 'yes' && m.acked.size === 0;
+    case 'Unmount':
+    case 'Write':
+      return m.acked.size > 0;
+    case 'Remove':
+      return m.exists === 'yes' && m.acked.size === 0;
+  }
+}
+
+/** A volume on which `op` does something, if there is one. */
+function pickFor(op: Op, models: VolumeModel[], rng: Rng): VolumeModel {
+  const fitting = models.filter((m) => fits(op, m));
+  return rng.pick(fitting.length > 0 ? fitting : models);
+}
+
+/** `aimed` when some volume is ready for it, else the step that makes one ready. */
+function stepToward(aimed: Op, models: VolumeModel[]): Op {
+  const possible = (op: Op) => models.some((m) => fits(op, m));
+  if (possible(aimed)) return aimed;
+  if (aimed === 'Create') return possible('Remove') ? 'Remove' : 'Unmount';
+  if (aimed === 'Unmount' && possible('Mount')) return 'Mount';
+  return 'Create';
+}
+
+/** One operation on `m`, the daemon maybe killed in it (see request). Returns whether it died. */
+async function operation(round: number, rng: Rng, op: Op, m: VolumeModel, kill: Kill): Promise<boolean> {
   switch (op) {
     case 'Create': {
-      const r = await request('Create', { Name: m.name, Opts: { size: m.size } }, killAfter);
+      const r = await request('Create', { Name: m.name, Opts: { size: m.size } }, kill);
       if (!r) {
         if (m.exists !== 'yes') m.exists = 'maybe';
       } else if (r.body.Err === '') m.exists = 'yes';
@@ -224,7 +293,7 @@ async function randomOperation(round: number, rng: Rng, m: VolumeModel, kill: bo
     case 'Mount': {
       const id = IDS.find((i) => !m.acked.has(i) && !m.unsure.has(i));
       if (!id) return false;
-      const r = await request('Mount', { Name: m.name, ID: id }, killAfter);
+      const r = await request('Mount', { Name: m.name, ID: id }, kill);
       if (!r) m.unsure.add(id);
       else if (r.body.Err === '') {
         m.acked.add(id);
@@ -246,7 +315,7 @@ async function randomOperation(round: number, rng: Rng, m: VolumeModel, kill: bo
     }
     case 'Unmount': {
       const id = [...m.acked, ...m.unsure][0] ?? rng.pick(IDS);
-      const r = await request('Unmount', { Name: m.name, ID: id }, killAfter);
+      const r = await request('Unmount', { Name: m.name, ID: id }, kill);
       if (!r) {
         if (m.acked.delete(id)) m.unsure.add(id);
       } else if (r.body.Err === '') {
@@ -256,7 +325,7 @@ async function randomOperation(round: number, rng: Rng, m: VolumeModel, kill: bo
       break;
     }
     case 'Remove': {
-      const r = await request('Remove', { Name: m.name }, killAfter);
+      const r = await request('Remove', { Name: m.name }, kill);
       if (!r) {
         // Refused while mounted; otherwise it may have gone, data and all.
         if (m.acked.size === 0 && m.unsure.size === 0 && m.exists !== 'no') {
@@ -274,7 +343,7 @@ async function randomOperation(round: number, rng: Rng, m: VolumeModel, kill: bo
       break;
     }
   }
-  return killAfter !== undefined;
+  return daemon?.pid === undefined;
 }
 
 /** After a restart: settle every unknown outcome from what the daemon says, then check the invariants. */

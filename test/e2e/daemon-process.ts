@@ -100,6 +100,14 @@ export class DaemonProcess {
     await within(child, 10_000);
   }
 
+  /** Whether the daemon exits (by itself) within `ms`; once it has, it counts as stopped. */
+  async exitsWithin(ms: number): Promise<boolean> {
+    if (!this.child) return true;
+    const res = await within(this.child, ms);
+    if (res) this.child = undefined;
+    return res !== undefined;
+  }
+
   /** SIGTERM and wait; returns the exit code (0 on a clean shutdown). */
   async stop(): Promise<number> {
     if (!this.child) return 0;
