@@ -1,3 +1,4 @@
+import { rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Mounter } from '../mount/mounter.js';
@@ -553,6 +554,9 @@ export class VolumeManager {
     const intent = await this.begin(vol.name, 'unmount', { target });
     try {
       await unmountAt(this.pipeline(log), target, { lazyFallback: driver.lazyUnmount });
+      // No longer a mount point (a lazy unmount detaches at once): the empty directory goes too, as
+      // Docker's own driver does. rmdir refuses anything that is not an empty directory.
+      await rmdir(target).catch(() => undefined);
       crashPoint('teardown:unmounted');
       await this.d.store.deleteMount(vol.name, this.d.host);
       crashPoint('teardown:unrecorded');

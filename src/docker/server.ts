@@ -2,9 +2,11 @@ import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { connect } from 'node:net';
 import { join } from 'node:path';
+import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { StowageError } from '../core/errors.js';
 import type { VolumeManager } from '../core/volume-manager.js';
+import { CONTENT_TYPE } from './protocol.js';
 import { createPluginHandler } from './routes.js';
 
 export interface PluginSocket {
@@ -34,6 +36,7 @@ export async function servePluginSockets(
       const server = createServer(createPluginHandler(manager, driver, log.child({ driver })));
       // dockerd's calls last at most 2 min; requests hung longer than that have no one waiting.
       server.requestTimeout = 150_000;
+      server.on('clientError', answerMalformed);
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         server.listen(path, () => {
@@ -77,6 +80,25 @@ export async function closePluginSockets(
       await unlink(s.path).catch(() => undefined);
       log.info({ driver: s.driver, socket: s.path }, 'socket closed');
     }),
+  );
+}
+
+/**
+ * A request node:http cannot even parse (no valid request line, a body without a length, headers
+ * too large) still gets what every reply here is: JSON with an Err. Node's default is a bare 400.
+ */
+function answerMalformed(err: Error & { code?: string }, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const status =
+    err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
+  const body = JSON.stringify({
+    Err: `malformed HTTP request (${err.code ?? 'unparsable'}): ${err.message}`,
+  });
+  socket.end(
+    `HTTP/1.1 ${status}\r\nContent-Type: ${CONTENT_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
   );
 }
 
