@@ -5,6 +5,7 @@ export type { EfsAccessPoint, EfsApi, EfsFileSystem, EfsMountTarget } from './cl
 export type { IdentitySource, InstanceIdentity } from './cloud/imds.js';
 export { formatMs, pollUntil } from './core/backoff.js';
 export type {
+  AttachRecords,
   AttachTarget,
   CloudClients,
   DoctorCheck,
