@@ -165,7 +165,10 @@ export class EbsDriver implements Driver {
         ...(o.kmsKeyId !== undefined ? { kmsKeyId: o.kmsKeyId } : {}),
         ...(snapshotId !== undefined ? { snapshotId } : {}),
       })
-      .catch((err: unknown) => {
+      .catch(async (err: unknown) => {
+        // EC2 said no: nothing was made, so there is nothing for abandon to look for. (A timeout or
+        // a 5xx leaves the token noted: the volume may exist, and abandon finds it by its tag.)
+        if (refusedOutright(err)) await volume.note({ createToken: null });
         throw refusedVolume(err, volume.name, o, az);
       });
     // From here on a failed or interrupted Create is undone by abandon (the core calls it).
@@ -634,6 +637,17 @@ export class EbsDriver implements Driver {
 /** The CreateVolume ClientToken of one volume record (EC2 allows 64 characters). */
 export function createToken(name: string, createdAt: string): string {
   return createHash('sha256').update(`stowage\0${name}\0${createdAt}`).digest('hex').slice(0, 64);
+}
+
+/** An answer of EC2's that means it made nothing (as opposed to a timeout or an internal error). */
+function refusedOutright(err: unknown): boolean {
+  if (!(err instanceof StowageError)) return false;
+  const aws = err.details.awsError;
+  return (
+    ['INVALID_ARGUMENT', 'PERMISSION_DENIED', 'NOT_FOUND', 'CONFLICT'].includes(err.code) ||
+    aws === 'VolumeLimitExceeded' ||
+    aws === 'RequestLimitExceeded'
+  );
 }
 
 /**

@@ -423,7 +423,9 @@ describe('ebs provision', () => {
   ])(
     'answers EC2 refusing %j as INVALID_ARGUMENT naming the value, and makes nothing',
     async (raw, named, awsCode) => {
-      const err = await failure(provision('bad', raw));
+      const { noted, result } = await provisionNoting('bad', raw);
+      const err = result as StowageError;
+      expect(noted.createToken).toBeNull(); // so the undo of this failed Create asks EC2 nothing
       expect(err.code).toBe('INVALID_ARGUMENT');
       expect(err.message).toContain(named);
       expect(err.message).toMatch(/^driver ebs: EC2 refused volume bad \(/);
@@ -574,7 +576,20 @@ describe('ebs provision', () => {
     expect(err.code).toBe('UNAVAILABLE');
     expect(err.message).toMatch(/^CreateVolume in us-east-1a failed: VolumeLimitExceeded: /);
     expect(fake.volumes).toEqual([]);
+    // EC2 said no: nothing to look for, so the undo of this failed Create asks EC2 nothing.
+    expect(noted.createToken).toBeNull();
+    const before = ec2.calls.length;
+    await driver.abandon(creatingRecord('v1', noted, new Date().toISOString()));
+    expect(ec2.calls.length).toBe(before);
+  });
+
+  it('keeps the token noted when CreateVolume got no clear answer, and abandon then finds the volume by it', async () => {
+    fake.failNext('CreateVolume', { code: 'InternalError', message: 'An internal error has occurred' });
+    const { noted, result } = await provisionNoting('v1');
+    expect((result as StowageError).code).toBe('UNAVAILABLE');
+    expect(typeof noted.createToken).toBe('string');
     await driver.abandon(creatingRecord('v1', noted)); // looks by the token tag, finds nothing
+    expect(ec2.callsOf('findVolumesByTag')).toEqual([['stowage.io/create-token', noted.createToken]]);
     expect(ec2.callsOf('deleteVolume')).toEqual([]);
   });
 });
