@@ -277,7 +277,10 @@ export class EbsDriver implements Driver {
     const live = v.attachments.filter((a) => a.state !== 'detached');
     const other = live.find((a) => a.instanceId !== to.instanceId);
     if (other) await this.takeOver(volume, id, other, recorded?.before ?? []);
-    const mine = live.find((a) => a.instanceId === to.instanceId && a.state !== 'detaching');
+    // One that is being detached (or stuck `busy` at it) never becomes attached again: not waited for.
+    const mine = live.find(
+      (a) => a.instanceId === to.instanceId && a.state !== 'detaching' && a.state !== 'busy',
+    );
     if (!mine) return { device: await this.attachUnderFreshName(id, to.instanceId, recorded) };
     const host = target?.host ?? this.ctx.host;
     if (
