@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { createToken } from '../../drivers/ebs/driver.js';
 import { registerBuiltins } from '../../drivers/index.js';
 import { SdkEc2 } from '../../src/cloud/ec2.js';
 import { pollUntil } from '../../src/core/backoff.js';
@@ -274,7 +275,7 @@ describe('hosts', () => {
   });
 });
 
-describe('ebs through the manager: an EBS attachment stowage did not make (issue 12, defect 3)', () => {
+describe('ebs through the manager: attachments stowage did not make (defect 3), Create/Remove after a crash', () => {
   const ME = 'i-0aaaaaaaaaaaaaaa1';
   let fake: FakeEc2;
   let te: TestRuntime;
@@ -362,6 +363,74 @@ describe('ebs through the manager: an EBS attachment stowage did not make (issue
     await te.manager.unmount('ebs', 'theirs', 'a'.repeat(64));
     expect(detaches(id)).toHaveLength(2); // its owner's, then stowage's own after the unmount
     expect(attachments(id)).toEqual([]);
+  });
+
+  /** The record a Create killed inside provisioning leaves behind, with what it had noted. */
+  async function interrupted(name: string, fields: Record<string, unknown>, createdAt: string) {
+    const parsed = te.runtime.registry.get('ebs').parseOptions({ size: '1' });
+    await te.store.insertVolume({
+      name,
+      driver: 'ebs',
+      options: parsed.values,
+      givenOptions: parsed.given,
+      removePolicy: 'retain', // the placeholder: no policy is decided before provisioning ends
+      adopted: false,
+      createdAt,
+      status: 'creating',
+      fields,
+    });
+  }
+
+  it('Remove of a Create killed after CreateVolume deletes that EBS volume (noted by id, or only by token)', async () => {
+    for (const [name, notedId] of [
+      ['killed-late', true],
+      ['killed-early', false],
+    ] as const) {
+      const createdAt = new Date().toISOString();
+      const token = createToken(name, createdAt);
+      const made = await sdk.createVolume({
+        clientToken: token,
+        type: 'gp3',
+        sizeGiB: 1,
+        availabilityZone: 'us-east-1a',
+        tags: { 'stowage.io/create-token': token },
+      });
+      await interrupted(
+        name,
+        { createToken: token, ...(notedId ? { volumeId: made.id, madeVolume: true } : {}) },
+        createdAt,
+      );
+      await te.manager.remove('ebs', name);
+      expect(await te.store.getVolume(name)).toBeUndefined();
+      expect(fake.calls.filter((c) => c.action === 'DeleteVolume').map((c) => c.params.VolumeId)).toContain(
+        made.id,
+      );
+    }
+    expect(fake.volumes.filter((v) => v.state !== 'deleting')).toEqual([]); // nothing left behind
+  });
+
+  it('Remove of an interrupted Create that was adopting a volume keeps it; a Create run again gets the same volume', async () => {
+    const adopted = await sdk.createVolume({
+      clientToken: 'someone-else',
+      type: 'gp3',
+      sizeGiB: 1,
+      availabilityZone: 'us-east-1a',
+      tags: {},
+    });
+    await interrupted('adopting', {}, new Date().toISOString());
+    await te.manager.remove('ebs', 'adopting');
+    expect(fake.calls.filter((c) => c.action === 'DeleteVolume')).toEqual([]);
+    expect(fake.volume(adopted.id)?.state).not.toBe('deleting');
+
+    // Killed after CreateVolume; the user runs Create again instead of Remove: the same volume.
+    const createdAt = new Date().toISOString();
+    const token = createToken('resumed', createdAt);
+    await interrupted('resumed', { createToken: token }, createdAt);
+    const vol = await te.manager.create('ebs', 'resumed', { size: '1' });
+    expect(vol.status).toBe('ready');
+    const again = await te.manager.create('ebs', 'resumed', { size: '1' });
+    expect(again.fields.volumeId).toBe(vol.fields.volumeId);
+    expect(fake.volumes.filter((v) => v.tags['stowage.io/create-token'] === token)).toHaveLength(1);
   });
 
   it('reconcile detaches an attach of its own that a crash interrupted after AttachVolume (its name was noted)', async () => {
