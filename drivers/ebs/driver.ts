@@ -342,7 +342,7 @@ export class EbsDriver implements Driver {
       parseDuration(this.cfg.attachTimeout),
       `EBS volume ${id} to detach from ${instanceId}`,
       {
-        hint: 'EC2 still shows it attached (busy: something on that instance still has the device mounted or open).',
+        hint: 'EC2 still shows the attachment; when it stays busy, something on that instance still has the device mounted or open.',
       },
     ).catch((err: unknown) => {
       if (err instanceof StowageError && err.code === 'NOT_FOUND') return true;

@@ -1087,7 +1087,7 @@ describe('ebs detach', () => {
     expect(err.code).toBe('TIMEOUT');
     expect(err.message).toBe(
       `timed out after 300 ms waiting for EBS volume ${idOf(vol)} to detach from ${ME}. ` +
-        'EC2 still shows it attached (busy: something on that instance still has the device mounted or open).',
+        'EC2 still shows the attachment; when it stays busy, something on that instance still has the device mounted or open.',
     );
     await driver.detach!(vol, attachmentOf(vol, '/dev/xvdf'), undefined, { force: true });
     expect(ec2.callsOf('detachVolume')).toEqual([
