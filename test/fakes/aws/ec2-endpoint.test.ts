@@ -586,6 +586,30 @@ describe('FakeEc2 through the real SDK', () => {
     ]);
   });
 
+  it('test controls: failCreates ends a volume in error, failModifications fails the next ModifyVolume, vanish and removeInstance forget', async () => {
+    fake.failCreates();
+    const broken =
+      (await ec2.send(new CreateVolumeCommand({ AvailabilityZone: 'us-east-1a', Size: 1 }))).VolumeId ?? '';
+    await volumeInState(ec2, broken, 'error');
+    const vol = await createAvailable(ec2); // only the next one
+    fake.failModifications('Volume modification failed: internal error');
+    await ec2.send(new ModifyVolumeCommand({ VolumeId: vol, Size: 2 }));
+    const failed = await until('failed', async () => {
+      const m = await modificationOf(ec2, vol);
+      return m.ModificationState === 'failed' ? m : undefined;
+    });
+    expect(failed.StatusMessage).toBe('Volume modification failed: internal error');
+    await ec2.send(new ModifyVolumeCommand({ VolumeId: vol, Size: 3 })); // a failed one does not block the next
+    fake.vanish(vol);
+    expect((await ec2Error(ec2.send(new DescribeVolumesCommand({ VolumeIds: [vol] })))).name).toBe(
+      'InvalidVolume.NotFound',
+    );
+    fake.removeInstance(I_B);
+    expect((await ec2Error(ec2.send(new DescribeInstancesCommand({ InstanceIds: [I_B] })))).name).toBe(
+      'InvalidInstanceID.NotFound',
+    );
+  });
+
   it('modifies a volume: modifying -> optimizing -> completed, new size shown at once; grows only, one at a time', async () => {
     const vol = await createAvailable(ec2, 'us-east-1a', 10);
     const never = await ec2Error(modificationOf(ec2, vol));
