@@ -668,7 +668,7 @@ function refusedVolume(err: unknown, name: string, o: EbsOptions, az: string): u
   ].filter(Boolean);
   return new StowageError(
     'INVALID_ARGUMENT',
-    `driver ebs: EC2 refused volume ${name} (${asked.join(', ')}): ${err.message}. Nothing was created; correct the option and create again`,
+    `driver ebs: EC2 refused volume ${name} (${asked.join(', ')}): ${err.message.replace(/\.$/, '')}. Nothing was created; correct the option and create again`,
     { cause: err, details: err.details },
   );
 }

@@ -430,7 +430,7 @@ describe('ebs provision', () => {
       expect(err.message).toContain(named);
       expect(err.message).toMatch(/^driver ebs: EC2 refused volume bad \(/);
       expect(err.message).toContain(awsCode);
-      expect(err.message).toContain('Nothing was created; correct the option and create again');
+      expect(err.message).toMatch(/[^.]\. Nothing was created; correct the option and create again$/);
       expect(fake.volumes).toEqual([]);
     },
   );
