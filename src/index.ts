@@ -6,6 +6,7 @@ export type { IdentitySource, InstanceIdentity } from './cloud/imds.js';
 export { formatMs, pollUntil } from './core/backoff.js';
 export { CRASH_POINTS, type CrashPoint, crashPoint } from './core/crash-points.js';
 export type {
+  AttachRecords,
   AttachTarget,
   CloudClients,
   DoctorCheck,

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import {
   type AttachmentRecord,
+  type AttachRecords,
   type AttachTarget,
   blockMountSpec,
   type CloudClients,
@@ -9,6 +10,7 @@ import {
   type DriverContext,
   type Ec2Volume,
   type ExpandResult,
+  isStowageError,
   type MountSpec,
   type ParsedOptions,
   type ProvisionResult,
@@ -23,11 +25,19 @@ import {
 import { DeviceAllocator } from './allocator.js';
 import { findEbsDevice } from './devices.js';
 import { EBS_OPTION_SPECS, type EbsConfig, type EbsOptions } from './options.js';
+import { type Ec2Attachment, madeByStowage, notOurAttachment } from './ownership.js';
 
 const IOPS_TYPES = new Set(['gp3', 'io1', 'io2']);
 const MIN_SIZE: Record<string, number> = { gp3: 1, gp2: 1, io1: 4, io2: 4, st1: 125, sc1: 125, standard: 1 };
 const NAME_ATTEMPTS = 3;
 const GiB = 1024 ** 3;
+/** Carries the Create's ClientToken: finds the volume an interrupted Create made before noting it. */
+export const CREATE_TOKEN_TAG = 'stowage.io/create-token';
+/**
+ * How long after a Create EC2's reads may still miss the volume it made (eventual consistency):
+ * within it, "not found" means "not yet"; after it, "gone".
+ */
+const CONSISTENCY_WINDOW_MS = 15_000;
 
 /**
  * AWS EBS volumes: created (or adopted) in EC2, attached to this instance at first mount under a
@@ -88,8 +98,10 @@ export class EbsDriver implements Driver {
     if ((o.type === 'io1' || o.type === 'io2') && o.iops === undefined && o.volumeId === undefined) {
       throw bad(`type ${o.type} needs iops`);
     }
-    if (o.type === 'gp3' && o.iops !== undefined && (o.iops < 3000 || o.iops > 16000)) {
-      throw bad(`iops=${o.iops} is outside gp3's 3000-16000`);
+    // Only the floors, which have not moved in years; the ceilings (gp3 IOPS went from 16,000 to
+    // 80,000) are EC2's to enforce, and its refusal comes back as INVALID_ARGUMENT naming the value.
+    if (o.type === 'gp3' && o.iops !== undefined && o.iops < 3000) {
+      throw bad(`iops=${o.iops} is below gp3's minimum of 3000`);
     }
     if (o.throughput !== undefined && o.type !== 'gp3')
       throw bad(`throughput can only be set for gp3, not ${o.type}`);
@@ -128,66 +140,100 @@ export class EbsDriver implements Driver {
         );
       }
     }
-    const created = await ec2.createVolume({
-      // Same volume record (name + creation time) -> same token: a retried or resumed Create gets
-      // the same EC2 volume; a later Create of the same name after a Remove gets a new one.
-      clientToken: createHash('sha256')
-        .update(`stowage\0${volume.name}\0${volume.createdAt}`)
-        .digest('hex')
-        .slice(0, 64),
-      type: o.type,
-      availabilityZone: az,
-      tags: { ...(o.tags ?? {}), Name: volume.name, 'stowage.io/volume': volume.name },
-      ...(o.size !== undefined ? { sizeGiB: o.size } : {}),
-      ...(o.iops !== undefined ? { iops: o.iops } : {}),
-      ...(o.throughput !== undefined ? { throughput: o.throughput } : {}),
-      // A KMS key implies encryption; EC2 refuses the key without Encrypted=true.
-      ...(o.encrypted !== undefined || o.kmsKeyId !== undefined ? { encrypted: o.encrypted ?? true } : {}),
-      ...(o.kmsKeyId !== undefined ? { kmsKeyId: o.kmsKeyId } : {}),
-      ...(snapshotId !== undefined ? { snapshotId } : {}),
-    });
+    // Same volume record (name + creation time) -> same token: a retried or resumed Create gets
+    // the same EC2 volume; a later Create of the same name after a Remove gets a new one. Noted
+    // before the call, and carried as a tag: a Create killed before it could note the volume id
+    // still leaves a volume that abandon finds.
+    const clientToken = createToken(volume.name, volume.createdAt);
+    await volume.note({ createToken: clientToken });
+    const created = await ec2
+      .createVolume({
+        clientToken,
+        type: o.type,
+        availabilityZone: az,
+        tags: {
+          ...(o.tags ?? {}),
+          Name: volume.name,
+          'stowage.io/volume': volume.name,
+          [CREATE_TOKEN_TAG]: clientToken,
+        },
+        ...(o.size !== undefined ? { sizeGiB: o.size } : {}),
+        ...(o.iops !== undefined ? { iops: o.iops } : {}),
+        ...(o.throughput !== undefined ? { throughput: o.throughput } : {}),
+        // A KMS key implies encryption; EC2 refuses the key without Encrypted=true.
+        ...(o.encrypted !== undefined || o.kmsKeyId !== undefined ? { encrypted: o.encrypted ?? true } : {}),
+        ...(o.kmsKeyId !== undefined ? { kmsKeyId: o.kmsKeyId } : {}),
+        ...(snapshotId !== undefined ? { snapshotId } : {}),
+      })
+      .catch(async (err: unknown) => {
+        // EC2 said no: nothing was made, so there is nothing for abandon to look for. (A timeout or
+        // a 5xx leaves the token noted: the volume may exist, and abandon finds it by its tag.)
+        if (refusedOutright(err)) await volume.note({ createToken: null });
+        throw refusedVolume(err, volume.name, o, az);
+      });
+    // From here on a failed or interrupted Create is undone by abandon (the core calls it).
+    await volume.note({ volumeId: created.id, madeVolume: true });
     if (created.state === 'deleting' || created.state === 'deleted') {
       // The token was spent by an earlier attempt whose volume was deleted again.
       throw new StowageError(
         'CONFLICT',
-        `an earlier attempt of this Create made EBS volume ${created.id}, which is ${created.state}; remove volume ${volume.name} and create it again`,
+        `an earlier attempt of this Create made EBS volume ${created.id}, which is ${created.state} now; create volume ${volume.name} again (a new Create makes a new EBS volume)`,
       );
     }
-    try {
-      const ready = await this.waitVolume(
-        created.id,
-        (v) => {
-          if (v.state === 'available') return v;
-          if (v.state === 'error')
-            throw new StowageError('UNAVAILABLE', `EBS volume ${created.id} went into state error`);
-          return undefined;
-        },
-        parseDuration(this.cfg.createTimeout),
-        `EBS volume ${created.id} to become available`,
-      );
-      return { adopted: false, removePolicy: o.onRemove ?? 'delete', fields: fieldsOf(ready) };
-    } catch (err) {
-      // Never leak silently: undo the cloud call, or say loudly what is left behind.
-      try {
-        await ec2.deleteVolume(created.id);
-      } catch (delErr) {
-        this.ctx.log.error(
-          { volume: volume.name, volumeId: created.id },
-          'EBS volume left behind after a failed create',
-        );
-        throw new StowageError(
-          'INTERNAL',
-          `${(err as Error).message}; deleting ${created.id} failed too (${(delErr as Error).message}): delete it by hand`,
-          { cause: err },
-        );
-      }
-      throw err;
-    }
+    const ready = await this.waitVolume(
+      created.id,
+      (v) => {
+        if (v.state === 'available') return v;
+        if (v.state === 'error')
+          throw new StowageError('UNAVAILABLE', `EBS volume ${created.id} went into state error`);
+        return undefined;
+      },
+      parseDuration(this.cfg.createTimeout),
+      `EBS volume ${created.id} to become available`,
+      { missingMeansNotYet: true }, // EC2 may not list a volume it has just made
+    );
+    return { adopted: false, removePolicy: o.onRemove ?? 'delete', fields: fieldsOf(ready) };
   }
 
-  /** An interrupted Create: the EBS volume it noted (interim: kept, as before; see issue 12). */
+  /**
+   * Undoes an interrupted or failed Create: deletes the EBS volume it made (noted by id, or found
+   * by its token tag when the Create died between CreateVolume and the note), after waiting out
+   * `creating`. Never touches an adopted volume (adoption notes nothing) nor an attached one.
+   */
   async abandon(volume: VolumeRecord): Promise<void> {
-    this.ctx.log.warn({ volume: volume.name, fields: volume.fields }, 'interrupted create: nothing undone');
+    const token = volume.fields.createToken;
+    if (typeof token !== 'string') return; // CreateVolume was never called
+    const since = Date.parse(volume.createdAt);
+    let id = volume.fields.madeVolume === true ? volumeIdOf(volume) : undefined;
+    if (id === undefined) {
+      const found = await this.untilConsistent(since, async () => {
+        const vs = await this.cloud.ec2.findVolumesByTag(CREATE_TOKEN_TAG, token);
+        return vs.find((v) => v.state !== 'deleting' && v.state !== 'deleted');
+      });
+      if (!found) return; // CreateVolume never got through
+      id = found.id;
+    }
+    const volumeId = id;
+    const v = await this.untilConsistent(since, () => this.cloud.ec2.describeVolume(volumeId));
+    if (!v || v.state === 'deleting' || v.state === 'deleted') return;
+    const settled =
+      v.state !== 'creating'
+        ? v
+        : await this.waitVolume(
+            volumeId,
+            (x) => (x.state === 'creating' ? undefined : x),
+            parseDuration(this.cfg.createTimeout),
+            `EBS volume ${volumeId} (of the interrupted Create of ${volume.name}) to finish creating`,
+          );
+    const attached = settled.attachments.filter((a) => a.state !== 'detached');
+    if (attached.length > 0) {
+      throw new StowageError(
+        'IN_USE',
+        `EBS volume ${volumeId}, made by the interrupted Create of ${volume.name}, is attached to ${attached.map((a) => a.instanceId).join(', ')}; nothing was deleted: detach it, then remove ${volume.name} again`,
+      );
+    }
+    await this.cloud.ec2.deleteVolume(volumeId);
+    this.ctx.log.warn({ volume: volume.name, volumeId }, 'interrupted create: its EBS volume deleted');
   }
 
   async destroy(volume: VolumeRecord): Promise<void> {
@@ -209,7 +255,15 @@ export class EbsDriver implements Driver {
     await this.cloud.ec2.deleteVolume(id);
   }
 
-  async attach(volume: VolumeRecord, target?: AttachTarget): Promise<{ device: string }> {
+  /**
+   * `recorded` is what the store knows of the volume's attachments: an attachment EC2 shows that
+   * the store does not record as stowage's is refused, never used (and so never detached later).
+   */
+  async attach(
+    volume: VolumeRecord,
+    target?: AttachTarget,
+    recorded?: AttachRecords,
+  ): Promise<{ device: string }> {
     const id = volumeIdOf(volume);
     const to = await this.instanceOf(target);
     const v = await this.cloud.ec2.describeVolume(id);
@@ -222,9 +276,26 @@ export class EbsDriver implements Driver {
     }
     const live = v.attachments.filter((a) => a.state !== 'detached');
     const other = live.find((a) => a.instanceId !== to.instanceId);
-    if (other) await this.takeOver(volume, id, other.instanceId);
-    const mine = live.find((a) => a.instanceId === to.instanceId && a.state !== 'detaching');
-    if (!mine) return { device: await this.attachUnderFreshName(id, to.instanceId) };
+    if (other) await this.takeOver(volume, id, other, recorded?.before ?? []);
+    // One that is being detached (or stuck `busy` at it) never becomes attached again: not waited for.
+    const mine = live.find(
+      (a) => a.instanceId === to.instanceId && a.state !== 'detaching' && a.state !== 'busy',
+    );
+    if (!mine) return { device: await this.attachUnderFreshName(id, to.instanceId, recorded) };
+    const host = target?.host ?? this.ctx.host;
+    if (
+      !madeByStowage(
+        mine,
+        recorded?.before.find((r) => r.host === host),
+      )
+    ) {
+      throw notOurAttachment(
+        volume.name,
+        id,
+        mine,
+        to.label === 'this host' ? ' (this host)' : ` (${to.label})`,
+      );
+    }
     if (mine.state !== 'attached') await this.waitAttached(id, to.instanceId, mine.device);
     return { device: mine.device };
   }
@@ -241,23 +312,38 @@ export class EbsDriver implements Driver {
     });
   }
 
+  /**
+   * Detaches only the attachment `attachment` names (the store's record of stowage's own): one that
+   * someone else made to the instance is left as it is, whatever `force` says.
+   */
   async detach(
     volume: VolumeRecord,
-    _attachment: AttachmentRecord,
+    attachment: AttachmentRecord,
     target?: AttachTarget,
     opts: { force?: boolean } = {},
   ): Promise<void> {
     const id = volumeIdOf(volume);
     const { instanceId } = await this.instanceOf(target);
     const v = await this.cloud.ec2.describeVolume(id);
-    if (!v?.attachments.some((a) => a.instanceId === instanceId && a.state !== 'detached')) return;
+    const a = v?.attachments.find((x) => x.instanceId === instanceId && x.state !== 'detached');
+    if (!a) return;
+    if (!madeByStowage(a, attachment)) {
+      this.ctx.log.warn(
+        { volume: volume.name, volumeId: id, instanceId, device: a.device, recorded: attachment.device },
+        'EBS attachment not made by stowage: left attached, only the record dropped',
+      );
+      return;
+    }
     await this.cloud.ec2.detachVolume(id, instanceId, opts.force ? { force: true } : undefined);
     await this.waitVolume(
       id,
       (x) =>
-        x.attachments.some((a) => a.instanceId === instanceId && a.state !== 'detached') ? undefined : true,
+        x.attachments.some((b) => b.instanceId === instanceId && b.state !== 'detached') ? undefined : true,
       parseDuration(this.cfg.attachTimeout),
       `EBS volume ${id} to detach from ${instanceId}`,
+      {
+        hint: 'EC2 still shows the attachment; when it stays busy, something on that instance still has the device mounted or open.',
+      },
     ).catch((err: unknown) => {
       if (err instanceof StowageError && err.code === 'NOT_FOUND') return true;
       throw err;
@@ -285,10 +371,15 @@ export class EbsDriver implements Driver {
     const wanted = Math.ceil(newSizeBytes / GiB);
     const { ec2 } = this.cloud;
     const timeoutMs = parseDuration(this.cfg.modifyTimeout);
-    const running = await ec2.describeVolumeModification(id);
+    const gone = () =>
+      new StowageError('NOT_FOUND', `EBS volume ${id} of volume ${volume.name} no longer exists`);
+    // EC2 answers InvalidVolume.NotFound here for a volume that is gone (not "never modified").
+    const running = await ec2.describeVolumeModification(id).catch((err: unknown) => {
+      throw isStowageError(err, 'NOT_FOUND') ? gone() : err;
+    });
     if (running?.state === 'modifying') await this.waitModified(volume, id, running.targetSizeGiB, timeoutMs);
     const v = await ec2.describeVolume(id);
-    if (!v) throw new StowageError('NOT_FOUND', `EBS volume ${id} of volume ${volume.name} no longer exists`);
+    if (!v) throw gone();
     let size = v.sizeGiB;
     if (size < wanted) {
       this.ctx.log.info({ volume: volume.name, volumeId: id, from: size, to: wanted }, 'growing EBS volume');
@@ -356,8 +447,17 @@ export class EbsDriver implements Driver {
     return { instanceId, availabilityZone: inst.availabilityZone, label };
   }
 
-  /** Another instance holds the volume: refuse, unless preempt and the store proves nobody uses it there. */
-  private async takeOver(volume: VolumeRecord, id: string, instanceId: string): Promise<void> {
+  /**
+   * Another instance holds the volume: refuse, unless preempt, the store records that attachment
+   * as stowage's and proves nobody uses it there.
+   */
+  private async takeOver(
+    volume: VolumeRecord,
+    id: string,
+    other: Ec2Attachment,
+    records: AttachmentRecord[],
+  ): Promise<void> {
+    const { instanceId } = other;
     const owner = (await this.ctx.state.hosts()).find((h) => h.identity.instanceId === instanceId);
     const active = owner
       ? (await this.ctx.state.mounts(volume.name))
@@ -383,6 +483,13 @@ export class EbsDriver implements Driver {
     }
     if ((active ?? 0) > 0)
       throw new StowageError('IN_USE', `${desc}; preempt takes a volume only when nobody uses it`);
+    if (
+      !madeByStowage(
+        other,
+        records.find((r) => r.host === owner.id),
+      )
+    )
+      throw notOurAttachment(volume.name, id, other, ` (host ${owner.id})`);
     this.ctx.log.warn(
       { volume: volume.name, volumeId: id, from: instanceId, fromHost: owner.id },
       'preempt: force-detaching from another host',
@@ -397,7 +504,11 @@ export class EbsDriver implements Driver {
     );
   }
 
-  private async attachUnderFreshName(id: string, instanceId: string): Promise<string> {
+  private async attachUnderFreshName(
+    id: string,
+    instanceId: string,
+    recorded: AttachRecords | undefined,
+  ): Promise<string> {
     for (let attempt = 1; attempt <= NAME_ATTEMPTS; attempt++) {
       const inst = await this.cloud.ec2.describeInstance(instanceId);
       if (!inst) throw new StowageError('NOT_FOUND', `EC2 does not know instance ${instanceId}`);
@@ -409,6 +520,7 @@ export class EbsDriver implements Driver {
         );
       }
       try {
+        await recorded?.noteDevice(name); // first: an attach killed after the call is still ours
         await this.cloud.ec2.attachVolume(id, instanceId, name);
       } catch (err) {
         if (
@@ -492,16 +604,73 @@ export class EbsDriver implements Driver {
     check: (v: Ec2Volume) => T | undefined,
     timeoutMs: number,
     what: string,
+    opts: { missingMeansNotYet?: boolean; hint?: string } = {},
   ): Promise<T> {
     return pollUntil(
       async () => {
         const v = await this.cloud.ec2.describeVolume(id);
+        if (!v && opts.missingMeansNotYet) return undefined;
         if (!v) throw new StowageError('NOT_FOUND', `EBS volume ${id} disappeared`);
         return check(v);
       },
-      { timeoutMs, initialDelayMs: 50, maxDelayMs: 2000, what },
+      { timeoutMs, initialDelayMs: 50, maxDelayMs: 2000, what, ...(opts.hint ? { hint: opts.hint } : {}) },
     );
   }
+
+  /**
+   * `read`'s answer, asked again (with backoff) while it is undefined and the Create at `since` is
+   * recent enough that EC2 may not show what it made yet; undefined once that window has passed.
+   */
+  private async untilConsistent<T>(
+    since: number,
+    read: () => Promise<T | undefined>,
+  ): Promise<T | undefined> {
+    const windowEnd = (Number.isFinite(since) ? since : 0) + CONSISTENCY_WINDOW_MS;
+    const first = await read();
+    if (first !== undefined || Date.now() >= windowEnd) return first;
+    return pollUntil(async () => (await read()) ?? (Date.now() >= windowEnd ? null : undefined), {
+      timeoutMs: Math.max(0, windowEnd - Date.now()) + 1000,
+      initialDelayMs: 50,
+      maxDelayMs: 1000,
+      what: 'EC2 to show the volume of an interrupted Create',
+    }).then((x) => x ?? undefined);
+  }
+}
+
+/** The CreateVolume ClientToken of one volume record (EC2 allows 64 characters). */
+export function createToken(name: string, createdAt: string): string {
+  return createHash('sha256').update(`stowage\0${name}\0${createdAt}`).digest('hex').slice(0, 64);
+}
+
+/** An answer of EC2's that means it made nothing (as opposed to a timeout or an internal error). */
+function refusedOutright(err: unknown): boolean {
+  if (!(err instanceof StowageError)) return false;
+  const aws = err.details.awsError;
+  return (
+    ['INVALID_ARGUMENT', 'PERMISSION_DENIED', 'NOT_FOUND', 'CONFLICT'].includes(err.code) ||
+    aws === 'VolumeLimitExceeded' ||
+    aws === 'RequestLimitExceeded'
+  );
+}
+
+/**
+ * EC2's refusal of the request (an unknown zone, a size or IOPS beyond what the type allows) as an
+ * INVALID_ARGUMENT that names what was asked; anything else passes through.
+ */
+function refusedVolume(err: unknown, name: string, o: EbsOptions, az: string): unknown {
+  if (!(err instanceof StowageError) || err.code !== 'INVALID_ARGUMENT') return err;
+  const asked = [
+    `type=${o.type}`,
+    o.size !== undefined ? `size=${o.size} GiB` : undefined,
+    o.iops !== undefined ? `iops=${o.iops}` : undefined,
+    o.throughput !== undefined ? `throughput=${o.throughput} MiB/s` : undefined,
+    `availabilityZone=${az}`,
+  ].filter(Boolean);
+  return new StowageError(
+    'INVALID_ARGUMENT',
+    `driver ebs: EC2 refused volume ${name} (${asked.join(', ')}): ${err.message.replace(/\.$/, '')}. Nothing was created; correct the option and create again`,
+    { cause: err, details: err.details },
+  );
 }
 
 function volumeIdOf(volume: VolumeRecord): string {

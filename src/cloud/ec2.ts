@@ -60,6 +60,8 @@ export interface CreateVolumeInput {
 export interface Ec2Api {
   createVolume(input: CreateVolumeInput): Promise<Ec2Volume>;
   describeVolume(id: string): Promise<Ec2Volume | undefined>;
+  /** The volumes (not deleted) carrying tag `key`=`value`; EC2 may not list a just-made one yet. */
+  findVolumesByTag(key: string, value: string): Promise<Ec2Volume[]>;
   deleteVolume(id: string): Promise<void>;
   attachVolume(id: string, instanceId: string, device: string): Promise<void>;
   detachVolume(id: string, instanceId: string, opts?: { force?: boolean }): Promise<void>;
@@ -127,6 +129,13 @@ export class SdkEc2 implements Ec2Api {
       if (isStowageError(err, 'NOT_FOUND')) return undefined;
       throw err;
     }
+  }
+
+  async findVolumesByTag(key: string, value: string): Promise<Ec2Volume[]> {
+    const out = await this.call(`DescribeVolumes tag:${key}=${value}`, (c) =>
+      c.client.send(new c.sdk.DescribeVolumesCommand({ Filters: [{ Name: `tag:${key}`, Values: [value] }] })),
+    );
+    return (out.Volumes ?? []).map(toVolume);
   }
 
   async deleteVolume(id: string): Promise<void> {

@@ -29,6 +29,7 @@ const CODE_OF: Record<string, ErrorCode> = {
   IncorrectModificationState: 'BUSY',
   IdempotentParameterMismatch: 'CONFLICT',
   'InvalidVolume.ZoneMismatch': 'INVALID_ARGUMENT',
+  'InvalidZone.NotFound': 'INVALID_ARGUMENT',
   InvalidParameterValue: 'INVALID_ARGUMENT',
   InvalidParameterCombination: 'INVALID_ARGUMENT',
   InvalidParameter: 'INVALID_ARGUMENT',
@@ -65,10 +66,19 @@ export function fromAwsError(err: unknown, doing: string): StowageError {
   const networkish = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|socket hang up/.test(
     String(err),
   );
-  const code: ErrorCode = CODE_OF[name] ?? (networkish ? 'UNAVAILABLE' : 'INTERNAL');
+  const code: ErrorCode = CODE_OF[name] ?? (networkish ? 'UNAVAILABLE' : clientInvalid(err, name));
   const msg = err instanceof Error ? err.message : String(err);
   return new StowageError(code, `${doing} failed: ${name}: ${msg}${HINT[code] ?? ''}`, {
     cause: err,
     details: { awsError: name },
   });
+}
+
+/**
+ * An error AWS blames on the request that no entry above names (EC2 has hundreds of `Invalid*`
+ * codes and adds more): the caller's to fix, so INVALID_ARGUMENT with AWS's own words, not INTERNAL.
+ */
+function clientInvalid(err: unknown, name: string): ErrorCode {
+  const fault = (err as { $fault?: unknown } | null)?.$fault;
+  return fault === 'client' && /^(Invalid|Unsupported)/.test(name) ? 'INVALID_ARGUMENT' : 'INTERNAL';
 }

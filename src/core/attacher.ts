@@ -37,14 +37,18 @@ export class Attacher {
     const all = await this.store.getAttachments(vol.name);
     const others = await this.refuseOrReleaseOthers(vol, driver, all, host, log);
     const previous = all.find((a) => a.host === host);
-    await this.store.putAttachment({
+    const attaching = (device: string): AttachmentRecord => ({
       volume: vol.name,
       host,
-      device: previous?.device ?? '',
+      device,
       state: 'attaching',
       updatedAt: new Date().toISOString(),
     });
-    const { device } = await driver.attach(vol, target);
+    await this.store.putAttachment(attaching(previous?.device ?? ''));
+    const { device } = await driver.attach(vol, target, {
+      before: all,
+      noteDevice: (name) => this.store.putAttachment(attaching(name)),
+    });
     // The driver took the volume over in the cloud (preempt): the other hosts' records are stale now.
     for (const o of others) await this.store.deleteAttachment(vol.name, o.host);
     const record: AttachmentRecord = {

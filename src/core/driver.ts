@@ -112,6 +112,21 @@ export interface VolumeInput {
   note(fields: Record<string, unknown>): Promise<void>;
 }
 
+/**
+ * What the store records of a volume's attachments, for a driver's attach: the only proof that an
+ * attachment the cloud shows was made by stowage (and may be used, or detached) rather than by
+ * someone else.
+ */
+export interface AttachRecords {
+  /** The volume's attachment records as they were before this attach, every host's. */
+  before: AttachmentRecord[];
+  /**
+   * Records the name the attachment is about to get in the target host's record, before the cloud
+   * call: an attach killed after that call is then known as stowage's by the next one.
+   */
+  noteDevice(device: string): Promise<void>;
+}
+
 /** A host a volume is attached to from elsewhere: its id in the store and its recorded identity. */
 export interface AttachTarget {
   host: string;
@@ -158,7 +173,7 @@ export interface Driver {
    * Attaches the volume to `target` (this host when undefined) and returns the name the attachment
    * is known by: the cloud's device name for EBS, the loop device for local. Idempotent.
    */
-  attach?(volume: VolumeRecord, target?: AttachTarget): Promise<{ device: string }>;
+  attach?(volume: VolumeRecord, target?: AttachTarget, recorded?: AttachRecords): Promise<{ device: string }>;
   /** Waits (bounded) for an attachment's block device to show up on this host; returns its path. */
   localDevice?(volume: VolumeRecord, attachment: AttachmentRecord): Promise<string>;
   /** Inverse of attach (from `target`, this host when undefined); already detached is success. */

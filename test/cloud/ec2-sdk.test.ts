@@ -152,6 +152,19 @@ describe('SdkEc2 requests and answers', () => {
     expect(await ec2.describeVolume(VOL)).toBeUndefined();
   });
 
+  it('finds volumes by tag with a tag: filter', async () => {
+    mock.on(DescribeVolumesCommand).resolves({
+      Volumes: [
+        { VolumeId: VOL, Size: 1, State: 'creating', AvailabilityZone: 'us-east-1a', VolumeType: 'gp3' },
+      ],
+    });
+    const found = await ec2.findVolumesByTag('stowage.io/create-token', 'abc');
+    expect(found.map((v) => [v.id, v.state])).toEqual([[VOL, 'creating']]);
+    expect(mock.commandCalls(DescribeVolumesCommand)[0]?.args[0].input).toEqual({
+      Filters: [{ Name: 'tag:stowage.io/create-token', Values: ['abc'] }],
+    });
+  });
+
   it('answers undefined when DescribeVolumes lists nothing', async () => {
     mock.on(DescribeVolumesCommand).resolves({ Volumes: [] });
     expect(await ec2.describeVolume(VOL)).toBeUndefined();
@@ -440,6 +453,38 @@ describe('SdkEc2 error mapping', () => {
       `AttachVolume ${VOL} to ${INST} as /dev/xvdf failed: InvalidVolume.ZoneMismatch: ` +
         'The volume is not in the same availability zone as instance',
     );
+  });
+
+  it('turns an unknown zone (InvalidZone.NotFound) into INVALID_ARGUMENT naming it', async () => {
+    mock
+      .on(CreateVolumeCommand)
+      .rejects(awsError('InvalidZone.NotFound', "The zone 'us-east-1z' does not exist."));
+    const err = await failure(
+      ec2.createVolume({
+        clientToken: 't',
+        type: 'gp3',
+        sizeGiB: 1,
+        availabilityZone: 'us-east-1z',
+        tags: {},
+      }),
+    );
+    expect(err.code).toBe('INVALID_ARGUMENT');
+    expect(err.message).toBe(
+      "CreateVolume in us-east-1z failed: InvalidZone.NotFound: The zone 'us-east-1z' does not exist.",
+    );
+  });
+
+  it('turns any other Invalid… or Unsupported… error EC2 blames on the request into INVALID_ARGUMENT', async () => {
+    mock
+      .on(CreateVolumeCommand)
+      .rejects(awsError('InvalidVolumeType.Unsupported', 'gp9 is not a volume type.'));
+    const input = { clientToken: 't', type: 'gp3', sizeGiB: 1, availabilityZone: 'us-east-1a', tags: {} };
+    expect((await failure(ec2.createVolume(input))).code).toBe('INVALID_ARGUMENT');
+    mock.on(CreateVolumeCommand).rejects(awsError('UnsupportedOperation', 'Not in this zone.'));
+    expect((await failure(ec2.createVolume(input))).code).toBe('INVALID_ARGUMENT');
+    // The same names from the server's side are not the caller's fault.
+    mock.on(CreateVolumeCommand).rejects(awsError('InvalidSomething', 'Broken.', 'server'));
+    expect((await failure(ec2.createVolume(input))).code).toBe('INTERNAL');
   });
 
   it('turns an unknown AWS error into INTERNAL and keeps the SDK error as the cause', async () => {

@@ -1,36 +1,32 @@
-import { mkdir, mkdtemp, readlink, realpath, rm, symlink } from 'node:fs/promises';
+import { mkdir, mkdtemp, readlink, realpath, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import { execa } from 'execa';
 import { pino } from 'pino';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { canonical, DEFAULT_DEVICE_NAMES } from '../../drivers/ebs/allocator.js';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { DEFAULT_DEVICE_NAMES } from '../../drivers/ebs/allocator.js';
+import { createToken } from '../../drivers/ebs/driver.js';
 import { ebsDriver } from '../../drivers/ebs/index.js';
-import type {
-  AttachState,
-  CreateVolumeInput,
-  Ec2Api,
-  Ec2Instance,
-  Ec2Volume,
-  Ec2VolumeModification,
-} from '../../src/cloud/ec2.js';
-import { fromAwsError } from '../../src/cloud/errors.js';
+import { type CreateVolumeInput, type Ec2Api, SdkEc2 } from '../../src/cloud/ec2.js';
 import { StaticIdentity } from '../../src/cloud/imds.js';
 import { loadConfig } from '../../src/config.js';
-import type { Driver, DriverContext, ProvisionResult } from '../../src/core/driver.js';
+import { pollUntil } from '../../src/core/backoff.js';
+import type { AttachRecords, Driver, DriverContext, ProvisionResult } from '../../src/core/driver.js';
 import type { StowageError } from '../../src/core/errors.js';
 import type { AttachmentRecord, HostRecord, MountRecord, VolumeRecord } from '../../src/state/store.js';
+import { FakeEc2 } from '../fakes/aws/ec2-endpoint.js';
 import { FakeFileOps } from '../fakes/fake-file-ops.js';
 import { FakeLoopDevices } from '../fakes/fake-loop.js';
 import { FakeMounter } from '../fakes/fake-mounter.js';
 import { failure } from '../helpers/failure.js';
 
 /**
- * EbsDriver against an in-memory, stateful EC2 (volumes, attachments, the instance's device names,
- * snapshots, error injection). State moves on as EC2's does: a new volume is "creating" for a
- * couple of DescribeVolumes, an attachment is "attaching" for one, a detach "detaching" for one.
- * When an attachment to this host completes, the fake makes `<devDir>/xvdX` a symlink to a real
- * block device node (mknod in the temp dir), which is what the driver waits for.
+ * EbsDriver against the suite's one EC2 (test/fakes/aws/ec2-endpoint.ts) through the real AWS SDK
+ * (SdkEc2): state moves on in time as EC2's does (creating, attaching, detaching, busy), the block
+ * device shows up a moment after the attachment says attached (a link in a temp dev dir to a block
+ * device node made with mknod, instead of a loop device), and a new volume may be missing from
+ * DescribeVolumes for a moment. `ec2` only records the calls the driver makes at the seam; every
+ * answer comes from the endpoint.
  */
 
 const ME = 'i-0aaaaaaaaaaaaaaa1';
@@ -39,291 +35,64 @@ const STRANGER = 'i-0ccccccccccccccc3';
 const AZ = 'us-east-1a';
 const CREATED_AT = '2024-05-01T10:00:00.000Z';
 
-interface FakeSnapshot {
-  id: string;
-  sizeGiB: number;
-  tags: Record<string, string>;
-  startTime: number;
-}
-
 interface Call {
-  op: string;
+  op: keyof Ec2Api;
   args: unknown[];
 }
 
-/** An AWS-shaped failure as SdkEc2 would report it (through the real error mapping). */
-function awsError(name: string, message: string, doing: string): StowageError {
-  return fromAwsError(Object.assign(new Error(message), { name }), doing);
-}
-
-class FakeEc2 implements Ec2Api {
-  readonly volumes = new Map<string, Ec2Volume>();
-  /** Instance id -> zone and the device names its AMI uses (root disk). */
-  readonly instances = new Map<string, { az: string; devices: string[] }>();
-  readonly snapshots: FakeSnapshot[] = [];
+/** The real SdkEc2 with a record of the calls made through it (for assertions only). */
+class RecordingEc2 implements Ec2Api {
   readonly calls: Call[] = [];
-  /** DescribeVolumes a new volume stays "creating" for; then it becomes `createdState`. */
-  creatingFor = 2;
-  createdState: 'available' | 'error' | 'creating' = 'available';
-  /** Attachments never leave "attaching" (EC2's stuck attach). */
-  stuckAttach = false;
-  /** The block device shows up on this host once an attachment completes. */
-  deviceAppears = true;
-  /** Names AttachVolume refuses as already in use although the instance does not list them. */
-  readonly busyNames = new Set<string>();
-  /** DescribeVolumesModifications a modification stays "modifying" for; then `modifiedState`. */
-  modifyingFor = 1;
-  modifiedState: 'optimizing' | 'failed' = 'optimizing';
-  /** Volume id -> its latest modification, with the looks left before it moves on. */
-  readonly modifications = new Map<string, Ec2VolumeModification & { left: number }>();
-  private readonly byToken = new Map<string, string>();
-  private readonly deleted = new Map<string, Ec2Volume>();
-  private readonly creatingLeft = new Map<string, number>();
-  private readonly failures = new Map<string, Error[]>();
-  private seq = 0;
-
-  constructor(
-    private readonly me: string,
-    private readonly devDir: string,
-    private readonly blockNode: string,
-  ) {}
-
-  // --- test controls ---------------------------------------------------------------------------
-
-  failNext(op: keyof Ec2Api, err: Error): void {
-    const q = this.failures.get(op) ?? [];
-    q.push(err);
-    this.failures.set(op, q);
-  }
+  constructor(readonly sdk: SdkEc2) {}
 
   callsOf(op: keyof Ec2Api): unknown[][] {
     return this.calls.filter((c) => c.op === op).map((c) => c.args);
   }
-
-  /** Puts a volume straight into EC2, as if made outside stowage. */
-  addVolume(v: Partial<Ec2Volume> & { id: string }): Ec2Volume {
-    const vol: Ec2Volume = {
-      sizeGiB: 10,
-      state: 'available',
-      availabilityZone: AZ,
-      type: 'gp3',
-      tags: {},
-      attachments: [],
-      ...v,
-    };
-    this.volumes.set(vol.id, vol);
-    return vol;
-  }
-
-  /** Attaches a volume directly (another host did it, or an earlier run of ours). */
-  async attachDirectly(id: string, instanceId: string, device: string, state: AttachState = 'attached') {
-    const v = this.volumes.get(id)!;
-    v.attachments.push({ instanceId, device, state });
-    v.state = 'in-use';
-    if (state === 'attached') await this.deviceAttached(instanceId, device);
-  }
-
-  // --- Ec2Api ------------------------------------------------------------------------------------
-
-  async createVolume(input: CreateVolumeInput): Promise<Ec2Volume> {
-    this.record('createVolume', input);
-    const known = this.byToken.get(input.clientToken);
-    if (known) {
-      // EC2's idempotency: the same token answers the same volume, even one deleted since.
-      const v = this.volumes.get(known) ?? this.deleted.get(known)!;
-      return structuredClone(v);
-    }
-    let size = input.sizeGiB;
-    if (input.snapshotId !== undefined) {
-      const snap = this.snapshots.find((s) => s.id === input.snapshotId);
-      if (!snap)
-        throw awsError(
-          'InvalidSnapshot.NotFound',
-          `The snapshot '${input.snapshotId}' does not exist.`,
-          'CreateVolume',
-        );
-      size ??= snap.sizeGiB;
-    }
-    if (size === undefined)
-      throw awsError(
-        'MissingParameter',
-        'The request must contain the parameter size/snapshot',
-        'CreateVolume',
-      );
-    const id = `vol-${(++this.seq).toString(16).padStart(17, '0')}`;
-    const v: Ec2Volume = {
-      id,
-      sizeGiB: size,
-      state: 'creating',
-      availabilityZone: input.availabilityZone,
-      type: input.type,
-      tags: { ...input.tags },
-      attachments: [],
-      ...(input.snapshotId !== undefined ? { snapshotId: input.snapshotId } : {}),
-    };
-    this.volumes.set(id, v);
-    this.byToken.set(input.clientToken, id);
-    this.creatingLeft.set(id, this.creatingFor);
-    return structuredClone(v);
-  }
-
-  async describeVolume(id: string): Promise<Ec2Volume | undefined> {
-    this.record('describeVolume', id);
-    const v = this.volumes.get(id);
-    if (!v) return undefined;
-    await this.advance(v);
-    return structuredClone(v);
-  }
-
-  async deleteVolume(id: string): Promise<void> {
-    this.record('deleteVolume', id);
-    const v = this.volumes.get(id);
-    if (!v) return; // NotFound is success
-    if (v.attachments.length > 0)
-      throw awsError(
-        'VolumeInUse',
-        `Volume ${id} is currently attached to ${v.attachments[0]?.instanceId}`,
-        `DeleteVolume ${id}`,
-      );
-    this.volumes.delete(id);
-    this.deleted.set(id, { ...v, state: 'deleted' });
-  }
-
-  async attachVolume(id: string, instanceId: string, device: string): Promise<void> {
-    this.record('attachVolume', id, instanceId, device);
-    const doing = `AttachVolume ${id} to ${instanceId} as ${device}`;
-    const v = this.volumes.get(id);
-    if (!v) throw awsError('InvalidVolume.NotFound', `The volume '${id}' does not exist.`, doing);
-    const inst = this.instances.get(instanceId);
-    if (!inst)
-      throw awsError('InvalidInstanceID.NotFound', `The instance ID '${instanceId}' does not exist`, doing);
-    if (inst.az !== v.availabilityZone)
-      throw awsError('InvalidVolume.ZoneMismatch', 'The volume is not in the same availability zone', doing);
-    if (v.attachments.length > 0)
-      throw awsError('VolumeInUse', `${id} is already attached to an instance`, doing);
-    const used = new Set(this.devicesOf(instanceId).map(canonical));
-    if (used.has(canonical(device)) || this.busyNames.has(device)) {
-      throw awsError(
-        'InvalidParameterValue',
-        `Invalid value '${device}' for unixDevice. Attachment point ${device} is already in use`,
-        doing,
-      );
-    }
-    v.attachments.push({ instanceId, device, state: 'attaching' });
-    v.state = 'in-use';
-  }
-
-  async detachVolume(id: string, instanceId: string, opts?: { force?: boolean }): Promise<void> {
-    this.record('detachVolume', id, instanceId, ...(opts ? [opts] : []));
-    const a = this.volumes.get(id)?.attachments.find((x) => x.instanceId === instanceId);
-    if (!a) return; // not attached: success, as the seam promises
-    a.state = 'detaching';
-  }
-
-  async describeInstance(id: string): Promise<Ec2Instance | undefined> {
-    this.record('describeInstance', id);
-    const inst = this.instances.get(id);
-    return inst ? { id, availabilityZone: inst.az, devices: this.devicesOf(id) } : undefined;
-  }
-
-  async findInstanceByPrivateDnsName(name: string): Promise<Ec2Instance | undefined> {
-    this.record('findInstanceByPrivateDnsName', name);
-    return undefined;
-  }
-
-  async describeSnapshot(id: string): Promise<{ id: string; sizeGiB: number } | undefined> {
-    this.record('describeSnapshot', id);
-    const s = this.snapshots.find((x) => x.id === id);
-    return s ? { id: s.id, sizeGiB: s.sizeGiB } : undefined;
-  }
-
-  async findSnapshotByTag(key: string, value: string): Promise<{ id: string; sizeGiB: number } | undefined> {
-    this.record('findSnapshotByTag', key, value);
-    const [s] = this.snapshots.filter((x) => x.tags[key] === value).sort((a, b) => b.startTime - a.startTime);
-    return s ? { id: s.id, sizeGiB: s.sizeGiB } : undefined;
-  }
-
-  async modifyVolume(id: string, sizeGiB: number): Promise<Ec2VolumeModification> {
-    this.record('modifyVolume', id, sizeGiB);
-    const doing = `ModifyVolume ${id} to ${sizeGiB} GiB`;
-    const v = this.volumes.get(id);
-    if (!v) throw awsError('InvalidVolume.NotFound', `The volume '${id}' does not exist.`, doing);
-    const last = this.modifications.get(id);
-    if (last && last.state !== 'completed' && last.state !== 'failed') {
-      throw awsError('IncorrectModificationState', `Volume '${id}' is already being modified.`, doing);
-    }
-    if (sizeGiB <= v.sizeGiB) {
-      throw awsError('InvalidParameterValue', 'New size cannot be smaller than existing size', doing);
-    }
-    const m = {
-      volumeId: id,
-      state: 'modifying' as const,
-      targetSizeGiB: sizeGiB,
-      originalSizeGiB: v.sizeGiB,
-      left: this.modifyingFor,
-    };
-    this.modifications.set(id, m);
-    v.sizeGiB = sizeGiB; // EC2 shows the new size at once
-    const { left: _, ...out } = m;
-    return out;
-  }
-
-  async describeVolumeModification(id: string): Promise<Ec2VolumeModification | undefined> {
-    this.record('describeVolumeModification', id);
-    const m = this.modifications.get(id);
-    if (!m) return undefined;
-    if (m.state === 'modifying') {
-      if (m.left > 0) m.left--;
-      else {
-        m.state = this.modifiedState;
-        if (m.state === 'failed') m.statusMessage = 'Volume modification failed: internal error';
-      }
-    }
-    const { left: _, ...out } = m;
-    return structuredClone(out);
-  }
-
-  // --- internals ---------------------------------------------------------------------------------
-
-  private record(op: keyof Ec2Api, ...args: unknown[]): void {
+  private rec<T>(op: keyof Ec2Api, args: unknown[], run: () => Promise<T>): Promise<T> {
     this.calls.push({ op, args });
-    const err = this.failures.get(op)?.shift();
-    if (err) throw err;
+    return run();
   }
-
-  private devicesOf(instanceId: string): string[] {
-    const attached = [...this.volumes.values()].flatMap((v) =>
-      v.attachments.filter((a) => a.instanceId === instanceId).map((a) => a.device),
+  createVolume(i: CreateVolumeInput) {
+    return this.rec('createVolume', [i], () => this.sdk.createVolume(i));
+  }
+  describeVolume(id: string) {
+    return this.rec('describeVolume', [id], () => this.sdk.describeVolume(id));
+  }
+  findVolumesByTag(key: string, value: string) {
+    return this.rec('findVolumesByTag', [key, value], () => this.sdk.findVolumesByTag(key, value));
+  }
+  deleteVolume(id: string) {
+    return this.rec('deleteVolume', [id], () => this.sdk.deleteVolume(id));
+  }
+  attachVolume(id: string, instanceId: string, device: string) {
+    return this.rec('attachVolume', [id, instanceId, device], () =>
+      this.sdk.attachVolume(id, instanceId, device),
     );
-    return [...(this.instances.get(instanceId)?.devices ?? []), ...attached];
   }
-
-  /** One step of EC2's asynchronous state changes, taken when the volume is looked at. */
-  private async advance(v: Ec2Volume): Promise<void> {
-    if (v.state === 'creating') {
-      const left = this.creatingLeft.get(v.id) ?? 0;
-      if (left > 0) this.creatingLeft.set(v.id, left - 1);
-      else v.state = this.createdState;
-    }
-    for (const a of [...v.attachments]) {
-      if (a.state === 'attaching' && !this.stuckAttach) {
-        a.state = 'attached';
-        await this.deviceAttached(a.instanceId, a.device);
-      } else if (a.state === 'detaching') {
-        v.attachments.splice(v.attachments.indexOf(a), 1);
-        if (a.instanceId === this.me) await rm(this.nodeOf(a.device), { force: true });
-      }
-    }
-    if (v.state === 'in-use' && v.attachments.length === 0) v.state = 'available';
+  detachVolume(id: string, instanceId: string, opts?: { force?: boolean }) {
+    return this.rec('detachVolume', [id, instanceId, ...(opts ? [opts] : [])], () =>
+      this.sdk.detachVolume(id, instanceId, opts),
+    );
   }
-
-  private async deviceAttached(instanceId: string, device: string): Promise<void> {
-    if (instanceId === this.me && this.deviceAppears) await symlink(this.blockNode, this.nodeOf(device));
+  describeInstance(id: string) {
+    return this.rec('describeInstance', [id], () => this.sdk.describeInstance(id));
   }
-
-  /** Xen shows /dev/sdf as /dev/xvdf. */
-  private nodeOf(device: string): string {
-    return join(this.devDir, basename(canonical(device)));
+  findInstanceByPrivateDnsName(name: string) {
+    return this.rec('findInstanceByPrivateDnsName', [name], () =>
+      this.sdk.findInstanceByPrivateDnsName(name),
+    );
+  }
+  describeSnapshot(id: string) {
+    return this.rec('describeSnapshot', [id], () => this.sdk.describeSnapshot(id));
+  }
+  findSnapshotByTag(key: string, value: string) {
+    return this.rec('findSnapshotByTag', [key, value], () => this.sdk.findSnapshotByTag(key, value));
+  }
+  modifyVolume(id: string, sizeGiB: number) {
+    return this.rec('modifyVolume', [id, sizeGiB], () => this.sdk.modifyVolume(id, sizeGiB));
+  }
+  describeVolumeModification(id: string) {
+    return this.rec('describeVolumeModification', [id], () => this.sdk.describeVolumeModification(id));
   }
 }
 
@@ -353,7 +122,8 @@ class FakeState {
 let dir: string;
 let devDir: string;
 let blockNode: string; // real path of the block device node the attached volumes "are"
-let ec2: FakeEc2;
+let fake: FakeEc2;
+let ec2: RecordingEc2;
 let state: FakeState;
 let logLines: Record<string, unknown>[];
 let driver: Driver;
@@ -395,12 +165,22 @@ async function setup(ebs: Record<string, unknown> = {}): Promise<void> {
       liveHosts: async () => (state.live ? new Set(state.live) : undefined),
     },
     cloud: {
-      ec2,
+      ec2: ec2,
       identity: new StaticIdentity({ instanceId: ME, availabilityZone: AZ, region: 'us-east-1' }),
     },
   };
   driver = ebsDriver(ctx);
 }
+
+beforeAll(() => {
+  vi.stubEnv('AWS_ACCESS_KEY_ID', 'test');
+  vi.stubEnv('AWS_SECRET_ACCESS_KEY', 'test');
+  vi.stubEnv('AWS_SESSION_TOKEN', '');
+});
+
+afterAll(() => {
+  vi.unstubAllEnvs();
+});
 
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'stowage-ebs-'));
@@ -408,10 +188,18 @@ beforeEach(async () => {
   await mkdir(devDir);
   await execa('mknod', [join(dir, 'blk'), 'b', '7', '200']); // loop major, a minor nobody uses
   blockNode = await realpath(join(dir, 'blk'));
-  ec2 = new FakeEc2(ME, devDir, blockNode);
-  ec2.instances.set(ME, { az: AZ, devices: ['/dev/xvda'] });
-  ec2.instances.set(OTHER, { az: AZ, devices: ['/dev/xvda'] });
-  ec2.instances.set(STRANGER, { az: AZ, devices: ['/dev/xvda'] });
+  fake = await FakeEc2.start({
+    stateDelayMs: 20,
+    deviceDelayMs: 60,
+    consistencyDelayMs: 60,
+    blockDevices: { imageDir: join(dir, 'images'), devDir, byIdDir: join(dir, 'by-id'), node: blockNode },
+  });
+  fake.addInstance({ instanceId: ME, availabilityZone: AZ });
+  fake.addInstance({ instanceId: OTHER, availabilityZone: AZ, blockDevices: false });
+  fake.addInstance({ instanceId: STRANGER, availabilityZone: AZ, blockDevices: false });
+  ec2 = new RecordingEc2(
+    new SdkEc2({ region: 'us-east-1', endpoint: fake.url, maxAttempts: 1, requestTimeoutMs: 5000 }),
+  );
   state = new FakeState();
   state.host('host-a', ME);
   state.host('host-b', OTHER);
@@ -419,6 +207,8 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
+  await fake.stop();
+  expect(fake.errors).toEqual([]);
   await rm(dir, { recursive: true, force: true }); // the device node and the symlinks with it
 });
 
@@ -452,18 +242,103 @@ async function create(name: string, raw: Record<string, string> = {}): Promise<V
   };
 }
 
-function attachmentOf(vol: VolumeRecord, device: string): AttachmentRecord {
-  return { volume: vol.name, host: 'host-a', device, state: 'attached', updatedAt: CREATED_AT };
+function attachmentOf(vol: VolumeRecord, device: string, host = 'host-a'): AttachmentRecord {
+  return { volume: vol.name, host, device, state: 'attached', updatedAt: CREATED_AT };
+}
+
+/**
+ * The store's side of an attach, as the core's Attacher keeps it: the records before this attach
+ * (every host's) and the device noted before AttachVolume.
+ */
+function records(...before: AttachmentRecord[]): AttachRecords & { noted: string[] } {
+  const noted: string[] = [];
+  return { before, noted, noteDevice: async (d) => void noted.push(d) };
+}
+
+/** EC2's view of a volume's live attachments. */
+function attachmentsIn(id: string) {
+  return (fake.volume(id)?.attachments ?? []).map((a) => ({
+    instanceId: a.instanceId,
+    device: a.device,
+    state: a.state,
+  }));
+}
+
+/** A volume made in EC2 outside stowage (someone's, to adopt), available. */
+async function ec2Volume(opts: { sizeGiB?: number; type?: string; zone?: string } = {}): Promise<string> {
+  const v = await ec2.sdk.createVolume({
+    clientToken: `outside-${Math.random()}`,
+    sizeGiB: opts.sizeGiB ?? 10,
+    type: opts.type ?? 'gp3',
+    ...(opts.type === 'io2' ? { iops: 1000 } : {}),
+    availabilityZone: opts.zone ?? AZ,
+    tags: {},
+  });
+  await until(async () => ((await ec2.sdk.describeVolume(v.id))?.state === 'available' ? true : undefined));
+  return v.id;
+}
+
+/** Attached by someone else with EC2's own API (aws ec2 attach-volume), and settled. */
+async function attachedBySomeoneElse(id: string, instanceId: string, device: string): Promise<void> {
+  await ec2.sdk.attachVolume(id, instanceId, device);
+  await until(async () =>
+    (await ec2.sdk.describeVolume(id))?.attachments.some((a) => a.state === 'attached') ? true : undefined,
+  );
+}
+
+function until<T>(probe: () => Promise<T | undefined>): Promise<T> {
+  return pollUntil(probe, { timeoutMs: 3000, initialDelayMs: 10, maxDelayMs: 50, what: 'the fake EC2' });
 }
 
 const idOf = (vol: VolumeRecord) => vol.fields.volumeId as string;
 
 /** What the core does to mount here: attach (the cloud's name), then find the local block device. */
-async function attachHere(vol: VolumeRecord): Promise<string> {
-  const { device } = await driver.attach!(vol);
+async function attachHere(vol: VolumeRecord, recorded = records()): Promise<string> {
+  const { device } = await driver.attach!(vol, undefined, recorded);
   return driver.localDevice!(vol, attachmentOf(vol, device));
 }
+
 const createInputs = () => ec2.callsOf('createVolume').map(([input]) => input as CreateVolumeInput);
+
+/** What the core does when a Create fails or was interrupted: abandon the record as it stands. */
+function creatingRecord(name: string, fields: Record<string, unknown>, createdAt = CREATED_AT): VolumeRecord {
+  const parsed = driver.parseOptions({});
+  return {
+    name,
+    driver: 'ebs',
+    options: parsed.values,
+    givenOptions: parsed.given,
+    removePolicy: 'retain',
+    adopted: false,
+    createdAt,
+    status: 'creating',
+    fields,
+  };
+}
+
+/** Provision with the core's note: returns the result (or error) and what was noted on the way. */
+async function provisionNoting(
+  name: string,
+  raw: Record<string, string> = {},
+  createdAt = CREATED_AT,
+): Promise<{ noted: Record<string, unknown>; result: ProvisionResult | StowageError }> {
+  const parsed = driver.parseOptions(raw);
+  let noted: Record<string, unknown> = {};
+  const result = await driver
+    .provision({
+      name,
+      options: parsed.values,
+      givenOptions: parsed.given,
+      resuming: false,
+      createdAt,
+      noted: {},
+      note: async (f) => {
+        noted = { ...noted, ...f };
+      },
+    })
+    .catch((err: StowageError) => err);
+  return { noted, result };
+}
 
 describe('ebs provision', () => {
   it('uses a ClientToken that is stable for the same name and creation time', async () => {
@@ -473,7 +348,7 @@ describe('ebs provision', () => {
     expect(a?.clientToken).toMatch(/^[0-9a-f]{64}$/);
     expect(b?.clientToken).toBe(a?.clientToken);
     expect(again.fields.volumeId).toBe(first.fields.volumeId);
-    expect(ec2.volumes.size).toBe(1);
+    expect(fake.volumes).toHaveLength(1);
   });
 
   it('uses a new ClientToken for a later Create of the same name, and for another name', async () => {
@@ -483,21 +358,24 @@ describe('ebs provision', () => {
     const tokens = createInputs().map((i) => i.clientToken);
     expect(new Set(tokens).size).toBe(3);
     expect(later.fields.volumeId).not.toBe(first.fields.volumeId);
-    expect(ec2.volumes.size).toBe(3);
+    expect(fake.volumes).toHaveLength(3);
   });
 
   it('asks EC2 for encryption when only kmsKeyId is given', async () => {
     await provision('v1', { kmsKeyId: 'alias/team' });
     expect(createInputs()[0]).toMatchObject({ kmsKeyId: 'alias/team', encrypted: true });
+    expect(fake.volumes[0]).toMatchObject({ encrypted: true, kmsKeyId: 'alias/team' });
   });
 
-  it('tags the volume with Name and stowage.io/volume over the user tags', async () => {
+  it('tags the volume with Name, stowage.io/volume and its create token over the user tags', async () => {
     await provision('data-1', { tags: 'team=storage,Name=mine,env=prod' });
-    expect(createInputs()[0]?.tags).toEqual({
+    const token = createInputs()[0]?.clientToken;
+    expect(fake.volumes[0]?.tags).toEqual({
       team: 'storage',
       env: 'prod',
       Name: 'data-1',
       'stowage.io/volume': 'data-1',
+      'stowage.io/create-token': token,
     });
   });
 
@@ -509,7 +387,7 @@ describe('ebs provision', () => {
       type: 'gp3',
       availabilityZone: AZ,
       sizeGiB: 10,
-      tags: { Name: 'v1', 'stowage.io/volume': 'v1' },
+      tags: { Name: 'v1', 'stowage.io/volume': 'v1', 'stowage.io/create-token': input?.clientToken },
     });
   });
 
@@ -522,7 +400,7 @@ describe('ebs provision', () => {
       kmsKeyId: 'alias/team',
       availabilityZone: 'us-east-1c',
     });
-    expect(createInputs()[0]).toMatchObject({
+    expect(fake.volumes[0]).toMatchObject({
       sizeGiB: 200,
       iops: 6000,
       throughput: 500,
@@ -532,99 +410,102 @@ describe('ebs provision', () => {
     });
   });
 
-  it('waits until the volume is available and records its facts', async () => {
+  it('takes gp3 IOPS above the 16,000 once refused here (EC2 allows 80,000)', async () => {
+    const res = await provision('fast', { iops: '20000', throughput: '1500' });
+    expect(fake.volume(res.fields.volumeId as string)).toMatchObject({ iops: 20000, throughput: 1500 });
+  });
+
+  it.each([
+    [{ availabilityZone: 'us-east-1z' }, 'availabilityZone=us-east-1z', 'InvalidZone.NotFound'],
+    [{ type: 'gp2', size: '20000' }, 'size=20000 GiB', 'InvalidParameterValue'],
+    [{ type: 'standard', size: '2000' }, 'size=2000 GiB', 'InvalidParameterValue'],
+    [{ iops: '90000' }, 'iops=90000', 'InvalidParameterValue'],
+  ])(
+    'answers EC2 refusing %j as INVALID_ARGUMENT naming the value, and makes nothing',
+    async (raw, named, awsCode) => {
+      const { noted, result } = await provisionNoting('bad', raw);
+      const err = result as StowageError;
+      expect(noted.createToken).toBeNull(); // so the undo of this failed Create asks EC2 nothing
+      expect(err.code).toBe('INVALID_ARGUMENT');
+      expect(err.message).toContain(named);
+      expect(err.message).toMatch(/^driver ebs: EC2 refused volume bad \(/);
+      expect(err.message).toContain(awsCode);
+      expect(err.message).toMatch(/[^.]\. Nothing was created; correct the option and create again$/);
+      expect(fake.volumes).toEqual([]);
+    },
+  );
+
+  it('waits until the volume is available (through EC2 not listing it yet) and records its facts', async () => {
     const res = await provision('v1', { size: '20', type: 'gp2' });
     const id = res.fields.volumeId as string;
-    // "creating" for two looks, "available" at the third
-    expect(ec2.callsOf('describeVolume')).toEqual([[id], [id], [id]]);
+    // Missing for a moment (eventual consistency), then creating, then available: all waited out.
+    expect(
+      fake.calls.filter((c) => c.action === 'DescribeVolumes' && c.error === 'InvalidVolume.NotFound').length,
+    ).toBeGreaterThan(0);
     expect(res).toEqual({
       adopted: false,
       removePolicy: 'delete',
       fields: { volumeId: id, availabilityZone: AZ, sizeGiB: 20, type: 'gp2' },
     });
-    expect(ec2.volumes.get(id)?.state).toBe('available');
+    expect(fake.volume(id)?.state).toBe('available');
   });
 
   it('records retain when onRemove=retain is asked for a created volume', async () => {
     expect((await provision('v1', { onRemove: 'retain' })).removePolicy).toBe('retain');
   });
 
-  it('deletes a volume that went into state error and reports it', async () => {
-    ec2.createdState = 'error';
-    const err = await failure(provision('v1'));
-    const deletes = ec2.callsOf('deleteVolume');
-    expect(deletes).toHaveLength(1);
-    const id = deletes[0]?.[0] as string;
-    expect(id).toMatch(/^vol-/);
+  it('notes the create token before CreateVolume and the volume id as soon as it answers', async () => {
+    const { noted, result } = await provisionNoting('v1');
+    const id = (result as ProvisionResult).fields.volumeId;
+    expect(noted).toEqual({ createToken: createInputs()[0]?.clientToken, volumeId: id, madeVolume: true });
+  });
+
+  it('fails a volume that went into state error, and abandon deletes it', async () => {
+    fake.failCreates();
+    const { noted, result } = await provisionNoting('v1');
+    const err = result as StowageError;
+    const id = noted.volumeId as string;
     expect(err.code).toBe('UNAVAILABLE');
     expect(err.message).toBe(`EBS volume ${id} went into state error`);
-    expect(ec2.volumes.size).toBe(0);
+    await driver.abandon(creatingRecord('v1', noted));
+    expect(ec2.callsOf('deleteVolume')).toEqual([[id]]);
+    expect(fake.volume(id)?.state).toBe('deleting');
   });
 
-  it('deletes a volume that stays "creating" past createTimeout', async () => {
+  it('times out a volume that stays "creating" past createTimeout; abandon waits it out and deletes it', async () => {
     await setup({ createTimeout: '300ms' });
-    ec2.createdState = 'creating';
-    const err = await failure(provision('v1'));
-    expect(err.code).toBe('TIMEOUT');
-    expect(err.message).toMatch(
+    fake.delays.create = 600;
+    const { noted, result } = await provisionNoting('v1');
+    expect((result as StowageError).code).toBe('TIMEOUT');
+    expect((result as StowageError).message).toMatch(
       /^timed out after 300 ms waiting for EBS volume vol-[0-9a-f]+ to become available\.$/,
     );
-    expect(ec2.callsOf('deleteVolume')).toHaveLength(1);
-    expect(ec2.volumes.size).toBe(0);
+    await setup({ createTimeout: '3s' });
+    await driver.abandon(creatingRecord('v1', noted));
+    expect(ec2.callsOf('deleteVolume')).toEqual([[noted.volumeId]]);
+    expect(fake.volumes.map((v) => v.state)).toEqual(['deleting']);
   });
 
-  it('says "delete it by hand" with the volume id when the delete fails too, and logs it', async () => {
-    ec2.createdState = 'error';
-    ec2.failNext('deleteVolume', awsError('RequestLimitExceeded', 'Request limit exceeded.', 'DeleteVolume'));
-    const err = await failure(provision('v1'));
-    const [id] = [...ec2.volumes.keys()];
-    expect(err.code).toBe('INTERNAL');
-    expect(err.message).toBe(
-      `EBS volume ${id} went into state error; deleting ${id} failed too (DeleteVolume failed: ` +
-        'RequestLimitExceeded: Request limit exceeded. (AWS did not serve the request; it was retried and can ' +
-        'be tried again later)): delete it by hand',
-    );
-    expect(ec2.volumes.get(id!)?.state).toBe('error'); // left behind, and said so
-    expect(logLines).toContainEqual(
-      expect.objectContaining({
-        level: 50,
-        volume: 'v1',
-        volumeId: id,
-        msg: 'EBS volume left behind after a failed create',
-      }),
-    );
-  });
-
-  it('adopts an existing volume by volumeId and retains it by default', async () => {
-    ec2.addVolume({
-      id: 'vol-0123456789abcdef0',
-      sizeGiB: 77,
-      type: 'io2',
-      snapshotId: 'snap-0123456789abcdef0',
-    });
-    const res = await provision('old', { volumeId: 'vol-0123456789abcdef0' });
-    expect(res).toEqual({
+  it('adopts an existing volume by volumeId and retains it by default; abandon never deletes it', async () => {
+    const id = await ec2Volume({ sizeGiB: 77, type: 'io2' });
+    const { noted, result } = await provisionNoting('old', { volumeId: id });
+    expect(result).toEqual({
       adopted: true,
       removePolicy: 'retain',
-      fields: {
-        volumeId: 'vol-0123456789abcdef0',
-        availabilityZone: AZ,
-        sizeGiB: 77,
-        type: 'io2',
-        snapshotId: 'snap-0123456789abcdef0',
-      },
+      fields: { volumeId: id, availabilityZone: AZ, sizeGiB: 77, type: 'io2' },
     });
+    expect(noted).toEqual({});
     expect(ec2.callsOf('createVolume')).toEqual([]);
+    // An adopting Create interrupted before it finished: Remove leaves the volume alone.
+    await driver.abandon({ ...creatingRecord('old', { volumeId: id }), options: { volumeId: id } });
+    expect(fake.volume(id)?.state).toBe('available');
+    expect(ec2.callsOf('deleteVolume')).toEqual([]);
   });
 
   it('deletes an adopted volume on Remove only when onRemove=delete was given explicitly', async () => {
-    ec2.addVolume({ id: 'vol-0123456789abcdef0' });
-    expect(
-      (await provision('old', { volumeId: 'vol-0123456789abcdef0', onRemove: 'delete' })).removePolicy,
-    ).toBe('delete');
-    expect(
-      (await provision('old', { volumeId: 'vol-0123456789abcdef0', onRemove: 'retain' })).removePolicy,
-    ).toBe('retain');
+    const id = await ec2Volume();
+    expect((await provision('old', { volumeId: id, onRemove: 'delete' })).removePolicy).toBe('delete');
+    expect((await provision('old', { volumeId: id, onRemove: 'retain' })).removePolicy).toBe('retain');
   });
 
   it('refuses to adopt a volume that does not exist', async () => {
@@ -634,7 +515,7 @@ describe('ebs provision', () => {
   });
 
   it('refuses a size below the snapshot before any CreateVolume', async () => {
-    ec2.snapshots.push({ id: 'snap-0123456789abcdef0', sizeGiB: 100, tags: {}, startTime: 1 });
+    fake.addSnapshot({ snapshotId: 'snap-0123456789abcdef0', sizeGiB: 100 });
     const err = await failure(provision('v1', { snapshotId: 'snap-0123456789abcdef0', size: '50' }));
     expect(err.code).toBe('INVALID_ARGUMENT');
     expect(err.message).toBe(
@@ -644,7 +525,7 @@ describe('ebs provision', () => {
   });
 
   it('creates from a snapshot at its own size when no size is given', async () => {
-    ec2.snapshots.push({ id: 'snap-0123456789abcdef0', sizeGiB: 100, tags: {}, startTime: 1 });
+    fake.addSnapshot({ snapshotId: 'snap-0123456789abcdef0', sizeGiB: 100 });
     const res = await provision('v1', { snapshotId: 'snap-0123456789abcdef0' });
     expect(createInputs()[0]).not.toHaveProperty('sizeGiB');
     expect(createInputs()[0]?.snapshotId).toBe('snap-0123456789abcdef0');
@@ -659,12 +540,12 @@ describe('ebs provision', () => {
   });
 
   it('resolves snapshotTag to the newest snapshot with that tag', async () => {
-    ec2.snapshots.push(
-      { id: 'snap-00000000000000001', sizeGiB: 8, tags: { Name: 'nightly' }, startTime: 1000 },
-      { id: 'snap-00000000000000002', sizeGiB: 8, tags: { Name: 'nightly' }, startTime: 3000 },
-      { id: 'snap-00000000000000003', sizeGiB: 8, tags: { Name: 'weekly' }, startTime: 9000 },
-      { id: 'snap-00000000000000004', sizeGiB: 8, tags: { Name: 'nightly' }, startTime: 2000 },
-    );
+    const snap = (n: number, tags: Record<string, string>, t: number) =>
+      fake.addSnapshot({ snapshotId: `snap-0000000000000000${n}`, sizeGiB: 8, tags, startTime: new Date(t) });
+    snap(1, { Name: 'nightly' }, 1000);
+    snap(2, { Name: 'nightly' }, 3000);
+    snap(3, { Name: 'weekly' }, 9000);
+    snap(4, { Name: 'nightly' }, 2000);
     const res = await provision('v1', { snapshotTag: 'nightly' });
     expect(ec2.callsOf('findSnapshotByTag')).toEqual([['Name', 'nightly']]);
     expect(createInputs()[0]?.snapshotId).toBe('snap-00000000000000002');
@@ -672,7 +553,7 @@ describe('ebs provision', () => {
   });
 
   it('looks at the tag named by snapshotTagName', async () => {
-    ec2.snapshots.push({ id: 'snap-00000000000000005', sizeGiB: 8, tags: { backup: 'db' }, startTime: 1 });
+    fake.addSnapshot({ snapshotId: 'snap-00000000000000005', sizeGiB: 8, tags: { backup: 'db' } });
     await provision('v1', { snapshotTag: 'db', snapshotTagName: 'backup' });
     expect(createInputs()[0]?.snapshotId).toBe('snap-00000000000000005');
   });
@@ -685,73 +566,194 @@ describe('ebs provision', () => {
   });
 
   it('passes an EC2 failure of CreateVolume through and leaves nothing behind', async () => {
-    ec2.failNext(
-      'createVolume',
-      awsError(
-        'VolumeLimitExceeded',
-        'You have exceeded your maximum gp3 storage limit',
-        'CreateVolume in us-east-1a',
-      ),
-    );
-    const err = await failure(provision('v1'));
+    fake.failNext('CreateVolume', {
+      code: 'VolumeLimitExceeded',
+      message: 'You have exceeded your maximum gp3 storage limit',
+      status: 400,
+    });
+    const { noted, result } = await provisionNoting('v1');
+    const err = result as StowageError;
     expect(err.code).toBe('UNAVAILABLE');
     expect(err.message).toMatch(/^CreateVolume in us-east-1a failed: VolumeLimitExceeded: /);
-    expect(ec2.volumes.size).toBe(0);
+    expect(fake.volumes).toEqual([]);
+    // EC2 said no: nothing to look for, so the undo of this failed Create asks EC2 nothing.
+    expect(noted.createToken).toBeNull();
+    const before = ec2.calls.length;
+    await driver.abandon(creatingRecord('v1', noted, new Date().toISOString()));
+    expect(ec2.calls.length).toBe(before);
+  });
+
+  it('keeps the token noted when CreateVolume got no clear answer, and abandon then finds the volume by it', async () => {
+    fake.failNext('CreateVolume', { code: 'InternalError', message: 'An internal error has occurred' });
+    const { noted, result } = await provisionNoting('v1');
+    expect((result as StowageError).code).toBe('UNAVAILABLE');
+    expect(typeof noted.createToken).toBe('string');
+    await driver.abandon(creatingRecord('v1', noted)); // looks by the token tag, finds nothing
+    expect(ec2.callsOf('findVolumesByTag')).toEqual([['stowage.io/create-token', noted.createToken]]);
     expect(ec2.callsOf('deleteVolume')).toEqual([]);
   });
 });
 
+describe('ebs abandon (an interrupted Create, SIGKILL at any point)', () => {
+  it('does nothing, and asks EC2 nothing, when CreateVolume was never called', async () => {
+    await driver.abandon(creatingRecord('v1', {}));
+    expect(ec2.calls).toEqual([]);
+  });
+
+  it('finds and deletes the volume of a Create killed between CreateVolume and noting its id', async () => {
+    const { noted } = await provisionNoting('v1');
+    const id = noted.volumeId as string;
+    // As the store had it when the daemon died: the token noted, the volume id not yet.
+    await driver.abandon(creatingRecord('v1', { createToken: noted.createToken }));
+    expect(ec2.callsOf('findVolumesByTag')).toEqual([['stowage.io/create-token', noted.createToken]]);
+    expect(ec2.callsOf('deleteVolume')).toEqual([[id]]);
+  });
+
+  it('waits through EC2 not listing a just-made volume yet (eventual consistency) before deciding', async () => {
+    fake.consistencyDelayMs = 400;
+    const createdAt = new Date().toISOString();
+    const parsed = driver.parseOptions({});
+    const token = createToken('v1', createdAt);
+    // Killed right after CreateVolume answered: EC2 made it, nobody noted its id.
+    await ec2.sdk.createVolume({
+      clientToken: token,
+      type: 'gp3',
+      sizeGiB: 1,
+      availabilityZone: AZ,
+      tags: { 'stowage.io/create-token': token },
+    });
+    expect(await ec2.sdk.findVolumesByTag('stowage.io/create-token', token)).toEqual([]);
+    await driver.abandon({
+      ...creatingRecord('v1', { createToken: token }, createdAt),
+      options: parsed.values,
+    });
+    expect(ec2.callsOf('deleteVolume')).toHaveLength(1);
+    expect(fake.volumes.map((v) => v.state)).toEqual(['deleting']);
+  });
+
+  it('deletes the noted volume, even while it is still creating', async () => {
+    fake.delays.create = 300;
+    const createdAt = new Date().toISOString();
+    const v = await ec2.sdk.createVolume({
+      clientToken: createToken('v1', createdAt),
+      type: 'gp3',
+      sizeGiB: 1,
+      availabilityZone: AZ,
+      tags: {},
+    });
+    await driver.abandon(
+      creatingRecord(
+        'v1',
+        { createToken: createToken('v1', createdAt), volumeId: v.id, madeVolume: true },
+        createdAt,
+      ),
+    );
+    expect(ec2.callsOf('deleteVolume')).toEqual([[v.id]]);
+  });
+
+  it('treats a noted volume that is already gone as done (a Remove run twice)', async () => {
+    const { noted } = await provisionNoting('v1');
+    fake.vanish(noted.volumeId as string);
+    await driver.abandon(creatingRecord('v1', noted));
+    expect(ec2.callsOf('deleteVolume')).toEqual([]);
+  });
+
+  it('refuses to delete a volume that is attached, and says what to do', async () => {
+    const { noted } = await provisionNoting('v1');
+    const id = noted.volumeId as string;
+    fake.attachElsewhere(id, STRANGER);
+    const err = await failure(driver.abandon(creatingRecord('v1', noted)));
+    expect(err.code).toBe('IN_USE');
+    expect(err.message).toBe(
+      `EBS volume ${id}, made by the interrupted Create of v1, is attached to ${STRANGER}; nothing was deleted: detach it, then remove v1 again`,
+    );
+    expect(ec2.callsOf('deleteVolume')).toEqual([]);
+  });
+
+  it('a resumed Create gets the same EBS volume', async () => {
+    const first = await provisionNoting('v1');
+    const resumed = await provisionNoting('v1');
+    expect((resumed.result as ProvisionResult).fields.volumeId).toBe(first.noted.volumeId);
+    expect(fake.volumes).toHaveLength(1);
+  });
+
+  it('a Create whose earlier attempt was deleted says so and to create again', async () => {
+    const { noted } = await provisionNoting('v1');
+    await driver.abandon(creatingRecord('v1', noted));
+    const again = await failure(provision('v1'));
+    expect(again.code).toBe('CONFLICT');
+    expect(again.message).toBe(
+      `an earlier attempt of this Create made EBS volume ${noted.volumeId}, which is deleting now; create volume v1 again (a new Create makes a new EBS volume)`,
+    );
+  });
+});
+
 describe('ebs attach', () => {
-  it('attaches as /dev/xvdf and returns the block device that appeared', async () => {
+  it('attaches as /dev/xvdf, noting the name first, and waits for the block device that appears after "attached"', async () => {
     const vol = await create('v1');
-    expect(await attachHere(vol)).toBe(blockNode);
+    const recorded = records();
+    const { device } = await driver.attach!(vol, undefined, recorded);
+    expect(device).toBe('/dev/xvdf');
+    expect(recorded.noted).toEqual(['/dev/xvdf']);
+    expect(attachmentsIn(idOf(vol))).toEqual([{ instanceId: ME, device: '/dev/xvdf', state: 'attached' }]);
+    // EC2 says attached; the disk is not in the instance yet: localDevice waits for it.
+    expect(await readlink(join(devDir, 'xvdf')).catch(() => 'not yet')).toBe('not yet');
+    expect(await driver.localDevice!(vol, attachmentOf(vol, device))).toBe(blockNode);
     expect(ec2.callsOf('attachVolume')).toEqual([[idOf(vol), ME, '/dev/xvdf']]);
-    expect(ec2.volumes.get(idOf(vol))?.attachments).toEqual([
-      { instanceId: ME, device: '/dev/xvdf', state: 'attached' },
-    ]);
-    expect(await readlink(join(devDir, 'xvdf'))).toBe(blockNode);
   });
 
   it('skips the names the instance already uses, in either spelling', async () => {
-    ec2.instances.set(ME, { az: AZ, devices: ['/dev/sda1', '/dev/sdf', '/dev/xvdg'] });
+    fake.addInstance({
+      instanceId: ME,
+      availabilityZone: AZ,
+      usedDevices: ['/dev/sda1', '/dev/sdf', '/dev/xvdg'],
+    });
     const vol = await create('v1');
-    await driver.attach!(vol);
+    await driver.attach!(vol, undefined, records());
     expect(ec2.callsOf('attachVolume')).toEqual([[idOf(vol), ME, '/dev/xvdh']]);
   });
 
   it('gives a second volume the next name', async () => {
     const a = await create('a');
     const b = await create('b');
-    await driver.attach!(a);
-    await driver.attach!(b);
+    await driver.attach!(a, undefined, records());
+    await driver.attach!(b, undefined, records());
     expect(ec2.callsOf('attachVolume').map((c) => c[2])).toEqual(['/dev/xvdf', '/dev/xvdg']);
   });
 
+  const nameTaken = (n: string) => ({
+    code: 'InvalidParameterValue',
+    message: `Invalid value '${n}' for unixDevice. Attachment point ${n} is already in use`,
+  });
+
   it('taints a name EC2 rejects as already in use and succeeds with the next', async () => {
-    ec2.busyNames.add('/dev/xvdf');
+    fake.failNext('AttachVolume', nameTaken('/dev/xvdf'));
     const a = await create('a');
     expect(await attachHere(a)).toBe(blockNode);
     expect(ec2.callsOf('attachVolume').map((c) => c[2])).toEqual(['/dev/xvdf', '/dev/xvdg']);
     // /dev/xvdf is never tried again on this instance, even once EC2 would take it.
-    ec2.busyNames.clear();
     const b = await create('b');
-    await driver.attach!(b);
+    await driver.attach!(b, undefined, records());
     expect(ec2.callsOf('attachVolume').map((c) => c[2])).toEqual(['/dev/xvdf', '/dev/xvdg', '/dev/xvdh']);
   });
 
   it('gives up after three names in use', async () => {
-    for (const n of ['/dev/xvdf', '/dev/xvdg', '/dev/xvdh']) ec2.busyNames.add(n);
+    for (const n of ['/dev/xvdf', '/dev/xvdg', '/dev/xvdh']) fake.failNext('AttachVolume', nameTaken(n));
     const vol = await create('v1');
-    const err = await failure(driver.attach!(vol));
+    const err = await failure(driver.attach!(vol, undefined, records()));
     expect(err.code).toBe('UNAVAILABLE');
     expect(err.message).toBe(`could not find a free device name on ${ME} after 3 tries`);
-    expect(ec2.volumes.get(idOf(vol))?.attachments).toEqual([]);
+    expect(attachmentsIn(idOf(vol))).toEqual([]);
   });
 
   it('says so when the instance has no free name left', async () => {
-    ec2.instances.set(ME, { az: AZ, devices: ['/dev/xvda', ...DEFAULT_DEVICE_NAMES] });
+    fake.addInstance({
+      instanceId: ME,
+      availabilityZone: AZ,
+      usedDevices: ['/dev/xvda', ...DEFAULT_DEVICE_NAMES],
+    });
     const vol = await create('v1');
-    const err = await failure(driver.attach!(vol));
+    const err = await failure(driver.attach!(vol, undefined, records()));
     expect(err.code).toBe('UNAVAILABLE');
     expect(err.message).toBe(`no free device name left on ${ME} (all in use or tainted by failed attaches)`);
     expect(ec2.callsOf('attachVolume')).toEqual([]);
@@ -759,36 +761,35 @@ describe('ebs attach', () => {
 
   it('releases the name after another AttachVolume failure', async () => {
     const vol = await create('v1');
-    ec2.failNext(
-      'attachVolume',
-      awsError('UnauthorizedOperation', 'You are not authorized to perform this operation.', 'AttachVolume'),
-    );
-    const err = await failure(driver.attach!(vol));
+    fake.failNext('AttachVolume', {
+      code: 'UnauthorizedOperation',
+      message: 'You are not authorized to perform this operation.',
+    });
+    const err = await failure(driver.attach!(vol, undefined, records()));
     expect(err.code).toBe('PERMISSION_DENIED');
-    await driver.attach!(vol);
+    await driver.attach!(vol, undefined, records(attachmentOf(vol, '/dev/xvdf')));
     expect(ec2.callsOf('attachVolume').map((c) => c[2])).toEqual(['/dev/xvdf', '/dev/xvdf']);
   });
 
   it('times out a stuck "attaching", taints the name and force-detaches', async () => {
     await setup({ attachTimeout: '300ms' });
     const vol = await create('v1');
-    ec2.stuckAttach = true;
-    const err = await failure(driver.attach!(vol));
+    fake.stickAttaching(idOf(vol));
+    const err = await failure(driver.attach!(vol, undefined, records()));
     expect(err.code).toBe('TIMEOUT');
     expect(err.message).toBe(
       `timed out after 300 ms waiting for EBS volume ${idOf(vol)} to attach to ${ME} as /dev/xvdf.`,
     );
     expect(ec2.callsOf('detachVolume')).toEqual([[idOf(vol), ME, { force: true }]]);
     // EC2 lets go of it; the next attach avoids the tainted name.
-    ec2.stuckAttach = false;
-    await ec2.describeVolume(idOf(vol));
-    expect(ec2.volumes.get(idOf(vol))?.attachments).toEqual([]);
+    fake.stickAttaching(idOf(vol), false);
+    await until(async () => (attachmentsIn(idOf(vol)).length === 0 ? true : undefined));
     expect(await attachHere(vol)).toBe(blockNode);
     expect(ec2.callsOf('attachVolume').map((c) => c[2])).toEqual(['/dev/xvdf', '/dev/xvdg']);
   });
 
   it('times out when the block device never appears on the host', async () => {
-    ec2.deviceAppears = false;
+    fake.addInstance({ instanceId: ME, availabilityZone: AZ, blockDevices: false });
     const vol = await create('v1');
     const err = await failure(attachHere(vol));
     expect(err.code).toBe('TIMEOUT');
@@ -798,67 +799,140 @@ describe('ebs attach', () => {
     );
   });
 
-  it('finds the volume as an NVMe disk by its by-id link', async () => {
-    ec2.deviceAppears = false;
+  it('finds the volume as an NVMe disk (Nitro: /dev/nvme1n1 and its by-id link)', async () => {
+    fake.addInstance({ instanceId: ME, availabilityZone: AZ, naming: 'nvme' });
     const vol = await create('v1');
-    await mkdir(join(dir, 'by-id'));
-    await symlink(
-      blockNode,
-      join(dir, 'by-id', `nvme-Amazon_Elastic_Block_Store_${idOf(vol).replace('-', '')}`),
-    );
     expect(await attachHere(vol)).toBe(blockNode);
+    const byId = join(dir, 'by-id', `nvme-Amazon_Elastic_Block_Store_${idOf(vol).replace('-', '')}`);
+    expect(await readlink(byId)).toBe(join(devDir, 'nvme1n1'));
+    expect(await readlink(join(devDir, 'xvdf')).catch(() => 'absent')).toBe('absent');
   });
 
-  it('is idempotent: a volume already attached here is not attached again', async () => {
+  it('finds a Xen disk attached as /dev/sdf under /dev/xvdf', async () => {
+    fake.addInstance({ instanceId: ME, availabilityZone: AZ, naming: 'xen' });
     const vol = await create('v1');
-    await ec2.attachDirectly(idOf(vol), ME, '/dev/xvdk');
-    expect(await attachHere(vol)).toBe(blockNode);
-    expect(ec2.callsOf('attachVolume')).toEqual([]);
+    // Made by stowage under the sd spelling (an earlier version, say): recorded so.
+    await attachedBySomeoneElse(idOf(vol), ME, '/dev/sdf');
+    expect(await attachHere(vol, records(attachmentOf(vol, '/dev/sdf')))).toBe(blockNode);
+    expect(await readlink(join(devDir, 'xvdf'))).toBe(blockNode);
+    expect(await readlink(join(devDir, 'sdf')).catch(() => 'absent')).toBe('absent');
   });
 
-  it('waits for an attachment here that is still attaching', async () => {
+  it('is idempotent: a volume stowage already attached here is not attached again', async () => {
     const vol = await create('v1');
-    await ec2.attachDirectly(idOf(vol), ME, '/dev/xvdk', 'attaching');
-    expect(await attachHere(vol)).toBe(blockNode);
+    const { device } = await driver.attach!(vol, undefined, records());
+    expect(await attachHere(vol, records(attachmentOf(vol, device)))).toBe(blockNode);
+    expect(ec2.callsOf('attachVolume')).toHaveLength(1);
+  });
+
+  it('waits for an attachment of its own here that is still attaching (an attach interrupted after AttachVolume)', async () => {
+    const vol = await create('v1');
+    fake.delays.attach = 200;
+    await ec2.sdk.attachVolume(idOf(vol), ME, '/dev/xvdk');
+    const recorded = { ...attachmentOf(vol, '/dev/xvdk'), state: 'attaching' as const };
+    expect(await attachHere(vol, records(recorded))).toBe(blockNode);
     expect(ec2.callsOf('attachVolume')).toEqual([]);
     expect(await readlink(join(devDir, 'xvdk'))).toBe(blockNode);
   });
 
   it('refuses a volume in another zone', async () => {
-    ec2.addVolume({ id: 'vol-0123456789abcdef0', availabilityZone: 'us-east-1b' });
-    const vol = await create('far', { volumeId: 'vol-0123456789abcdef0' });
-    const err = await failure(driver.attach!(vol));
+    const id = await ec2Volume({ zone: 'us-east-1b' });
+    const vol = await create('far', { volumeId: id });
+    const err = await failure(driver.attach!(vol, undefined, records()));
     expect(err.code).toBe('INVALID_ARGUMENT');
     expect(err.message).toBe(
-      'volume far (vol-0123456789abcdef0) is in us-east-1b but this host is in us-east-1a; ' +
-        'EBS volumes attach only in their own zone',
+      `volume far (${id}) is in us-east-1b but this host is in us-east-1a; EBS volumes attach only in their own zone`,
     );
     expect(ec2.callsOf('attachVolume')).toEqual([]);
   });
 
   it('says which EBS volume is gone', async () => {
     const vol = await create('v1');
-    ec2.volumes.clear();
-    const err = await failure(driver.attach!(vol));
+    fake.vanish(idOf(vol));
+    const err = await failure(driver.attach!(vol, undefined, records()));
     expect(err.code).toBe('NOT_FOUND');
     expect(err.message).toBe(`EBS volume ${idOf(vol)} of volume v1 no longer exists`);
   });
 
   it('refuses a record without an EBS volume id', async () => {
     const vol = await create('v1');
-    const err = await failure(driver.attach!({ ...vol, fields: {} }));
+    const err = await failure(driver.attach!({ ...vol, fields: {} }, undefined, records()));
     expect(err.code).toBe('INTERNAL');
     expect(err.message).toBe('volume v1 has no EBS volume id recorded');
   });
 });
 
+describe('ebs: an attachment stowage did not make is never used nor detached (issue 12, defect 3)', () => {
+  const notOurs = (id: string, instance: string, where: string, device: string) =>
+    `volume v1 (EBS ${id}) is attached to instance ${instance}${where} as ${device}, and stowage did not attach it ` +
+    '(the store records no such attachment): stowage never uses or detaches an attachment it did not make. ' +
+    'To hand the volume to stowage, stop what uses it there, unmount it and detach it yourself ' +
+    `(aws ec2 detach-volume --volume-id ${id} --instance-id ${instance}), then try again: stowage then attaches it itself`;
+
+  it('refuses a volume someone attached to this instance, naming the instance and the device', async () => {
+    const vol = await create('v1');
+    await attachedBySomeoneElse(idOf(vol), ME, '/dev/xvdm');
+    const err = await failure(attachHere(vol));
+    expect(err.code).toBe('IN_USE');
+    expect(err.message).toBe(notOurs(idOf(vol), ME, ' (this host)', '/dev/xvdm'));
+    expect(ec2.callsOf('attachVolume')).toEqual([]);
+  });
+
+  it('refuses it when the record names no device (an attach of ours that never reached EC2) or another one', async () => {
+    const vol = await create('v1');
+    await attachedBySomeoneElse(idOf(vol), ME, '/dev/xvdm');
+    const unnamed = { ...attachmentOf(vol, ''), state: 'attaching' as const };
+    expect((await failure(attachHere(vol, records(unnamed)))).code).toBe('IN_USE');
+    expect((await failure(attachHere(vol, records(attachmentOf(vol, '/dev/xvdf'))))).code).toBe('IN_USE');
+  });
+
+  it('never detaches it: the teardown after the refusal, reconcile, and a forced detach leave it attached', async () => {
+    const vol = await create('v1');
+    await attachedBySomeoneElse(idOf(vol), ME, '/dev/xvdm');
+    // The records the core has in those paths: an attach that never got a name, or another name.
+    await driver.detach!(vol, { ...attachmentOf(vol, ''), state: 'attaching' });
+    await driver.detach!(vol, attachmentOf(vol, '/dev/xvdf'), undefined, { force: true });
+    expect(ec2.callsOf('detachVolume')).toEqual([]);
+    expect(attachmentsIn(idOf(vol))).toEqual([{ instanceId: ME, device: '/dev/xvdm', state: 'attached' }]);
+    expect(logLines).toContainEqual(
+      expect.objectContaining({
+        level: 40,
+        volumeId: idOf(vol),
+        device: '/dev/xvdm',
+        msg: 'EBS attachment not made by stowage: left attached, only the record dropped',
+      }),
+    );
+  });
+
+  it('is handed over deliberately: once its owner detaches it, stowage attaches it itself', async () => {
+    const vol = await create('v1');
+    await attachedBySomeoneElse(idOf(vol), ME, '/dev/xvdm');
+    expect((await failure(attachHere(vol))).code).toBe('IN_USE');
+    await ec2.sdk.detachVolume(idOf(vol), ME); // what the refusal tells the user to do
+    await until(async () => (attachmentsIn(idOf(vol)).length === 0 ? true : undefined));
+    expect(await attachHere(vol)).toBe(blockNode);
+    expect(attachmentsIn(idOf(vol))).toEqual([{ instanceId: ME, device: '/dev/xvdf', state: 'attached' }]);
+  });
+
+  it("preempt never force-detaches another host's attachment the store does not record as stowage's", async () => {
+    const vol = await create('v1', { preempt: 'true' });
+    fake.attachElsewhere(idOf(vol), OTHER, '/dev/xvdf');
+    const err = await failure(driver.attach!(vol, undefined, records()));
+    expect(err.code).toBe('IN_USE');
+    expect(err.message).toBe(notOurs(idOf(vol), OTHER, ' (host host-b)', '/dev/xvdf'));
+    expect(ec2.callsOf('detachVolume')).toEqual([]);
+  });
+});
+
 describe('ebs attach of a volume attached to another instance', () => {
+  const onB = (vol: VolumeRecord) => records(attachmentOf(vol, '/dev/xvdf', 'host-b'));
+
   it('refuses without preempt and says how many mounts the other host has', async () => {
     const vol = await create('v1');
-    await ec2.attachDirectly(idOf(vol), OTHER, '/dev/xvdf');
+    fake.attachElsewhere(idOf(vol), OTHER, '/dev/xvdf');
     state.mount('v1', 'host-b', { [`${'a'.repeat(64)}`]: 1, [`${'b'.repeat(64)}`]: 1 });
     state.mount('v1', 'host-c', { [`${'c'.repeat(64)}`]: 3 }); // not the host that holds it
-    const err = await failure(driver.attach!(vol));
+    const err = await failure(driver.attach!(vol, undefined, onB(vol)));
     expect(err.code).toBe('IN_USE');
     expect(err.message).toBe(
       `volume v1 is attached to instance ${OTHER} (host host-b) with 2 active mounts; ` +
@@ -870,8 +944,8 @@ describe('ebs attach of a volume attached to another instance', () => {
 
   it('refuses without preempt even when the other host has no mounts', async () => {
     const vol = await create('v1');
-    await ec2.attachDirectly(idOf(vol), OTHER, '/dev/xvdf');
-    const err = await failure(driver.attach!(vol));
+    fake.attachElsewhere(idOf(vol), OTHER, '/dev/xvdf');
+    const err = await failure(driver.attach!(vol, undefined, onB(vol)));
     expect(err.message).toBe(
       `volume v1 is attached to instance ${OTHER} (host host-b) with 0 active mounts; ` +
         'release it there, or create the volume with preempt=true to take it over',
@@ -881,24 +955,22 @@ describe('ebs attach of a volume attached to another instance', () => {
 
   it('refuses with preempt while the store shows mounts on that host', async () => {
     const vol = await create('v1', { preempt: 'true' });
-    await ec2.attachDirectly(idOf(vol), OTHER, '/dev/xvdf');
+    fake.attachElsewhere(idOf(vol), OTHER, '/dev/xvdf');
     state.mount('v1', 'host-b', { [`${'a'.repeat(64)}`]: 1 });
-    const err = await failure(driver.attach!(vol));
+    const err = await failure(driver.attach!(vol, undefined, onB(vol)));
     expect(err.code).toBe('IN_USE');
     expect(err.message).toBe(
       `volume v1 is attached to instance ${OTHER} (host host-b) with 1 active mount; ` +
         'preempt takes a volume only when nobody uses it',
     );
     expect(ec2.callsOf('detachVolume')).toEqual([]);
-    expect(ec2.volumes.get(idOf(vol))?.attachments).toEqual([
-      { instanceId: OTHER, device: '/dev/xvdf', state: 'attached' },
-    ]);
+    expect(attachmentsIn(idOf(vol))).toEqual([{ instanceId: OTHER, device: '/dev/xvdf', state: 'attached' }]);
   });
 
   it('refuses with preempt when the other instance is not a stowage host', async () => {
     const vol = await create('v1', { preempt: 'true' });
-    await ec2.attachDirectly(idOf(vol), STRANGER, '/dev/xvdf');
-    const err = await failure(driver.attach!(vol));
+    fake.attachElsewhere(idOf(vol), STRANGER, '/dev/xvdf');
+    const err = await failure(driver.attach!(vol, undefined, records()));
     expect(err.code).toBe('IN_USE');
     expect(err.message).toBe(
       `volume v1 is attached to instance ${STRANGER} (not a stowage host); ` +
@@ -909,8 +981,8 @@ describe('ebs attach of a volume attached to another instance', () => {
 
   it('refuses without preempt when the other instance is not a stowage host', async () => {
     const vol = await create('v1');
-    await ec2.attachDirectly(idOf(vol), STRANGER, '/dev/xvdf');
-    const err = await failure(driver.attach!(vol));
+    fake.attachElsewhere(idOf(vol), STRANGER, '/dev/xvdf');
+    const err = await failure(driver.attach!(vol, undefined, records()));
     expect(err.message).toBe(
       `volume v1 is attached to instance ${STRANGER} (not a stowage host); ` +
         'release it there, or create the volume with preempt=true to take it over',
@@ -919,15 +991,13 @@ describe('ebs attach of a volume attached to another instance', () => {
 
   it('force-detaches and attaches here with preempt when that host has no mounts', async () => {
     const vol = await create('v1', { preempt: 'true' });
-    await ec2.attachDirectly(idOf(vol), OTHER, '/dev/xvdf');
+    fake.attachElsewhere(idOf(vol), OTHER, '/dev/xvdf');
     state.mount('other-volume', 'host-b', { [`${'a'.repeat(64)}`]: 1 }); // another volume's mount
     state.mount('v1', 'host-b', {}); // a teardown that has not finished: no users
-    expect(await attachHere(vol)).toBe(blockNode);
+    expect(await attachHere(vol, onB(vol))).toBe(blockNode);
     expect(ec2.callsOf('detachVolume')).toEqual([[idOf(vol), OTHER, { force: true }]]);
     expect(ec2.callsOf('attachVolume')).toEqual([[idOf(vol), ME, '/dev/xvdf']]);
-    expect(ec2.volumes.get(idOf(vol))?.attachments).toEqual([
-      { instanceId: ME, device: '/dev/xvdf', state: 'attached' },
-    ]);
+    expect(attachmentsIn(idOf(vol))).toEqual([{ instanceId: ME, device: '/dev/xvdf', state: 'attached' }]);
     expect(logLines).toContainEqual(
       expect.objectContaining({
         level: 40,
@@ -946,30 +1016,32 @@ describe('ebs attach to another host (Kubernetes controller-manager)', () => {
 
   it("attaches to the host's instance and answers EC2's device name without waiting for a local disk", async () => {
     const vol = await create('v1');
-    expect(await driver.attach!(vol, hostB)).toEqual({ device: '/dev/xvdf' });
+    expect(await driver.attach!(vol, hostB, records())).toEqual({ device: '/dev/xvdf' });
     expect(ec2.callsOf('attachVolume')).toEqual([[idOf(vol), OTHER, '/dev/xvdf']]);
-    expect(ec2.volumes.get(idOf(vol))?.attachments).toEqual([
-      { instanceId: OTHER, device: '/dev/xvdf', state: 'attached' },
-    ]);
-    // Attached again (a retry): the same name, no second AttachVolume.
-    expect(await driver.attach!(vol, hostB)).toEqual({ device: '/dev/xvdf' });
+    expect(attachmentsIn(idOf(vol))).toEqual([{ instanceId: OTHER, device: '/dev/xvdf', state: 'attached' }]);
+    // Attached again (a retry, the store recording it now): the same name, no second AttachVolume.
+    const again = records(attachmentOf(vol, '/dev/xvdf', 'host-b'));
+    expect(await driver.attach!(vol, hostB, again)).toEqual({ device: '/dev/xvdf' });
     expect(ec2.callsOf('attachVolume')).toHaveLength(1);
   });
 
   it("asks EC2 for the zone when the host's identity lacks it, and refuses another zone", async () => {
     const vol = await create('v1');
-    ec2.instances.set(OTHER, { az: 'eu-west-1c', devices: ['/dev/xvda'] });
-    const err = await failure(driver.attach!(vol, { host: 'host-b', identity: { instanceId: OTHER } }));
+    fake.removeInstance(OTHER);
+    fake.addInstance({ instanceId: OTHER, availabilityZone: 'us-east-1c' });
+    const err = await failure(
+      driver.attach!(vol, { host: 'host-b', identity: { instanceId: OTHER } }, records()),
+    );
     expect(err.code).toBe('INVALID_ARGUMENT');
     expect(err.message).toBe(
-      `volume v1 (${idOf(vol)}) is in ${AZ} but host host-b (${OTHER}) is in eu-west-1c; EBS volumes attach only in their own zone`,
+      `volume v1 (${idOf(vol)}) is in ${AZ} but host host-b (${OTHER}) is in us-east-1c; EBS volumes attach only in their own zone`,
     );
     expect(ec2.callsOf('attachVolume')).toEqual([]);
   });
 
   it('refuses a host that never recorded an instance id, and names what to do', async () => {
     const vol = await create('v1');
-    const err = await failure(driver.attach!(vol, { host: 'node-7', identity: {} }));
+    const err = await failure(driver.attach!(vol, { host: 'node-7', identity: {} }, records()));
     expect(err.code).toBe('NOT_FOUND');
     expect(err.message).toBe(
       'host node-7 has no EC2 instance id recorded; run stowage on it once (daemon or hosts register) so it registers itself',
@@ -978,34 +1050,65 @@ describe('ebs attach to another host (Kubernetes controller-manager)', () => {
 
   it("detaches from the host's instance, not from this one", async () => {
     const vol = await create('v1');
-    await ec2.attachDirectly(idOf(vol), OTHER, '/dev/xvdf');
-    await driver.detach!(vol, { ...attachmentOf(vol, '/dev/xvdf'), host: 'host-b' }, hostB);
+    await driver.attach!(vol, hostB, records());
+    await driver.detach!(vol, attachmentOf(vol, '/dev/xvdf', 'host-b'), hostB);
     expect(ec2.callsOf('detachVolume')).toEqual([[idOf(vol), OTHER]]);
-    expect(ec2.volumes.get(idOf(vol))?.attachments).toEqual([]);
+    expect(attachmentsIn(idOf(vol))).toEqual([]);
   });
 });
 
 describe('ebs detach', () => {
   it('detaches from this instance and waits until EC2 has let go', async () => {
     const vol = await create('v1');
-    const { device } = await driver.attach!(vol);
+    const { device } = await driver.attach!(vol, undefined, records());
     await driver.detach!(vol, attachmentOf(vol, device));
     expect(ec2.callsOf('detachVolume')).toEqual([[idOf(vol), ME]]);
-    expect(ec2.volumes.get(idOf(vol))).toMatchObject({ state: 'available', attachments: [] });
+    expect(fake.volume(idOf(vol))).toMatchObject({ state: 'available', attachments: [] });
+  });
+
+  it('waits while EC2 shows the detach busy (the device still mounted), and goes on once it is let go', async () => {
+    const vol = await create('v1');
+    const device = await attachHere(vol);
+    expect(device).toBe(blockNode);
+    fake.holdDevice(idOf(vol));
+    const detached = driver.detach!(vol, attachmentOf(vol, '/dev/xvdf'));
+    await until(async () => (attachmentsIn(idOf(vol))[0]?.state === 'busy' ? true : undefined));
+    fake.holdDevice(idOf(vol), false);
+    await detached;
+    expect(attachmentsIn(idOf(vol))).toEqual([]);
+  });
+
+  it('gives up on a detach that stays busy at attachTimeout, saying why; force (a gone host) is honoured', async () => {
+    await setup({ attachTimeout: '300ms' });
+    const vol = await create('v1');
+    await attachHere(vol);
+    fake.holdDevice(idOf(vol));
+    const err = await failure(driver.detach!(vol, attachmentOf(vol, '/dev/xvdf')));
+    expect(err.code).toBe('TIMEOUT');
+    expect(err.message).toBe(
+      `timed out after 300 ms waiting for EBS volume ${idOf(vol)} to detach from ${ME}. ` +
+        'EC2 still shows the attachment; when it stays busy, something on that instance still has the device mounted or open.',
+    );
+    await driver.detach!(vol, attachmentOf(vol, '/dev/xvdf'), undefined, { force: true });
+    expect(ec2.callsOf('detachVolume')).toEqual([
+      [idOf(vol), ME],
+      [idOf(vol), ME, { force: true }],
+    ]);
+    expect(attachmentsIn(idOf(vol))).toEqual([]);
   });
 
   it('does nothing for a volume that is not attached here', async () => {
     const vol = await create('v1');
-    await ec2.attachDirectly(idOf(vol), OTHER, '/dev/xvdf');
-    await driver.detach!(vol, attachmentOf(vol, blockNode));
+    fake.attachElsewhere(idOf(vol), OTHER, '/dev/xvdf');
+    await driver.detach!(vol, attachmentOf(vol, '/dev/xvdf'));
     expect(ec2.callsOf('detachVolume')).toEqual([]);
-    expect(ec2.volumes.get(idOf(vol))?.attachments).toHaveLength(1);
+    expect(attachmentsIn(idOf(vol))).toHaveLength(1);
   });
 
   it('treats a volume that is gone as detached', async () => {
     const vol = await create('v1');
-    ec2.volumes.clear();
-    await driver.detach!(vol, attachmentOf(vol, blockNode));
+    fake.vanish(idOf(vol));
+    await driver.detach!(vol, attachmentOf(vol, '/dev/xvdf'));
     expect(ec2.callsOf('detachVolume')).toEqual([]);
   });
 });
@@ -1013,26 +1116,26 @@ describe('ebs detach', () => {
 describe('ebs destroy', () => {
   it('refuses while the volume is attached and deletes nothing', async () => {
     const vol = await create('v1');
-    await ec2.attachDirectly(idOf(vol), OTHER, '/dev/xvdf');
+    fake.attachElsewhere(idOf(vol), OTHER, '/dev/xvdf');
     const err = await failure(driver.destroy(vol));
     expect(err.code).toBe('IN_USE');
     expect(err.message).toBe(`EBS volume ${idOf(vol)} is still attached to ${OTHER}; nothing was deleted`);
     expect(ec2.callsOf('deleteVolume')).toEqual([]);
-    expect(ec2.volumes.has(idOf(vol))).toBe(true);
+    expect(fake.volume(idOf(vol))?.state).toBe('in-use');
   });
 
   it('deletes a detached volume', async () => {
     const vol = await create('v1');
-    const { device } = await driver.attach!(vol);
+    const { device } = await driver.attach!(vol, undefined, records());
     await driver.detach!(vol, attachmentOf(vol, device));
     await driver.destroy(vol);
     expect(ec2.callsOf('deleteVolume')).toEqual([[idOf(vol)]]);
-    expect(ec2.volumes.size).toBe(0);
+    expect(fake.volume(idOf(vol))?.state).toBe('deleting');
   });
 
   it('treats a volume that is already gone as destroyed', async () => {
     const vol = await create('v1');
-    ec2.volumes.clear();
+    fake.vanish(idOf(vol));
     await driver.destroy(vol);
     expect(ec2.callsOf('deleteVolume')).toEqual([]);
   });
@@ -1042,15 +1145,15 @@ describe('ebs destroy', () => {
     const before = ec2.calls.length;
     await driver.destroy(vol);
     expect(ec2.calls.length).toBe(before);
-    expect(ec2.volumes.has(idOf(vol))).toBe(true);
+    expect(fake.volume(idOf(vol))?.state).toBe('available');
     expect(logLines).toContainEqual(expect.objectContaining({ volumeId: idOf(vol), msg: 'EBS volume kept' }));
   });
 
   it('keeps an adopted volume', async () => {
-    ec2.addVolume({ id: 'vol-0123456789abcdef0' });
-    const vol = await create('old', { volumeId: 'vol-0123456789abcdef0' });
+    const id = await ec2Volume();
+    const vol = await create('old', { volumeId: id });
     await driver.destroy(vol);
-    expect(ec2.volumes.has('vol-0123456789abcdef0')).toBe(true);
+    expect(fake.volume(id)?.state).toBe('available');
     expect(ec2.callsOf('deleteVolume')).toEqual([]);
   });
 });
@@ -1087,7 +1190,7 @@ describe('ebs host facts', () => {
       { name: 'ebs: identity', ok: true, detail: `${ME} in ${AZ}` },
       { name: 'ebs: EC2 API', ok: true, detail: `DescribeInstances sees ${ME}` },
     ]);
-    ec2.instances.delete(ME);
+    fake.removeInstance(ME);
     const [, api] = await driver.doctor!();
     expect(api).toEqual({ name: 'ebs: EC2 API', ok: false, detail: `EC2 does not know instance ${ME}` });
   });
@@ -1098,12 +1201,12 @@ describe('ebs expand', () => {
 
   it('grows to the requested size rounded up to whole GiB, waits for "optimizing" and records it', async () => {
     const vol = await create('v1', { size: '10' });
+    fake.delays.modify = 100;
+    fake.delays.optimize = 10_000;
     const res = await driver.expand!(vol, 10 * GiB + 1);
     expect(ec2.callsOf('modifyVolume')).toEqual([[idOf(vol), 11]]);
     expect(res).toEqual({ sizeBytes: 11 * GiB, fields: { ...vol.fields, sizeGiB: 11 } });
-    expect(ec2.modifications.get(idOf(vol))?.state).toBe('optimizing');
-    // Looked at before (nothing running), then until it left "modifying".
-    expect(ec2.callsOf('describeVolumeModification')).toHaveLength(3);
+    expect(fake.volume(idOf(vol))?.modification?.state).toBe('optimizing');
     expect(driver.describe({ ...vol, fields: res.fields! })).toMatchObject({ size: '11G' });
   });
 
@@ -1124,17 +1227,18 @@ describe('ebs expand', () => {
 
   it('waits for a modification still running from an earlier try instead of starting another', async () => {
     const vol = await create('v1', { size: '10' });
-    ec2.modifyingFor = 3;
-    await ec2.modifyVolume(idOf(vol), 20); // an earlier call whose reply was lost
+    fake.delays.modify = 200;
+    fake.delays.optimize = 10_000;
+    await ec2.sdk.modifyVolume(idOf(vol), 20); // an earlier call whose reply was lost
     const res = await driver.expand!(vol, 20 * GiB);
     expect(res.sizeBytes).toBe(20 * GiB);
-    expect(ec2.callsOf('modifyVolume')).toHaveLength(1);
-    expect(ec2.modifications.get(idOf(vol))?.state).toBe('optimizing');
+    expect(ec2.callsOf('modifyVolume')).toEqual([]);
+    expect(fake.volume(idOf(vol))?.modification?.state).toBe('optimizing');
   });
 
   it("reports a failed modification with EC2's message", async () => {
     const vol = await create('v1', { size: '10' });
-    ec2.modifiedState = 'failed';
+    fake.failModifications('Volume modification failed: internal error');
     const err = await failure(driver.expand!(vol, 12 * GiB));
     expect(err.code).toBe('UNAVAILABLE');
     expect(err.message).toBe(
@@ -1145,7 +1249,7 @@ describe('ebs expand', () => {
   it('gives up at modifyTimeout while EC2 is still modifying, and says so', async () => {
     await setup({ modifyTimeout: '200ms' });
     const vol = await create('v1', { size: '10' });
-    ec2.modifyingFor = Number.POSITIVE_INFINITY;
+    fake.delays.modify = 60_000;
     const err = await failure(driver.expand!(vol, 12 * GiB));
     expect(err.code).toBe('TIMEOUT');
     expect(err.message).toBe(
@@ -1155,9 +1259,9 @@ describe('ebs expand', () => {
 
   it('passes EC2 refusals through and says which volume is gone', async () => {
     const vol = await create('v1', { size: '10' });
-    ec2.failNext('modifyVolume', awsError('RequestLimitExceeded', 'Request limit exceeded.', 'ModifyVolume'));
+    fake.failNext('ModifyVolume', { code: 'RequestLimitExceeded', message: 'Request limit exceeded.' });
     expect((await failure(driver.expand!(vol, 12 * GiB))).code).toBe('UNAVAILABLE');
-    ec2.volumes.clear();
+    fake.vanish(idOf(vol));
     const gone = await failure(driver.expand!(vol, 12 * GiB));
     expect(gone.code).toBe('NOT_FOUND');
     expect(gone.message).toBe(`EBS volume ${idOf(vol)} of volume v1 no longer exists`);

@@ -38,6 +38,9 @@ class NoCloud implements Ec2Api, IdentitySource {
   async describeVolume(_id: string): Promise<Ec2Volume | undefined> {
     return this.called('describeVolume');
   }
+  async findVolumesByTag(_key: string, _value: string): Promise<Ec2Volume[]> {
+    return this.called('findVolumesByTag');
+  }
   async deleteVolume(_id: string): Promise<void> {
     this.called('deleteVolume');
   }
@@ -242,6 +245,10 @@ describe('ebs options: values and aliases', () => {
     [{ type: 'io2', iops: '64000', size: '4' }],
     [{ type: 'gp3', iops: '3000' }],
     [{ type: 'gp3', iops: '16000', throughput: '1000' }],
+    // Above the 16,000 that was refused here once: the shipped SDK documents 80,000 for gp3, and
+    // ceilings are EC2's to enforce (its refusal is mapped, see ebs-driver.test.ts).
+    [{ type: 'gp3', iops: '16001' }],
+    [{ type: 'gp3', iops: '80000', throughput: '2000', size: '65536' }],
     [{ type: 'st1', size: '125' }],
     [{ type: 'sc1', size: '16384' }],
     [{ type: 'standard', size: '1' }],
@@ -260,8 +267,7 @@ describe('ebs options: refused combinations', () => {
     ],
     [{ type: 'io1' }, 'driver ebs: type io1 needs iops'],
     [{ type: 'io2', size: '100' }, 'driver ebs: type io2 needs iops'],
-    [{ iops: '2999' }, "driver ebs: iops=2999 is outside gp3's 3000-16000"],
-    [{ type: 'gp3', iops: '16001' }, "driver ebs: iops=16001 is outside gp3's 3000-16000"],
+    [{ iops: '2999' }, "driver ebs: iops=2999 is below gp3's minimum of 3000"],
     [
       { type: 'io1', iops: '1000', throughput: '200' },
       'driver ebs: throughput can only be set for gp3, not io1',

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { AttachVolumeCommand, DetachVolumeCommand, EC2Client } from '@aws-sdk/client-ec2';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pollUntil } from '../../src/core/backoff.js';
@@ -14,8 +15,10 @@ import { docker, PLUGIN_DIR, TEST_IMAGE } from './env.js';
 
 /**
  * stowage-ebs with a real dockerd, the real AWS SDK talking to the suite's stateful EC2 endpoint,
- * and real block devices: the endpoint's AttachVolume makes a loop device appear under the
- * requested name, so the device wait, blkid, mkfs and mount run on the kernel's devices.
+ * and real block devices: the endpoint's AttachVolume makes a loop device appear a moment after
+ * `attached`, named as a Nitro instance names it (/dev/nvmeNn1 and its by-id link), so the device
+ * wait, blkid, mkfs and mount run on the kernel's devices. New volumes are missing from
+ * DescribeVolumes for a moment, as on EC2.
  */
 const INSTANCE = 'i-0e2e0000000000001';
 const ID_A = 'a'.repeat(64);
@@ -38,8 +41,16 @@ beforeAll(async () => {
   const devDir = join(base, 'dev');
   const byIdDir = join(devDir, 'disk', 'by-id');
   await mkdir(byIdDir, { recursive: true });
-  ec2 = await FakeEc2.start({ blockDevices: { imageDir: join(base, 'ec2'), devDir, byIdDir } });
-  ec2.addInstance({ instanceId: INSTANCE, availabilityZone: AZ, usedDevices: ['/dev/xvda', '/dev/xvdf'] });
+  ec2 = await FakeEc2.start({
+    blockDevices: { imageDir: join(base, 'ec2'), devDir, byIdDir },
+    consistencyDelayMs: 200,
+  });
+  ec2.addInstance({
+    instanceId: INSTANCE,
+    availabilityZone: AZ,
+    usedDevices: ['/dev/xvda', '/dev/xvdf'],
+    naming: 'nvme',
+  });
   const configFile = join(base, 'config.yaml');
   await writeFile(
     configFile,
@@ -69,7 +80,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  for (const v of ['ebs-db', 'ebs-restored', 'ebs-zone', 'ebs-foreign', 'ebs-take'])
+  for (const v of ['ebs-db', 'ebs-restored', 'ebs-zone', 'ebs-foreign', 'ebs-take', 'ebs-theirs'])
     await docker(['volume', 'rm', v]);
   await dockerd?.stop(); // before the plugin, as Docker wants
   await daemon?.stop();
@@ -108,6 +119,8 @@ describe('stowage-ebs with a real dockerd and the test EC2 endpoint', () => {
     expect(ec2.maxConcurrentAttachments(v.volumeId)).toBe(1);
     // Formatted exactly once, at the first attach.
     expect((await logOf()).match(/device is blank; formatting/g)).toHaveLength(1);
+    // Found as Nitro shows it: by its by-id link to /dev/nvme1n1, nothing under /dev/xvdg.
+    expect(existsSync(join(base, 'dev', 'xvdg'))).toBe(false);
   });
 
   it('answers Get from the store while EC2 throttles, and mounts through the throttling', async () => {
@@ -169,6 +182,49 @@ describe('stowage-ebs with a real dockerd and the test EC2 endpoint', () => {
     expect(ec2.calls.some((call) => call.action === 'DetachVolume' && call.params.VolumeId === id)).toBe(
       false,
     );
+  });
+
+  it('never uses, nor detaches, a volume someone else attached to this instance; uses it once they detach it', async () => {
+    const c = await docker(['volume', 'create', '-d', 'stowage-ebs', '-o', 'size=1', 'ebs-theirs']);
+    expect(c.exitCode, c.stderr).toBe(0);
+    const id = ebsVolume('ebs-theirs')!.volumeId;
+    // Someone runs `aws ec2 attach-volume` for this very instance: the disk appears here.
+    const aws = new EC2Client({
+      region: 'us-east-1',
+      endpoint: ec2.url,
+      credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+    });
+    try {
+      await aws.send(new AttachVolumeCommand({ VolumeId: id, InstanceId: INSTANCE, Device: '/dev/xvdp' }));
+      const attachedHere = async () =>
+        ec2.volume(id)?.attachments.find((a) => a.instanceId === INSTANCE && a.state === 'attached');
+      await pollUntil(attachedHere, { timeoutMs: 5000, what: `${id} attached by someone else` });
+      const r = await run(['-v', 'ebs-theirs:/data', TEST_IMAGE, 'true']);
+      expect(r.exitCode).not.toBe(0);
+      expect(r.stderr).toContain(
+        `volume ebs-theirs (EBS ${id}) is attached to instance ${INSTANCE} (this host) as /dev/xvdp, and stowage did not attach it`,
+      );
+      expect(r.stderr).toContain(`aws ec2 detach-volume --volume-id ${id} --instance-id ${INSTANCE}`);
+      // Neither the failed mount's undo nor anything else detached it.
+      expect(ec2.calls.some((x) => x.action === 'DetachVolume' && x.params.VolumeId === id)).toBe(false);
+      expect(ec2.volume(id)?.attachments).toMatchObject([
+        { instanceId: INSTANCE, device: '/dev/xvdp', state: 'attached' },
+      ]);
+      // The deliberate hand-over: its owner detaches it; then stowage attaches it itself.
+      await aws.send(new DetachVolumeCommand({ VolumeId: id, InstanceId: INSTANCE }));
+      await pollUntil(async () => (ec2.volume(id)?.state === 'available' ? true : undefined), {
+        timeoutMs: 5000,
+        what: `${id} detached by its owner`,
+      });
+      const w = await run(['-v', 'ebs-theirs:/data', TEST_IMAGE, 'sh', '-c', 'echo ours > /data/f']);
+      expect(w.exitCode, w.stderr).toBe(0);
+      expect(ec2.calls.filter((x) => x.action === 'AttachVolume' && x.params.VolumeId === id)).toHaveLength(
+        2,
+      );
+      expect(ec2.volume(id)?.state).toBe('available'); // and detached again after the container
+    } finally {
+      aws.destroy();
+    }
   });
 
   it('refuses to attach across zones with a message that says so', async () => {
@@ -259,6 +315,14 @@ describe('stowage-ebs with a real dockerd and the test EC2 endpoint', () => {
       expect(held.body.Err).toBe(
         `volume ebs-held is attached to instance ${other} (host host-b) with 0 active mounts; release it there, or create the volume with preempt=true to take it over`,
       );
+      // host-b's attachment of ebs-take is stowage's: the store records it (preempt takes no other).
+      await store.putAttachment({
+        volume: 'ebs-take',
+        host: 'host-b',
+        device: '/dev/xvdz',
+        state: 'attached',
+        updatedAt: new Date().toISOString(),
+      });
       // With preempt, but host-b's records show a mount: refused, nothing detached.
       await store.putMount({
         volume: 'ebs-take',

@@ -104,6 +104,11 @@ async function exists(path: string): Promise<boolean> {
 }
 
 /** Loop devices whose backing file is `file`. */
+/** The device link of an attachment, once the fake has made it (a moment after `attached`). */
+function deviceAt(path: string): Promise<string> {
+  return until(`device ${path}`, async () => ((await exists(path)) ? path : undefined), 3000);
+}
+
 async function loopsOf(file: string): Promise<string[]> {
   const { stdout } = await execa('losetup', ['-j', file], { timeout: 10_000 });
   return stdout
@@ -177,7 +182,7 @@ describe('FakeEc2 through the real SDK', () => {
   it('validates CreateVolume like EC2', async () => {
     fake.addSnapshot({ snapshotId: 'snap-0123456789abcdef0', sizeGiB: 8 });
     const cases: [CreateVolumeCommandInput, string][] = [
-      [{ AvailabilityZone: 'us-east-1z', Size: 1 }, 'InvalidParameterValue'],
+      [{ AvailabilityZone: 'us-east-1z', Size: 1 }, 'InvalidZone.NotFound'],
       [{ Size: 1 }, 'MissingParameter'],
       [{ AvailabilityZone: 'us-east-1a' }, 'MissingParameter'],
       [{ AvailabilityZone: 'us-east-1a', SnapshotId: 'snap-0000000000000dead' }, 'InvalidSnapshot.NotFound'],
@@ -581,6 +586,30 @@ describe('FakeEc2 through the real SDK', () => {
     ]);
   });
 
+  it('test controls: failCreates ends a volume in error, failModifications fails the next ModifyVolume, vanish and removeInstance forget', async () => {
+    fake.failCreates();
+    const broken =
+      (await ec2.send(new CreateVolumeCommand({ AvailabilityZone: 'us-east-1a', Size: 1 }))).VolumeId ?? '';
+    await volumeInState(ec2, broken, 'error');
+    const vol = await createAvailable(ec2); // only the next one
+    fake.failModifications('Volume modification failed: internal error');
+    await ec2.send(new ModifyVolumeCommand({ VolumeId: vol, Size: 2 }));
+    const failed = await until('failed', async () => {
+      const m = await modificationOf(ec2, vol);
+      return m.ModificationState === 'failed' ? m : undefined;
+    });
+    expect(failed.StatusMessage).toBe('Volume modification failed: internal error');
+    await ec2.send(new ModifyVolumeCommand({ VolumeId: vol, Size: 3 })); // a failed one does not block the next
+    fake.vanish(vol);
+    expect((await ec2Error(ec2.send(new DescribeVolumesCommand({ VolumeIds: [vol] })))).name).toBe(
+      'InvalidVolume.NotFound',
+    );
+    fake.removeInstance(I_B);
+    expect((await ec2Error(ec2.send(new DescribeInstancesCommand({ InstanceIds: [I_B] })))).name).toBe(
+      'InvalidInstanceID.NotFound',
+    );
+  });
+
   it('modifies a volume: modifying -> optimizing -> completed, new size shown at once; grows only, one at a time', async () => {
     const vol = await createAvailable(ec2, 'us-east-1a', 10);
     const never = await ec2Error(modificationOf(ec2, vol));
@@ -642,16 +671,20 @@ describe('FakeEc2 with real block devices (loop devices)', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  async function start(nvme: boolean): Promise<FakeEc2> {
-    const f = await FakeEc2.start({ stateDelayMs: 20, blockDevices: { ...dirs, nvme } });
+  async function start(nvme: boolean, deviceDelayMs?: number): Promise<FakeEc2> {
+    const f = await FakeEc2.start({
+      stateDelayMs: 20,
+      blockDevices: { ...dirs, nvme },
+      ...(deviceDelayMs === undefined ? {} : { deviceDelayMs }),
+    });
     f.addInstance({ instanceId: I_A, availabilityZone: 'us-east-1a' });
     ec2 = client(f.url);
     fake = f;
     return f;
   }
 
-  it('Xen naming: attached shows devDir/xvdf -> a real loop device over the volume image; detach removes both', async () => {
-    const f = await start(false);
+  it('requested naming: devDir/xvdf -> a real loop device over the image appears deviceDelayMs after attached; detach removes both', async () => {
+    const f = await start(false, 300);
     const vol = await createAvailable(ec2, 'us-east-1a', 1);
     const image = join(dirs.imageDir, `${vol}.img`);
     const st = await stat(image);
@@ -664,12 +697,15 @@ describe('FakeEc2 with real block devices (loop devices)', () => {
     const link = join(dirs.devDir, 'xvdf');
     expect(await exists(link)).toBe(false); // attaching: no device yet
     await attached(ec2, vol);
-    // The reply said attached: the device is already there.
+    // EC2 says attached before the instance shows the disk: the driver has to wait for it.
+    expect(await exists(link)).toBe(false);
+    await deviceAt(link);
     const target = await readlink(link);
     expect(target).toMatch(/^\/dev\/loop\d+$/);
     expect((await stat(link)).isBlockDevice()).toBe(true);
     expect(await loopsOf(image)).toEqual([target]);
     expect(f.volume(vol)?.attachments[0]).toMatchObject({ loopDevice: target, link, state: 'attached' });
+    expect(f.deviceDelayMs).toBe(300);
     expect(await exists(join(dirs.byIdDir, `nvme-Amazon_Elastic_Block_Store_${vol.replace('-', '')}`))).toBe(
       false,
     );
@@ -684,18 +720,102 @@ describe('FakeEc2 with real block devices (loop devices)', () => {
     expect(await exists(image)).toBe(false);
   });
 
-  it('NVMe naming: only byIdDir/nvme-Amazon_Elastic_Block_Store_vol… appears, and it appears without any polling', async () => {
+  it('has a sensible non-zero device delay by default', async () => {
+    expect((await start(false)).deviceDelayMs).toBeGreaterThan(0);
+  });
+
+  it('NVMe naming: devDir/nvme1n1 and its by-id link appear, nothing under the requested name, without any polling', async () => {
     await start(true);
     const vol = await createAvailable(ec2);
+    const vol2 = await createAvailable(ec2);
     await ec2.send(new AttachVolumeCommand({ VolumeId: vol, InstanceId: I_A, Device: '/dev/xvdf' }));
     const link = join(dirs.byIdDir, `nvme-Amazon_Elastic_Block_Store_${vol.replace('-', '')}`);
     // No EC2 calls from here: the fake's own timer makes the device.
     await until('nvme link', async () => ((await exists(link)) ? true : undefined), 3000);
     expect((await stat(link)).isBlockDevice()).toBe(true);
+    expect(await readlink(link)).toBe(join(dirs.devDir, 'nvme1n1'));
+    expect(await readlink(join(dirs.devDir, 'nvme1n1'))).toMatch(/^\/dev\/loop\d+$/);
     expect(await exists(join(dirs.devDir, 'xvdf'))).toBe(false);
     expect((await describeVolume(ec2, vol)).Attachments?.[0]?.State).toBe('attached');
+    // The next disk takes the next NVMe name, whatever name was requested.
+    await ec2.send(new AttachVolumeCommand({ VolumeId: vol2, InstanceId: I_A, Device: '/dev/xvdg' }));
+    const link2 = join(dirs.byIdDir, `nvme-Amazon_Elastic_Block_Store_${vol2.replace('-', '')}`);
+    await deviceAt(link2);
+    expect(await readlink(link2)).toBe(join(dirs.devDir, 'nvme2n1'));
     await ec2.send(new DetachVolumeCommand({ VolumeId: vol }));
+    await ec2.send(new DetachVolumeCommand({ VolumeId: vol2 }));
     await until('nvme link gone', async () => ((await exists(link)) ? undefined : true), 3000);
+    await until('nvme1n1 gone', async () =>
+      (await exists(join(dirs.devDir, 'nvme1n1'))) ? undefined : true,
+    );
+  });
+
+  it('Xen naming (per instance): /dev/sdg is requested, /dev/xvdg appears', async () => {
+    const f = await start(false);
+    f.addInstance({
+      instanceId: I_A2,
+      availabilityZone: 'us-east-1a',
+      blockDevices: { devDir: join(dir, 'xen') },
+      naming: 'xen',
+    });
+    const vol = await createAvailable(ec2);
+    await ec2.send(new AttachVolumeCommand({ VolumeId: vol, InstanceId: I_A2, Device: '/dev/sdg' }));
+    await attached(ec2, vol);
+    await deviceAt(join(dir, 'xen', 'xvdg'));
+    expect(await exists(join(dir, 'xen', 'sdg'))).toBe(false);
+    expect((await describeVolume(ec2, vol)).Attachments?.[0]?.Device).toBe('/dev/sdg'); // EC2 keeps the asked name
+    await ec2.send(new DetachVolumeCommand({ VolumeId: vol }));
+    await volumeInState(ec2, vol, 'available');
+  });
+
+  it('a detach of a mounted device stays busy until it is unmounted; Force is honoured at once', async () => {
+    const f = await start(false);
+    const vol = await createAvailable(ec2);
+    await ec2.send(new AttachVolumeCommand({ VolumeId: vol, InstanceId: I_A, Device: '/dev/xvdf' }));
+    await attached(ec2, vol);
+    const dev = await readlink(await deviceAt(join(dirs.devDir, 'xvdf')));
+    await execa('mkfs.ext4', ['-q', '-F', dev]);
+    const mnt = join(dir, 'mnt');
+    await execa('mkdir', ['-p', mnt]);
+    await execa('mount', [dev, mnt]);
+    try {
+      await ec2.send(new DetachVolumeCommand({ VolumeId: vol }));
+      await sleep(300); // several of the fake's own looks: it stays busy
+      expect((await describeVolume(ec2, vol)).Attachments?.[0]?.State).toBe('busy');
+      expect((await describeVolume(ec2, vol)).State).toBe('in-use');
+    } finally {
+      await execa('umount', [mnt]);
+    }
+    await volumeInState(ec2, vol, 'available');
+
+    // Held by the instance (as a mount would) and forced: detached all the same.
+    await ec2.send(new AttachVolumeCommand({ VolumeId: vol, InstanceId: I_A, Device: '/dev/xvdf' }));
+    await attached(ec2, vol);
+    f.holdDevice(vol);
+    await ec2.send(new DetachVolumeCommand({ VolumeId: vol }));
+    expect((await describeVolume(ec2, vol)).Attachments?.[0]?.State).toBe('busy');
+    await ec2.send(new DetachVolumeCommand({ VolumeId: vol, Force: true }));
+    await volumeInState(ec2, vol, 'available');
+  });
+
+  it('eventual consistency: a new volume is missing from DescribeVolumes for consistencyDelayMs', async () => {
+    const f = await start(false);
+    f.consistencyDelayMs = 300;
+    const out = await ec2.send(
+      new CreateVolumeCommand({
+        AvailabilityZone: 'us-east-1a',
+        Size: 1,
+        TagSpecifications: [{ ResourceType: 'volume', Tags: [{ Key: 'k', Value: 'v' }] }],
+      }),
+    );
+    const vol = out.VolumeId ?? '';
+    expect((await ec2Error(ec2.send(new DescribeVolumesCommand({ VolumeIds: [vol] })))).name).toBe(
+      'InvalidVolume.NotFound',
+    );
+    const byTag = () => ec2.send(new DescribeVolumesCommand({ Filters: [{ Name: 'tag:k', Values: ['v'] }] }));
+    expect((await byTag()).Volumes).toEqual([]);
+    await until('visible', async () => ((await byTag()).Volumes?.length ? true : undefined));
+    expect((await describeVolume(ec2, vol)).VolumeId).toBe(vol);
   });
 
   it("a snapshot's image bytes become the new volume's contents, readable through the device", async () => {
@@ -739,7 +859,7 @@ describe('FakeEc2 with real block devices (loop devices)', () => {
     await volumeInState(ec2, vol, 'available');
     await ec2.send(new AttachVolumeCommand({ VolumeId: vol, InstanceId: I_A, Device: '/dev/sdg' }));
     await attached(ec2, vol);
-    expect(await read(join(dirs.devDir, 'sdg'))).toBe(marker.toString());
+    expect(await read(await deviceAt(join(dirs.devDir, 'sdg')))).toBe(marker.toString());
   });
 
   it('stop() detaches every loop device it made and removes the links', async () => {
@@ -756,7 +876,7 @@ describe('FakeEc2 with real block devices (loop devices)', () => {
     await attached(ec2, v1);
     await attached(ec2, v2);
     const links = [join(dirs.devDir, 'xvdf'), join(dir, 'dev2', 'xvdf')];
-    for (const l of links) expect((await stat(l)).isBlockDevice()).toBe(true);
+    for (const l of links) expect((await stat(await deviceAt(l))).isBlockDevice()).toBe(true);
     const images = [v1, v2].map((v) => join(dirs.imageDir, `${v}.img`));
     for (const img of images) expect(await loopsOf(img)).toHaveLength(1);
 
@@ -770,7 +890,7 @@ describe('FakeEc2 with real block devices (loop devices)', () => {
     const vol = await createAvailable(ec2, 'us-east-1a', 1);
     await ec2.send(new AttachVolumeCommand({ VolumeId: vol, InstanceId: I_A, Device: '/dev/xvdf' }));
     await attached(ec2, vol);
-    const loop = await readlink(join(dirs.devDir, 'xvdf'));
+    const loop = await readlink(await deviceAt(join(dirs.devDir, 'xvdf')));
     const size = async () => Number((await execa('blockdev', ['--getsize64', loop])).stdout);
     f.delays.modify = 300;
     await ec2.send(new ModifyVolumeCommand({ VolumeId: vol, Size: 2 }));

@@ -1,6 +1,6 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { statSync } from 'node:fs';
-import { mkdir, open, readlink, rm, symlink, truncate } from 'node:fs/promises';
+import { mkdir, open, readFile, readlink, rm, symlink, truncate } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { basename, dirname, join } from 'node:path';
@@ -13,8 +13,14 @@ import { execa } from 'execa';
  * test sees `creating`/`attaching`/`detaching` first, as on AWS.
  *
  * With `blockDevices`, volumes are real: a sparse image file per volume, and an attachment that
- * reaches `attached` is a loop device over it, linked under the requested device name (Xen) or the
- * NVMe by-id name (Nitro). A reply never reports `attached` before the link exists.
+ * reaches `attached` becomes a loop device over it `deviceDelayMs` later (as on EC2, where the disk
+ * shows up in the instance a moment after the API says `attached`), named as the instance's kind
+ * names it: the requested name, its Xen rename (/dev/sdf appears as /dev/xvdf), or Nitro's
+ * /dev/nvmeNn1 with its by-id link `nvme-Amazon_Elastic_Block_Store_vol…`.
+ *
+ * A detach of a device still mounted (its loop device is a mount source here, or a test holds it)
+ * stays `busy` until it is unmounted, unless `Force` is given. A volume just created is missing
+ * from DescribeVolumes for `consistencyDelayMs` (eventual consistency).
  *
  * ModifyVolume grows a volume: the modification is `modifying` for one delay, then `optimizing`
  * (from then on the new size is usable: the image file has grown and each loop device over it
@@ -96,9 +102,17 @@ export interface FakeEc2BlockDevices {
   devDir: string;
   /** Where NVMe links `nvme-Amazon_Elastic_Block_Store_vol…` are made (e.g. /dev/disk/by-id). */
   byIdDir: string;
-  /** Nitro: only the by-id link appears, nothing under the requested name. */
+  /** Nitro naming for every instance (see FakeInstanceSpec.naming for one instance). */
   nvme?: boolean;
+  /**
+   * Unit tests: attachments are links to this block device node instead of loop devices over
+   * image files (no image files, no losetup, nothing the machine shares).
+   */
+  node?: string;
 }
+
+/** How an instance's kernel names an attached EBS disk. */
+export type FakeDeviceNaming = 'requested' | 'xen' | 'nvme';
 
 export type FakeEc2Transition = 'create' | 'delete' | 'attach' | 'detach' | 'modify' | 'optimize';
 
@@ -114,6 +128,10 @@ export interface FakeEc2Options {
   blockDevices?: FakeEc2BlockDevices;
   /** Account id reported as ownerId (default 123456789012). */
   ownerId?: string;
+  /** How long after `attached` the block device appears in the instance (default 150 ms). */
+  deviceDelayMs?: number;
+  /** How long a new volume is missing from DescribeVolumes (default 0). */
+  consistencyDelayMs?: number;
 }
 
 export interface FakeInstanceSpec {
@@ -129,6 +147,8 @@ export interface FakeInstanceSpec {
    * simulated hosts on one machine do not share /dev names.
    */
   blockDevices?: boolean | { devDir?: string; byIdDir?: string };
+  /** Xen renames sdX to xvdX, Nitro shows NVMe disks; default `requested` (nvme with blockDevices.nvme). */
+  naming?: FakeDeviceNaming;
 }
 
 export interface FakeSnapshotSpec {
@@ -138,6 +158,8 @@ export interface FakeSnapshotSpec {
   /** A file whose bytes become the contents of volumes created from this snapshot (blockDevices). */
   image?: string;
   description?: string;
+  /** Default now: which of several snapshots with one tag is the newest. */
+  startTime?: Date;
 }
 
 export interface FakeEc2Failure {
@@ -161,9 +183,9 @@ export interface Ec2Call {
   error?: string;
 }
 
-export type VolumeState = 'creating' | 'available' | 'in-use' | 'deleting' | 'deleted';
-export type AttachmentState = 'attaching' | 'attached' | 'detaching' | 'detached';
-export type ModificationState = 'modifying' | 'optimizing' | 'completed';
+export type VolumeState = 'creating' | 'available' | 'in-use' | 'deleting' | 'deleted' | 'error';
+export type AttachmentState = 'attaching' | 'attached' | 'detaching' | 'detached' | 'busy';
+export type ModificationState = 'modifying' | 'optimizing' | 'completed' | 'failed';
 
 export interface FakeModification {
   state: ModificationState;
@@ -246,8 +268,13 @@ interface AttachmentRec {
   detachRequestedAt?: number;
   detachedAt?: number;
   readonly foreign: boolean;
+  /** A detach was asked while the device was in use, without Force: `busy` until it is not. */
+  busy?: boolean;
+  /** A test says the instance uses the device (as a mount would). */
+  held?: boolean;
   loopDevice?: string;
-  link?: string;
+  /** The device links made in the instance, the device's own name first. */
+  links?: string[];
   materializeFailed?: boolean;
 }
 
@@ -259,6 +286,8 @@ interface ModificationRec {
   readonly completedAt: number;
   /** The image file and the loop devices over it have the new size. */
   grown: boolean;
+  /** failModifications(): fails instead of optimizing, with this status message. */
+  failure?: string;
 }
 
 interface VolumeRec {
@@ -273,6 +302,8 @@ interface VolumeRec {
   readonly availabilityZone: string;
   readonly createTime: Date;
   availableAt: number;
+  /** Until then DescribeVolumes does not show it (eventual consistency). */
+  visibleAt: number;
   deleteRequestedAt?: number;
   deletedAt?: number;
   readonly tags: Tag[];
@@ -280,6 +311,8 @@ interface VolumeRec {
   readonly paramsKey: string;
   imagePath?: string;
   stickAttaching: boolean;
+  /** failCreates(): ends in `error` instead of `available`. */
+  failed?: boolean;
   readonly attachments: AttachmentRec[];
   /** Oldest first; EC2 shows only the latest. */
   readonly modifications: ModificationRec[];
@@ -293,6 +326,7 @@ interface InstanceRec {
   readonly blockDevices: boolean;
   readonly devDir?: string;
   readonly byIdDir?: string;
+  readonly naming: FakeDeviceNaming;
   readonly launchTime: Date;
 }
 
@@ -314,7 +348,8 @@ interface VolumeTypeRule {
 }
 
 const VOLUME_TYPES: Record<string, VolumeTypeRule> = {
-  gp3: { min: 1, max: 16384, iops: 'optional', iopsRange: [3000, 16000], throughput: true },
+  // As documented by the SDK the project ships (@aws-sdk/client-ec2 CreateVolumeRequest).
+  gp3: { min: 1, max: 65536, iops: 'optional', iopsRange: [3000, 80000], throughput: true },
   gp2: { min: 1, max: 16384, iops: 'none', throughput: false },
   io1: { min: 4, max: 16384, iops: 'required', iopsRange: [100, 64000], throughput: false },
   io2: { min: 4, max: 65536, iops: 'required', iopsRange: [100, 256000], throughput: false },
@@ -487,11 +522,13 @@ function hexId(prefix: string): string {
 
 function attState(a: AttachmentRec, now: number): AttachmentState {
   if (a.detachedAt !== undefined && now >= a.detachedAt) return 'detached';
+  if (a.busy) return 'busy';
   if (a.detachRequestedAt !== undefined) return 'detaching';
   return now >= a.attachedAt ? 'attached' : 'attaching';
 }
 
 function modState(m: ModificationRec, now: number): ModificationState {
+  if (m.failure !== undefined && now >= m.optimizingAt) return 'failed';
   if (now >= m.completedAt) return 'completed';
   return now >= m.optimizingAt ? 'optimizing' : 'modifying';
 }
@@ -500,6 +537,7 @@ function volState(v: VolumeRec, now: number): VolumeState {
   if (v.deletedAt !== undefined && now >= v.deletedAt) return 'deleted';
   if (v.deleteRequestedAt !== undefined) return 'deleting';
   if (now < v.availableAt) return 'creating';
+  if (v.failed) return 'error';
   return v.attachments.some((a) => attState(a, now) !== 'detached') ? 'in-use' : 'available';
 }
 
@@ -512,6 +550,8 @@ export class FakeEc2 {
   readonly errors: Error[] = [];
   /** How long state transitions last; may be changed between calls. */
   stateDelayMs: number;
+  deviceDelayMs: number;
+  consistencyDelayMs: number;
   readonly delays: Partial<Record<FakeEc2Transition, number>>;
   readonly region: string;
   readonly availabilityZones: readonly string[];
@@ -523,6 +563,8 @@ export class FakeEc2 {
   private readonly snapshots = new Map<string, SnapshotRec>();
   private readonly history: AttachmentRec[] = [];
   private readonly failures = new Map<string, FakeEc2Failure[]>();
+  private createFailures = 0;
+  private modificationFailure: string | undefined;
   private readonly stalled = new Set<ServerResponse>();
   private readonly blockDevices: FakeEc2BlockDevices | undefined;
   private chain: Promise<unknown> = Promise.resolve();
@@ -536,6 +578,8 @@ export class FakeEc2 {
     opts: FakeEc2Options,
   ) {
     this.stateDelayMs = opts.stateDelayMs ?? 50;
+    this.deviceDelayMs = opts.deviceDelayMs ?? 150;
+    this.consistencyDelayMs = opts.consistencyDelayMs ?? 0;
     this.delays = { ...opts.delays };
     this.region = opts.region ?? 'us-east-1';
     this.availabilityZones = opts.availabilityZones ?? ['a', 'b', 'c'].map((s) => `${this.region}${s}`);
@@ -580,6 +624,7 @@ export class FakeEc2 {
       blockDevices: spec.blockDevices !== false,
       ...(dirs.devDir === undefined ? {} : { devDir: dirs.devDir }),
       ...(dirs.byIdDir === undefined ? {} : { byIdDir: dirs.byIdDir }),
+      naming: spec.naming ?? (this.blockDevices?.nvme ? 'nvme' : 'requested'),
       launchTime: new Date(),
     });
   }
@@ -595,7 +640,7 @@ export class FakeEc2 {
       tags: Object.entries(spec.tags ?? {}).map(([key, value]) => ({ key, value })),
       ...(spec.image === undefined ? {} : { image: spec.image }),
       description: spec.description ?? '',
-      startTime: new Date(),
+      startTime: spec.startTime ?? new Date(),
     });
   }
 
@@ -607,6 +652,30 @@ export class FakeEc2 {
     const queue = this.failures.get(action) ?? [];
     queue.push({ ...failure, times: failure.times ?? 1 });
     this.failures.set(action, queue);
+  }
+
+  /** The next `n` volumes created go from `creating` to `error` instead of `available`. */
+  failCreates(n = 1): void {
+    this.createFailures += n;
+  }
+
+  /** The next ModifyVolume fails (state `failed`, with this status message) instead of optimizing. */
+  failModifications(statusMessage = 'Volume modification failed: internal error'): void {
+    this.modificationFailure = statusMessage;
+  }
+
+  /** The volume is gone at once, as if deleted long ago elsewhere (no block device may be attached). */
+  vanish(volumeId: string): void {
+    const v = this.mustVolume(volumeId);
+    const now = Date.now();
+    v.deleteRequestedAt = now;
+    v.deletedAt = now;
+    for (const a of v.attachments) a.detachedAt ??= now;
+  }
+
+  /** EC2 no longer knows the instance (terminated long ago). */
+  removeInstance(instanceId: string): void {
+    this.instances.delete(instanceId);
   }
 
   /** Attachments of this volume made from now on stay `attaching`; `false` releases stuck ones. */
@@ -649,6 +718,17 @@ export class FakeEc2 {
     this.history.push(a);
   }
 
+  /**
+   * The instance uses (true) or lets go of (false) the volume's attached device, as a mount of it
+   * would: a detach without Force stays `busy` meanwhile.
+   */
+  holdDevice(volumeId: string, held = true): void {
+    const a = this.mustVolume(volumeId).attachments.find((x) => attState(x, Date.now()) !== 'detached');
+    if (!a) throw new Error(`holdDevice: ${volumeId} is not attached`);
+    a.held = held;
+    this.scheduleWake(Date.now());
+  }
+
   /** The volumes not yet deleted, as they are now. */
   get volumes(): FakeVolume[] {
     const now = Date.now();
@@ -665,7 +745,13 @@ export class FakeEc2 {
   /** Attach/detach transitions of every volume, in time order (attached/detached at the logical time). */
   get events(): AttachmentEvent[] {
     const now = Date.now();
-    const order: Record<AttachmentState, number> = { detached: 0, detaching: 1, attaching: 2, attached: 3 };
+    const order: Record<AttachmentState, number> = {
+      detached: 0,
+      busy: 1,
+      detaching: 1,
+      attaching: 2,
+      attached: 3,
+    };
     const out: AttachmentEvent[] = [];
     for (const a of this.history) {
       const base = { volumeId: a.volumeId, instanceId: a.instanceId, device: a.device, foreign: a.foreign };
@@ -865,7 +951,7 @@ export class FakeEc2 {
       );
     }
     if (!this.availabilityZones.includes(az)) {
-      throw new Ec2ApiError('InvalidParameterValue', `Invalid availability zone: [${az}]`);
+      throw new Ec2ApiError('InvalidZone.NotFound', `The zone '${az}' does not exist.`);
     }
     const volumeType = p.VolumeType ?? 'gp3';
     const rule = VOLUME_TYPES[volumeType];
@@ -925,10 +1011,10 @@ export class FakeEc2 {
         `The parameter throughput is not supported for ${volumeType} volumes.`,
       );
     }
-    if (throughput !== undefined && (throughput < 125 || throughput > 1000)) {
+    if (throughput !== undefined && (throughput < 125 || throughput > 2000)) {
       throw new Ec2ApiError(
         'InvalidParameterValue',
-        `Throughput of ${throughput} is out of range: 125-1000.`,
+        `Throughput of ${throughput} is out of range: 125-2000.`,
       );
     }
     if (volumeType === 'gp3') {
@@ -976,14 +1062,18 @@ export class FakeEc2 {
       availabilityZone: az,
       createTime: new Date(now),
       availableAt: now + this.delay('create'),
+      visibleAt: now + this.consistencyDelayMs,
       tags,
       ...(token === undefined ? {} : { clientToken: token }),
       paramsKey,
       stickAttaching: false,
+      ...(this.createFailures > 0 ? { failed: true } : {}),
       attachments: [],
       modifications: [],
     };
-    if (this.blockDevices) v.imagePath = await this.makeImage(volumeId, size, snapshot);
+    if (this.createFailures > 0) this.createFailures--;
+    if (this.blockDevices && this.blockDevices.node === undefined)
+      v.imagePath = await this.makeImage(volumeId, size, snapshot);
     this.vols.set(volumeId, v);
     if (token !== undefined) this.tokens.set(token, v);
     return this.volumeXml(v, now);
@@ -996,7 +1086,7 @@ export class FakeEc2 {
     }
     const missing = ids.filter((id) => {
       const v = this.vols.get(id);
-      return !v || volState(v, now) === 'deleted';
+      return !v || volState(v, now) === 'deleted' || now < v.visibleAt;
     });
     if (missing.length > 0) {
       throw new Ec2ApiError(
@@ -1008,7 +1098,7 @@ export class FakeEc2 {
     }
     const fs = filters(p);
     const selected = [...this.vols.values()].filter((v) => {
-      if (volState(v, now) === 'deleted') return false;
+      if (volState(v, now) === 'deleted' || now < v.visibleAt) return false;
       if (ids.length > 0 && !ids.includes(v.volumeId)) return false;
       const live = v.attachments.filter((a) => attState(a, now) !== 'detached');
       return passes(fs, (name) => {
@@ -1118,11 +1208,11 @@ export class FakeEc2 {
     return this.attachmentXml(a, now);
   }
 
-  private detachVolume(p: Params, now: number): XmlChild[] {
+  private async detachVolume(p: Params, now: number): Promise<XmlChild[]> {
     const v = this.findVolume(required(p, 'VolumeId'), now);
     const live = v.attachments.filter((x) => {
       const s = attState(x, now);
-      return s === 'attaching' || s === 'attached';
+      return s === 'attaching' || s === 'attached' || s === 'busy';
     });
     const a = live[0];
     if (!a) {
@@ -1141,8 +1231,13 @@ export class FakeEc2 {
       );
     }
     if (a.attachedAt > now) a.attachedAt = Number.POSITIVE_INFINITY; // never reached attached
-    a.detachRequestedAt = now;
-    a.detachedAt = now + this.delay('detach');
+    a.detachRequestedAt ??= now;
+    if (!bool(p, 'Force') && (await this.inUse(a))) {
+      a.busy = true; // the instance still uses it: EC2 waits for the OS to let go
+    } else {
+      a.busy = false;
+      a.detachedAt = now + this.delay('detach');
+    }
     this.scheduleWake(now);
     return this.attachmentXml(a, now);
   }
@@ -1168,7 +1263,7 @@ export class FakeEc2 {
       throw new Ec2ApiError('IncorrectState', `The volume '${v.volumeId}' is in the '${state}' state.`);
     }
     const last = v.modifications.at(-1);
-    if (last && modState(last, now) !== 'completed') {
+    if (last && modState(last, now) !== 'completed' && modState(last, now) !== 'failed') {
       throw new Ec2ApiError(
         'IncorrectModificationState',
         `Volume '${v.volumeId}' is already being modified (${modState(last, now)}).`,
@@ -1200,8 +1295,10 @@ export class FakeEc2 {
       startTime: new Date(now),
       optimizingAt,
       completedAt: optimizingAt + this.delay('optimize'),
-      grown: !this.blockDevices || v.imagePath === undefined,
+      grown: !this.blockDevices || v.imagePath === undefined || this.modificationFailure !== undefined,
+      ...(this.modificationFailure === undefined ? {} : { failure: this.modificationFailure }),
     };
+    this.modificationFailure = undefined;
     v.modifications.push(m);
     v.sizeGiB = size;
     this.scheduleWake(now);
@@ -1513,7 +1610,7 @@ export class FakeEc2 {
           attachTime: a.attachTime,
           foreign: a.foreign,
           ...(a.loopDevice === undefined ? {} : { loopDevice: a.loopDevice }),
-          ...(a.link === undefined ? {} : { link: a.link }),
+          ...(a.links?.[0] === undefined ? {} : { link: a.links[0] }),
         })),
       ...(m === undefined
         ? {}
@@ -1558,6 +1655,7 @@ export class FakeEc2 {
     return [
       leaf('volumeId', v.volumeId),
       leaf('modificationState', state),
+      leaf('statusMessage', state === 'failed' ? m.failure : undefined),
       leaf('targetSize', m.targetSizeGiB),
       leaf('targetIops', v.iops),
       leaf('targetVolumeType', v.volumeType),
@@ -1599,8 +1697,12 @@ export class FakeEc2 {
     if (this.stopped) return;
     let next = Number.POSITIVE_INFINITY;
     for (const a of this.history) {
+      const appearsAt = a.attachedAt + this.deviceDelayMs;
       if (a.attachedAt > now && a.attachedAt < next) next = a.attachedAt;
+      if (a.loopDevice === undefined && a.links === undefined && appearsAt > now && appearsAt < next)
+        next = appearsAt;
       if (a.detachedAt !== undefined && a.detachedAt > now && a.detachedAt < next) next = a.detachedAt;
+      if (a.busy) next = Math.min(next, now + 100); // looks again whether the device was let go
     }
     for (const v of this.vols.values()) {
       const m = v.modifications.at(-1);
@@ -1620,16 +1722,23 @@ export class FakeEc2 {
   }
 
   private async reconcile(now: number): Promise<void> {
+    for (const a of this.history) {
+      if (a.busy && a.detachedAt === undefined && !(await this.inUse(a))) {
+        a.busy = false; // let go: the detach goes on
+        a.detachedAt = now + this.delay('detach');
+      }
+    }
     if (this.blockDevices) {
       for (const a of this.history) {
         const wanted =
           !this.stopped &&
           !a.foreign &&
-          a.attachedAt <= now &&
+          a.attachedAt + this.deviceDelayMs <= now &&
           !(a.detachedAt !== undefined && a.detachedAt <= now) &&
           this.instances.get(a.instanceId)?.blockDevices === true;
-        if (wanted && a.loopDevice === undefined && !a.materializeFailed) await this.materialize(a);
-        if (!wanted && (a.loopDevice !== undefined || a.link !== undefined)) await this.dematerialize(a);
+        const made = a.loopDevice !== undefined || a.links !== undefined;
+        if (wanted && !made && !a.materializeFailed) await this.materialize(a);
+        if (!wanted && made) await this.dematerialize(a);
       }
       for (const v of this.vols.values()) {
         const m = v.modifications.at(-1);
@@ -1639,46 +1748,84 @@ export class FakeEc2 {
     this.scheduleWake(now);
   }
 
-  private linkPath(a: AttachmentRec): string {
+  /** Whether the instance uses the attached device: a test holds it, or its loop device is mounted. */
+  private async inUse(a: AttachmentRec): Promise<boolean> {
+    if (a.held) return true;
+    if (a.loopDevice === undefined) return false;
+    const mountinfo = await readFile('/proc/self/mountinfo', 'utf8').catch(() => '');
+    return mountinfo.split('\n').some((line) => line.split(' - ')[1]?.split(' ')[1] === a.loopDevice);
+  }
+
+  /**
+   * The names the attached disk gets in the instance, the device's own first: the requested name;
+   * on Xen its sdX -> xvdX rename; on Nitro the next free /dev/nvmeNn1 and its by-id link.
+   */
+  private linkPaths(a: AttachmentRec): string[] {
     const bd = this.blockDevices as FakeEc2BlockDevices;
     const instance = this.instances.get(a.instanceId);
-    if (bd.nvme) {
-      return join(
-        instance?.byIdDir ?? bd.byIdDir,
-        `nvme-Amazon_Elastic_Block_Store_${a.volumeId.replace('-', '')}`,
+    const devDir = instance?.devDir ?? bd.devDir;
+    const naming = instance?.naming ?? (bd.nvme ? 'nvme' : 'requested');
+    if (naming === 'nvme') {
+      const taken = new Set(
+        this.history
+          .flatMap((x) => (x.instanceId === a.instanceId ? (x.links ?? []) : []))
+          .map((l) => basename(l)),
       );
+      let n = 1; // nvme0n1 is the root disk
+      while (taken.has(`nvme${n}n1`)) n++;
+      return [
+        join(devDir, `nvme${n}n1`),
+        join(
+          instance?.byIdDir ?? bd.byIdDir,
+          `nvme-Amazon_Elastic_Block_Store_${a.volumeId.replace('-', '')}`,
+        ),
+      ];
     }
-    return join(instance?.devDir ?? bd.devDir, basename(a.device));
+    const name = basename(a.device);
+    return [join(devDir, naming === 'xen' ? name.replace(/^sd/, 'xvd') : name)];
   }
 
   private async materialize(a: AttachmentRec): Promise<void> {
-    const image = this.vols.get(a.volumeId)?.imagePath;
+    const bd = this.blockDevices as FakeEc2BlockDevices;
     try {
-      if (image === undefined) throw new Error(`${a.volumeId} has no image file`);
-      const { stdout } = await execa('losetup', ['--find', '--show', '--', image], {
-        timeout: COMMAND_TIMEOUT_MS,
-      });
-      a.loopDevice = stdout.trim();
-      const link = this.linkPath(a);
-      await mkdir(dirname(link), { recursive: true });
-      await rm(link, { force: true });
-      await symlink(a.loopDevice, link);
-      a.link = link;
+      let target = bd.node;
+      if (target === undefined) {
+        const image = this.vols.get(a.volumeId)?.imagePath;
+        if (image === undefined) throw new Error(`${a.volumeId} has no image file`);
+        const { stdout } = await execa('losetup', ['--find', '--show', '--', image], {
+          timeout: COMMAND_TIMEOUT_MS,
+        });
+        a.loopDevice = stdout.trim();
+        target = a.loopDevice;
+      }
+      const links = this.linkPaths(a);
+      a.links = [];
+      for (const link of links) {
+        await mkdir(dirname(link), { recursive: true });
+        await rm(link, { force: true });
+        await symlink(target, link);
+        a.links.push(link);
+        target = link; // the by-id link points at the device's own name, as udev's does
+      }
     } catch (err) {
       a.materializeFailed = true;
       this.errors.push(
-        new Error(`fake EC2: attaching ${a.volumeId} as a loop device: ${(err as Error).message}`),
+        new Error(`fake EC2: attaching ${a.volumeId} as a block device: ${(err as Error).message}`),
       );
     }
   }
 
   private async dematerialize(a: AttachmentRec): Promise<void> {
     try {
-      if (a.link !== undefined) {
-        const target = await readlink(a.link).catch(() => undefined);
-        if (target === a.loopDevice) await rm(a.link, { force: true });
-        a.link = undefined;
+      for (const link of [...(a.links ?? [])].reverse()) {
+        // Only links that still point where this attachment put them (a test may have reused the name).
+        const target = await readlink(link).catch(() => undefined);
+        const ours =
+          target !== undefined &&
+          (target === a.loopDevice || target === this.blockDevices?.node || a.links?.includes(target));
+        if (ours) await rm(link, { force: true });
       }
+      a.links = undefined;
       if (a.loopDevice !== undefined) {
         await execa('losetup', ['-d', a.loopDevice], { timeout: COMMAND_TIMEOUT_MS });
         a.loopDevice = undefined;
