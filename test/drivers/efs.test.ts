@@ -117,6 +117,12 @@ class MemEfs implements EfsApi {
     return { id: fs.id, state: fs.state };
   }
 
+  async findFileSystemByCreationToken(token: string) {
+    this.take('findFileSystemByCreationToken', token);
+    const fs = [...this.fileSystems.values()].find((f) => f.input?.creationToken === token);
+    return fs ? { id: fs.id, state: fs.state } : undefined;
+  }
+
   async createFileSystem(input: CreateFileSystemInput) {
     this.take('createFileSystem', input.creationToken);
     const same = [...this.fileSystems.values()].find((f) => f.input?.creationToken === input.creationToken);
@@ -182,6 +188,18 @@ class MemEfs implements EfsApi {
     this.take('describeAccessPoint', id);
     const ap = this.accessPoints.get(id);
     return ap ? { id: ap.id, fileSystemId: ap.fileSystemId, path: ap.path, state: ap.state } : undefined;
+  }
+
+  async listAccessPoints(fileSystemId: string) {
+    this.take('listAccessPoints', fileSystemId);
+    return [...this.accessPoints.values()]
+      .filter((a) => a.fileSystemId === fileSystemId)
+      .map(({ input, ...ap }) => ({
+        ...ap,
+        ...(input
+          ? { clientToken: input.clientToken, uid: input.uid, gid: input.gid, tags: input.tags }
+          : {}),
+      }));
   }
 
   async deleteAccessPoint(id: string) {
