@@ -1,70 +1,36 @@
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import type { Ec2Api } from '../../src/cloud/ec2.js';
-import { SdkEc2Network } from '../../src/cloud/ec2-network.js';
-import { SdkEfs } from '../../src/cloud/efs.js';
-import { StaticIdentity } from '../../src/cloud/imds.js';
-import { loadConfig } from '../../src/config.js';
-import type { Driver } from '../../src/core/driver.js';
-import { createRuntime, type Runtime } from '../../src/runtime.js';
-import { SqliteStore } from '../../src/state/sqlite-store.js';
 import type { VolumeRecord } from '../../src/state/store.js';
-import { FakeEc2 } from '../fakes/aws/ec2-endpoint.js';
-import { FakeEfs } from '../fakes/aws/efs-endpoint.js';
-import { FakeFileOps } from '../fakes/fake-file-ops.js';
-import { FakeLoopDevices } from '../fakes/fake-loop.js';
-import { FakeMounter } from '../fakes/fake-mounter.js';
+import type { FakeEfs } from '../fakes/aws/efs-endpoint.js';
 import { failure } from '../helpers/failure.js';
+import {
+  type EfsRuntime,
+  FS,
+  OTHER_VPC,
+  SG,
+  SUBNET_A,
+  SUBNET_A2,
+  SUBNET_B,
+  SUBNET_OTHER_VPC,
+  setupEfs,
+} from './efs-runtime.js';
 
 /**
- * The efs driver's Create and Remove when things go wrong: the real VolumeManager and store, the
- * real AWS SDK against the fake EFS and EC2 endpoints (one shared network model), the fake kernel.
- * A daemon killed inside a Create is simulated by a step that throws after its effect and an
- * `abandon` that never runs (the process is gone): what is left is exactly the store record and
- * the AWS resources a SIGKILL at that point leaves.
+ * The efs driver's Create and Remove when things go wrong (composition: efs-runtime.ts; the real
+ * AWS SDK against the fake EFS and EC2 endpoints). A daemon killed inside a Create is simulated by
+ * a step that throws after its effect and an `abandon` that never runs (the process is gone): what
+ * is left is exactly the store record and the AWS resources a SIGKILL at that point leaves.
  */
 
-const FS = 'fs-0123456789abcdef0';
-const SUBNET_A = 'subnet-0aaaaaaaaaaaaaaa1';
-const SUBNET_A2 = 'subnet-0aaaaaaaaaaaaaaa2';
-const SUBNET_B = 'subnet-0bbbbbbbbbbbbbbb2';
-const SUBNET_OTHER_VPC = 'subnet-0ccccccccccccccc3';
-const SG = 'sg-0123456789abcdef0';
 const SG_UNKNOWN = 'sg-0ffffffffffffffff';
-const IP_A = '10.1.0.5';
-const AWS = { instanceId: 'i-0123456789abcdef0', availabilityZone: 'us-east-1a', region: 'us-east-1' };
 
-const ec2Stub = new Proxy({} as Ec2Api, {
-  get: (_t, prop) => () => {
-    throw new Error(`the efs driver must not call the EBS seam (${String(prop)})`);
-  },
-});
+type Setup = EfsRuntime & { driver: ReturnType<EfsRuntime['runtime']['registry']['get']> };
 
-interface Logged {
-  level: number;
-  msg: string;
-  [k: string]: unknown;
-}
-
-interface Setup {
-  runtime: Runtime;
-  store: SqliteStore;
-  efs: FakeEfs;
-  sdk: SdkEfs;
-  driver: Driver;
-  logged: Logged[];
-  root: string;
-}
-
-let ec2: FakeEc2;
 let efs: FakeEfs;
-let dir: string;
 let current: Setup | undefined;
 
-beforeAll(async () => {
+beforeAll(() => {
   vi.stubEnv('AWS_ACCESS_KEY_ID', 'AKIDTEST');
   vi.stubEnv('AWS_SECRET_ACCESS_KEY', 'test-secret');
   vi.stubEnv('AWS_SESSION_TOKEN', '');
@@ -75,67 +41,16 @@ afterAll(() => {
 });
 
 afterEach(async () => {
-  await current?.runtime.close();
+  await current?.cleanup();
   current = undefined;
-  await efs?.stop();
-  await ec2?.stop();
-  expect([...(efs?.errors ?? []), ...(ec2?.errors ?? [])]).toEqual([]);
-  if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-/** A fresh runtime over fresh endpoints; `network: false` leaves the EC2 look-ups out (EFS decides). */
+/** A fresh runtime over fresh endpoints, FS existing with a mount target in this host's zone. */
 async function setup(o: { network?: boolean } = {}): Promise<Setup> {
-  ec2 = await FakeEc2.start({ stateDelayMs: 0 });
-  efs = await FakeEfs.start({ stateDelayMs: 0, network: ec2.network });
-  ec2.network.addSubnet({ subnetId: SUBNET_A, availabilityZone: 'us-east-1a', ip: IP_A });
-  ec2.network.addSubnet({ subnetId: SUBNET_A2, availabilityZone: 'us-east-1a' });
-  ec2.network.addSubnet({ subnetId: SUBNET_B, availabilityZone: 'us-east-1b' });
-  ec2.network.addSubnet({
-    subnetId: SUBNET_OTHER_VPC,
-    availabilityZone: 'us-east-1c',
-    vpcId: 'vpc-0000000000000b0b0',
-  });
-  ec2.network.addSecurityGroup({ groupId: SG });
-  efs.addFileSystem({ fileSystemId: FS, mountTargets: [{ subnetId: SUBNET_A }] });
-
-  dir = await mkdtemp(join(tmpdir(), 'stowage-efs-safety-'));
-  const file = join(dir, 'config.yaml');
-  await writeFile(file, '');
-  const config = loadConfig({
-    file,
-    env: {},
-    flags: {
-      dataDir: join(dir, 'data'),
-      hostId: 'test-host',
-      socketDir: join(dir, 'plugins'),
-      drivers: ['efs'],
-      aws: AWS,
-      efs: { fileSystemId: FS, createTimeout: '20s' },
-    },
-  });
-  const mounter = new FakeMounter();
-  const root = join(dir, 'efs-root');
-  await mkdir(root, { recursive: true });
-  mounter.nfsServers.set(IP_A, root);
-  const store = new SqliteStore(config.state);
-  const logged: Logged[] = [];
-  const sdkOpts = { region: 'us-east-1', maxAttempts: 1, requestTimeoutMs: 5000 };
-  const sdk = new SdkEfs({ ...sdkOpts, endpoint: efs.url });
-  const runtime = createRuntime(config, {
-    mounter,
-    loop: new FakeLoopDevices(mounter),
-    files: new FakeFileOps(mounter),
-    probeTcp: async (host) => ({ ok: mounter.nfsServers.has(host), detail: 'fake probe' }),
-    store,
-    log: pino({ level: 'info' }, { write: (line: string) => logged.push(JSON.parse(line) as Logged) }),
-    cloud: {
-      ec2: ec2Stub,
-      efs: sdk,
-      ...(o.network === false ? {} : { network: new SdkEc2Network({ ...sdkOpts, endpoint: ec2.url }) }),
-      identity: new StaticIdentity({ ...AWS, subnetId: SUBNET_A }),
-    },
-  });
-  current = { runtime, store, efs, sdk, driver: runtime.registry.get('efs'), logged, root };
+  const r = await setupEfs({ efs: { createTimeout: '20s' }, ...o });
+  r.efs.addFileSystem({ fileSystemId: FS, mountTargets: [{ subnetId: SUBNET_A }] });
+  efs = r.efs;
+  current = { ...r, driver: r.runtime.registry.get('efs') };
   return current;
 }
 
@@ -187,7 +102,7 @@ describe('efs createFileSystem=true: checked before anything is created (defect 
     [
       'subnets of two VPCs',
       { subnets: `${SUBNET_A},${SUBNET_OTHER_VPC}` },
-      `driver efs: subnets ${SUBNET_A} (vpc-0000000000000fake) and ${SUBNET_OTHER_VPC} (vpc-0000000000000b0b0) are in different VPCs; the mount targets of a file system share one VPC`,
+      `driver efs: subnets ${SUBNET_A} (vpc-0000000000000fake) and ${SUBNET_OTHER_VPC} (${OTHER_VPC}) are in different VPCs; the mount targets of a file system share one VPC`,
     ],
     [
       "no subnet in this host's zone",
