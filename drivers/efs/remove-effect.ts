@@ -25,8 +25,10 @@ export function removeEffect(volume: VolumeRecord): string {
   if (ap !== undefined) kept.push(`access point ${ap}${ownAp ? '' : ' (not made by stowage)'}`);
   kept.push(ap !== undefined && !ownAp ? 'its data' : `directory ${dir}`);
   if (ownFs) kept.push(`file system ${fsId} and its mount targets (still billed)`);
-  const reuse = ownAp
-    ? `; the next Create of ${volume.name} on ${fsId} at ${dir} with the same uid/gid reuses the access point`
-    : '';
+  // A created file system is never reused (a new Create makes a new one), so neither is its access point.
+  const reuse =
+    ownAp && !ownFs
+      ? `; the next Create of ${volume.name} on ${fsId} at ${dir} with the same uid/gid reuses the access point`
+      : '';
   return `retain: keeps ${kept.join(', ')}${reuse}`;
 }

@@ -291,11 +291,15 @@ describe('efs provisioning', () => {
     const vol = await r.runtime.manager.create('efs', 'old', {});
     expect(vol.adopted).toBe(true);
     expect(vol.removePolicy).toBe('retain'); // ... but adopted data is kept
+    expect(r.runtime.registry.get('efs').describe(vol).onRemove).toBe('retain: keeps directory /old');
     await r.runtime.manager.remove('efs', 'old');
     expect(await readdir(join(r.root, 'old'))).toEqual(['precious']);
 
     const again = await r.runtime.manager.create('efs', 'old', { onRemove: 'delete' });
     expect(again).toMatchObject({ adopted: true, removePolicy: 'delete' });
+    expect(r.runtime.registry.get('efs').describe(again).onRemove).toBe(
+      `delete: deletes directory /old on ${FS} with its contents`,
+    );
     await r.runtime.manager.remove('efs', 'old');
     expect(await readdir(r.root)).toEqual([]);
   });
@@ -542,6 +546,28 @@ describe('efs file systems per volume', () => {
     expect(r.efs.fileSystems).toHaveLength(1);
     expect(r.efs.mountTargets).toHaveLength(1);
     expect(await readdir(r.root)).toEqual(['v1']);
+  });
+
+  it('describe says what Remove does to the file system, its mount targets and access point', async () => {
+    const r = await setup();
+    const driver = r.runtime.registry.get('efs');
+    const kept = await r.runtime.manager.create('efs', 'kept', {
+      createFileSystem: 'true',
+      accessPoint: 'create',
+    });
+    const gone = await r.runtime.manager.create('efs', 'gone', {
+      createFileSystem: 'true',
+      accessPoint: 'create',
+      onRemove: 'delete',
+    });
+    const [k, g] = [kept, gone].map((v) => [v.fields.accessPointId, v.fields.fileSystemId]);
+    expect(driver.describe(kept)).toMatchObject({
+      throughputMode: 'bursting',
+      onRemove: `retain: keeps access point ${k?.[0]}, directory /kept, file system ${k?.[1]} and its mount targets (still billed)`,
+    });
+    expect(driver.describe(gone).onRemove).toBe(
+      `delete: deletes access point ${g?.[0]}, then deletes the mount targets and file system ${g?.[1]} with all its data`,
+    );
   });
 
   it("refuses when no subnets are given and this host's subnet is unknown", async () => {
