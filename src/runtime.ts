@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { registerBuiltins } from '../drivers/index.js';
 import { SdkEc2 } from './cloud/ec2.js';
+import { SdkEc2Network } from './cloud/ec2-network.js';
 import { SdkEfs } from './cloud/efs.js';
 import { DEFAULT_IMDS_ENDPOINT, type IdentitySource, Imdsv2, StaticIdentity } from './cloud/imds.js';
 import type { Config } from './config.js';
@@ -173,7 +174,11 @@ function awsClients(config: Config): CloudClients {
   const base = { region, maxAttempts: a.maxAttempts, requestTimeoutMs: a.requestTimeoutMs };
   const ec2 = new SdkEc2({ ...base, ...(config.ebs.endpoint ? { endpoint: config.ebs.endpoint } : {}) });
   const efs = new SdkEfs({ ...base, ...(config.efs.endpoint ? { endpoint: config.efs.endpoint } : {}) });
-  return { ec2, efs, identity };
+  const network = new SdkEc2Network({
+    ...base,
+    ...(config.ebs.endpoint ? { endpoint: config.ebs.endpoint } : {}),
+  });
+  return { ec2, efs, network, identity };
 }
 
 /**

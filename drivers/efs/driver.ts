@@ -6,12 +6,12 @@ import {
   type DriverContext,
   type EfsApi,
   type IdentitySource,
+  isStowageError,
   type MountSpec,
   type ParsedOptions,
   type ProvisionResult,
   parseDuration,
   parseOptions,
-  pollUntil,
   provisionDir,
   removeDir,
   type ShareLocation,
@@ -19,7 +19,11 @@ import {
   type VolumeInput,
   type VolumeRecord,
 } from '../../src/index.js';
+import { accessPointByToken, provideAccessPoint } from './access-point.js';
+import { OwnFileSystems } from './file-system.js';
+import { checkMountTargetPlan } from './network-check.js';
 import { EFS_OPTION_SPECS, type EfsConfig, type EfsOptions, FS_CREATION_OPTIONS } from './options.js';
+import { removeEffect } from './remove-effect.js';
 
 const VERSION_KEYS = ['vers', 'nfsvers'];
 
@@ -38,6 +42,7 @@ export class EfsDriver implements Driver {
   readonly optionSpecs = EFS_OPTION_SPECS;
   private readonly efs: EfsApi;
   private readonly identity: IdentitySource;
+  private readonly ownFileSystems: OwnFileSystems;
 
   constructor(
     private readonly ctx: DriverContext,
@@ -47,6 +52,7 @@ export class EfsDriver implements Driver {
       throw new StowageError('INTERNAL', 'the efs driver needs the AWS clients (runtime wiring)');
     this.efs = ctx.cloud.efs;
     this.identity = ctx.cloud.identity;
+    this.ownFileSystems = new OwnFileSystems(this.efs, ctx.log, parseDuration(cfg.createTimeout));
   }
 
   parseOptions(raw: Record<string, string>): ParsedOptions<Record<string, unknown>> {
@@ -76,6 +82,12 @@ export class EfsDriver implements Driver {
       const stray = FS_CREATION_OPTIONS.filter((k) => given.has(k));
       if (stray.length > 0) throw bad(`${stray.join(', ')} only apply with createFileSystem=true`);
     }
+    if (o.throughputMode === 'provisioned' && o.provisionedThroughput === undefined)
+      throw bad(
+        'throughputMode=provisioned needs -o provisionedThroughput=<MiB/s> (EFS requires the amount)',
+      );
+    if (o.provisionedThroughput !== undefined && o.throughputMode !== 'provisioned')
+      throw bad('provisionedThroughput only applies with throughputMode=provisioned');
     if (o.kmsKeyId !== undefined && o.encrypted === false) throw bad('kmsKeyId needs encrypted=true');
     if (o.accessPoint.startsWith('fsap-') && given.has('subdir')) {
       throw bad('an existing access point has its own root directory; subdir cannot be set with it');
@@ -89,27 +101,37 @@ export class EfsDriver implements Driver {
   async provision(volume: VolumeInput): Promise<ProvisionResult> {
     const o = volume.options as unknown as EfsOptions;
     const fields: Record<string, unknown> = { basePath: o.basePath };
-    const fsId = o.fileSystemId;
     if (o.createFileSystem) {
-      Object.assign(fields, await this.createFileSystem(volume, o));
-      const created = fields.fileSystemId as string;
-      try {
-        return await this.provisionOn(volume, o, created, fields);
-      } catch (err) {
-        // Never leave a billed file system behind a failed Create: undo what this Create made.
-        await this.deleteFileSystem(created).catch((undo: Error) =>
-          this.ctx.log.error(
-            { volume: volume.name, fileSystemId: created, err: undo.message },
-            'file system left behind',
-          ),
-        );
-        throw err;
+      const subnets = await this.subnetsFor(o);
+      if (this.ctx.cloud?.network) {
+        const needsHere = o.accessPoint === 'none' && !o.mountTargetIp;
+        const hostZone = needsHere ? (await this.identity.identity()).availabilityZone : undefined;
+        await checkMountTargetPlan(this.ctx.cloud.network, {
+          subnets,
+          securityGroups: o.securityGroups ?? [],
+          ...(hostZone ? { hostZone } : {}),
+        });
       }
+      Object.assign(fields, await this.ownFileSystems.create(volume, o, subnets, token(volume)));
+      return this.provisionOn(volume, o, fields.fileSystemId as string, fields);
     }
-    const fs = await this.efs.describeFileSystem(fsId!);
+    const fsId = o.fileSystemId!;
+    const fs = await this.efs.describeFileSystem(fsId);
     if (!fs) throw new StowageError('NOT_FOUND', `EFS file system ${fsId} does not exist in this region`);
     fields.fileSystemId = fsId;
-    return this.provisionOn(volume, o, fsId!, fields);
+    return this.provisionOn(volume, o, fsId, fields);
+  }
+
+  /** The subnets of the new mount targets: the given ones, else this host's. */
+  private async subnetsFor(o: EfsOptions): Promise<string[]> {
+    if (o.subnets && o.subnets.length > 0) return [...o.subnets];
+    const here = (await this.identity.identity()).subnetId;
+    if (!here)
+      throw new StowageError(
+        'INVALID_ARGUMENT',
+        "driver efs: this host's subnet is unknown; give -o subnets=subnet-…",
+      );
+    return [here];
   }
 
   private async provisionOn(
@@ -135,20 +157,24 @@ export class EfsDriver implements Driver {
     Object.assign(fields, { subdir, remotePath });
     if (o.accessPoint === 'create') {
       // EFS makes the directory itself at the first mount through the access point.
-      const ap = await this.efs.createAccessPoint({
-        clientToken: token(volume).slice(0, 64),
-        fileSystemId: fsId!,
-        path: remotePath,
-        uid: o.uid ?? 0,
-        gid: o.gid ?? 0,
-        permissions: o.directoryPerms.replace(/^0(?=[0-7]{3,4}$)/, ''),
-        tags: { Name: volume.name, 'stowage.io/volume': volume.name },
-      });
-      return {
-        adopted: false,
-        removePolicy: policy,
-        fields: { ...fields, accessPointId: ap.id, createdAccessPoint: true },
-      };
+      const ap = await provideAccessPoint(
+        this.efs,
+        this.ctx.log,
+        volume,
+        {
+          fileSystemId: fsId,
+          path: remotePath,
+          uid: o.uid ?? 0,
+          gid: o.gid ?? 0,
+          permissions: o.directoryPerms.replace(/^0(?=[0-7]{3,4}$)/, ''),
+        },
+        token(volume),
+      );
+      const out = { ...fields, accessPointId: ap.id, createdAccessPoint: true };
+      if (!ap.reused) return { adopted: false, removePolicy: policy, fields: out };
+      // Like an adopted directory: the data behind it is kept unless onRemove=delete is given again.
+      const kept = volume.givenOptions.includes('onRemove') ? policy : 'retain';
+      return { adopted: true, removePolicy: kept, fields: { ...out, reusedAccessPoint: true } };
     }
     const target = await this.mountTarget({ ...o, fileSystemId: fsId }, fields);
     Object.assign(fields, { mountTargets: { [target.az]: target.ip } });
@@ -166,10 +192,66 @@ export class EfsDriver implements Driver {
     return { adopted: false, removePolicy: policy, fields };
   }
 
-  /** An interrupted Create: only the directory it noted making (the rest: TODO in this issue). */
+  /**
+   * An interrupted or failed Create: deletes what its notes say it made, in teardown order (access
+   * point, directory, mount targets, file system), never what it found. What was about to be made
+   * but whose id was never noted is found by its token. Every step is tried; whatever could not be
+   * deleted is logged at error level with its ids, and the Create's record keeps naming it.
+   */
   async abandon(volume: VolumeRecord): Promise<void> {
-    if (volume.fields.madeDir !== true) return;
-    await this.destroy({ ...volume, removePolicy: 'delete' });
+    const o = volume.options as unknown as EfsOptions;
+    const f = volume.fields;
+    const failed: { what: string; ids: Record<string, unknown>; err: Error }[] = [];
+    const step = async (what: string, ids: Record<string, unknown>, fn: () => Promise<void>) => {
+      try {
+        await fn();
+      } catch (err) {
+        if (!isStowageError(err, 'NOT_FOUND')) failed.push({ what, ids, err: err as Error });
+      }
+    };
+    const fsId = typeof f.fileSystemId === 'string' ? f.fileSystemId : o.fileSystemId;
+    if (typeof f.accessPointToken === 'string' && fsId) {
+      const tok = f.accessPointToken;
+      await step('access point', { accessPointId: f.accessPointId ?? `(client token ${tok})` }, async () => {
+        const id =
+          typeof f.accessPointId === 'string'
+            ? f.accessPointId
+            : await accessPointByToken(this.efs, fsId, tok);
+        if (id) await this.efs.deleteAccessPoint(id);
+      });
+    }
+    if (f.madeDir === true && typeof f.fileSystemToken !== 'string' && fsId) {
+      const subdir = (o.subdir ?? '{name}').replaceAll('{name}', volume.name);
+      await step('directory', { fileSystemId: fsId, subdir }, async () => {
+        const target = await this.mountTarget({ ...o, fileSystemId: fsId }, f);
+        await removeDir(this.ctx, this.share(o, target.ip), subdir, 'delete');
+      });
+    }
+    if (typeof f.fileSystemToken === 'string') {
+      const tok = f.fileSystemToken;
+      let id =
+        f.createdFileSystem === true && typeof f.fileSystemId === 'string' ? f.fileSystemId : undefined;
+      await step('file system', { fileSystemId: id ?? `(creation token ${tok})` }, async () => {
+        id ??= await this.ownFileSystems.findByToken(tok);
+        if (id) await this.ownFileSystems.deleteOwnFileSystem(id);
+      });
+      const fsStep = failed.find((x) => x.what === 'file system');
+      if (fsStep && id)
+        fsStep.ids = { fileSystemId: id, mountTargetIds: await this.ownFileSystems.mountTargetIds(id) };
+    }
+    if (failed.length === 0) return;
+    const left = Object.assign({}, ...failed.map((x) => x.ids));
+    const reasons = failed.map((x) => `${x.what}: ${x.err.message}`).join('; ');
+    this.ctx.log.error(
+      { volume: volume.name, ...left, errors: reasons },
+      'EFS resources of an unfinished Create could not be deleted and are left behind (billed); run Remove again or delete them with the AWS CLI',
+    );
+    const first = failed[0]!.err;
+    throw new StowageError(
+      isStowageError(first) ? first.code : 'INTERNAL',
+      `could not delete what the unfinished Create of volume ${volume.name} made (${reasons}); left: ${JSON.stringify(left)}`,
+      { cause: first },
+    );
   }
 
   /** Teardown in order: access point, directory, mount targets, file system (each only if ours). */
@@ -177,7 +259,7 @@ export class EfsDriver implements Driver {
     const o = volume.options as unknown as EfsOptions;
     const f = volume.fields;
     if (volume.removePolicy !== 'delete') {
-      this.ctx.log.info({ volume: volume.name }, 'EFS data kept');
+      this.ctx.log.info({ volume: volume.name, kept: removeEffect(volume) }, 'EFS data kept');
       return;
     }
     if (f.createdAccessPoint === true && typeof f.accessPointId === 'string') {
@@ -188,24 +270,7 @@ export class EfsDriver implements Driver {
       await removeDir(this.ctx, this.share(o, target.ip), f.subdir, 'delete');
     }
     if (f.createdFileSystem === true && typeof f.fileSystemId === 'string')
-      await this.deleteFileSystem(f.fileSystemId);
-  }
-
-  /** Mount targets first (EFS refuses to delete a file system that still has any), then the file system. */
-  private async deleteFileSystem(fsId: string): Promise<void> {
-    for (const mt of await this.efs.describeMountTargets(fsId).catch(() => []))
-      await this.efs.deleteMountTarget(mt.id);
-    await pollUntil(
-      async () =>
-        (await this.efs.describeMountTargets(fsId).catch(() => [])).length === 0 ? true : undefined,
-      {
-        timeoutMs: parseDuration(this.cfg.createTimeout),
-        initialDelayMs: 100,
-        maxDelayMs: 5000,
-        what: `the mount targets of ${fsId} to be deleted`,
-      },
-    );
-    await this.efs.deleteFileSystem(fsId);
+      await this.ownFileSystems.deleteOwnFileSystem(f.fileSystemId);
   }
 
   async mountSpec(volume: VolumeRecord): Promise<MountSpec> {
@@ -251,6 +316,8 @@ export class EfsDriver implements Driver {
       remotePath: f.remotePath,
       ...(f.accessPointId ? { accessPointId: f.accessPointId } : {}),
       mountTargets: f.mountTargets,
+      ...fileSystemFacts(volume),
+      onRemove: removeEffect(volume),
     };
   }
 
@@ -301,57 +368,6 @@ export class EfsDriver implements Driver {
     return { az, ip: here.ip };
   }
 
-  private async createFileSystem(volume: VolumeInput, o: EfsOptions): Promise<Record<string, unknown>> {
-    // Everything that can be refused is checked before anything is created.
-    const subnets = [...(o.subnets ?? [])];
-    if (subnets.length === 0) {
-      const here = (await this.identity.identity()).subnetId;
-      if (!here)
-        throw new StowageError(
-          'INVALID_ARGUMENT',
-          "driver efs: this host's subnet is unknown; give -o subnets=subnet-…",
-        );
-      subnets.push(here);
-    }
-    const fs = await this.efs.createFileSystem({
-      creationToken: token(volume).slice(0, 64),
-      ...(o.performanceMode ? { performanceMode: o.performanceMode } : {}),
-      ...(o.throughputMode ? { throughputMode: o.throughputMode } : {}),
-      ...(o.encrypted !== undefined || o.kmsKeyId !== undefined ? { encrypted: o.encrypted ?? true } : {}),
-      ...(o.kmsKeyId ? { kmsKeyId: o.kmsKeyId } : {}),
-      tags: { Name: volume.name, 'stowage.io/volume': volume.name },
-    });
-    const timeoutMs = parseDuration(this.cfg.createTimeout);
-    await pollUntil(
-      async () => ((await this.efs.describeFileSystem(fs.id))?.state === 'available' ? true : undefined),
-      {
-        timeoutMs,
-        initialDelayMs: 100,
-        maxDelayMs: 5000,
-        what: `EFS file system ${fs.id} to become available`,
-      },
-    );
-    // Only the security groups the user names: stowage never opens anything itself.
-    const existing = await this.efs.describeMountTargets(fs.id);
-    for (const subnet of subnets) {
-      if (existing.some((m) => m.subnetId === subnet)) continue;
-      await this.efs.createMountTarget(fs.id, subnet, o.securityGroups ?? []);
-    }
-    await pollUntil(
-      async () => {
-        const mts = await this.efs.describeMountTargets(fs.id);
-        return mts.length >= subnets.length && mts.every((m) => m.state === 'available') ? true : undefined;
-      },
-      {
-        timeoutMs,
-        initialDelayMs: 100,
-        maxDelayMs: 5000,
-        what: `the mount targets of ${fs.id} to become available`,
-      },
-    );
-    return { fileSystemId: fs.id, createdFileSystem: true };
-  }
-
   private share(o: EfsOptions, ip: string): ShareLocation {
     return {
       server: ip,
@@ -371,6 +387,17 @@ export class EfsDriver implements Driver {
   }
 }
 
+/** The idempotency token of this Create (64 hex: EFS's limit for creation and client tokens). */
 function token(volume: VolumeInput): string {
   return createHash('sha256').update(`stowage\0efs\0${volume.name}\0${volume.createdAt}`).digest('hex');
+}
+
+/** What a file system stowage made for the volume was created with. */
+function fileSystemFacts(volume: VolumeRecord): Record<string, unknown> {
+  const o = volume.options as unknown as EfsOptions;
+  if (volume.fields.createdFileSystem !== true) return {};
+  return {
+    throughputMode: o.throughputMode ?? 'bursting',
+    ...(o.provisionedThroughput !== undefined ? { provisionedThroughputMibps: o.provisionedThroughput } : {}),
+  };
 }

@@ -28,6 +28,8 @@ export interface EfsOptions {
   createFileSystem: boolean;
   performanceMode?: 'generalPurpose' | 'maxIO';
   throughputMode?: 'bursting' | 'provisioned' | 'elastic';
+  /** MiB/s; given exactly when throughputMode is provisioned. */
+  provisionedThroughput?: number;
   encrypted?: boolean;
   kmsKeyId?: string;
   securityGroups?: string[];
@@ -93,6 +95,16 @@ export const EFS_OPTION_SPECS: OptionSpecs = {
     schema: oneOf(['bursting', 'provisioned', 'elastic']),
     help: 'new file system: throughput mode',
   },
+  provisionedThroughput: {
+    // EFS takes a fractional MiB/s; the upper bound depends on the Region and the account's quota,
+    // so it is left to EFS (its refusal comes back as INVALID_ARGUMENT naming the value).
+    schema: z
+      .string()
+      .regex(/^\d{1,6}(\.\d{1,3})?$/, { message: 'must be a number of MiB/s such as 128' })
+      .transform(Number)
+      .refine((n) => n >= 1, { message: 'must be at least 1 MiB/s' }),
+    help: 'new file system: MiB/s with throughputMode=provisioned (required there, refused otherwise)',
+  },
   encrypted: { schema: boolOption, help: 'new file system: encrypt at rest' },
   kmsKeyId: { schema: z.string().min(1).max(2048), help: 'new file system: KMS key' },
   securityGroups: {
@@ -113,6 +125,7 @@ export const EFS_OPTION_SPECS: OptionSpecs = {
 export const FS_CREATION_OPTIONS = [
   'performanceMode',
   'throughputMode',
+  'provisionedThroughput',
   'encrypted',
   'kmsKeyId',
   'securityGroups',

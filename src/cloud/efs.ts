@@ -1,5 +1,5 @@
 import type { EFSClient } from '@aws-sdk/client-efs';
-import { isStowageError } from '../core/errors.js';
+import { type ErrorCode, isStowageError, StowageError } from '../core/errors.js';
 import { type AwsClientOptions, sdkClientConfig } from './client-options.js';
 import { awsErrorName, fromAwsError } from './errors.js';
 
@@ -23,12 +23,20 @@ export interface EfsAccessPoint {
   fileSystemId: string;
   path: string;
   state: string;
+  /** The ClientToken it was created with (idempotency: who made it). */
+  clientToken?: string;
+  /** The POSIX user every request through it acts as. */
+  uid?: number;
+  gid?: number;
+  tags?: Record<string, string>;
 }
 
 export interface CreateFileSystemInput {
   creationToken: string;
   performanceMode?: string;
   throughputMode?: string;
+  /** MiB/s, with throughputMode provisioned. */
+  provisionedThroughputMibps?: number;
   encrypted?: boolean;
   kmsKeyId?: string;
   tags: Record<string, string>;
@@ -47,6 +55,8 @@ export interface CreateAccessPointInput {
 /** The narrow EFS seam. Errors are StowageErrors; NotFound on describe is undefined, on delete success. */
 export interface EfsApi {
   describeFileSystem(id: string): Promise<EfsFileSystem | undefined>;
+  /** The file system a CreateFileSystem with this token made, if any (not yet deleted). */
+  findFileSystemByCreationToken(token: string): Promise<EfsFileSystem | undefined>;
   createFileSystem(input: CreateFileSystemInput): Promise<EfsFileSystem>;
   deleteFileSystem(id: string): Promise<void>;
   describeMountTargets(fileSystemId: string): Promise<EfsMountTarget[]>;
@@ -58,6 +68,8 @@ export interface EfsApi {
   deleteMountTarget(id: string): Promise<void>;
   createAccessPoint(input: CreateAccessPointInput): Promise<EfsAccessPoint>;
   describeAccessPoint(id: string): Promise<EfsAccessPoint | undefined>;
+  /** Every access point of a file system (all pages), with tags and client tokens. */
+  listAccessPoints(fileSystemId: string): Promise<EfsAccessPoint[]>;
   deleteAccessPoint(id: string): Promise<void>;
 }
 
@@ -81,6 +93,14 @@ export class SdkEfs implements EfsApi {
     });
   }
 
+  async findFileSystemByCreationToken(token: string): Promise<EfsFileSystem | undefined> {
+    const out = await this.call(`DescribeFileSystems CreationToken=${token}`, (c) =>
+      c.client.send(new c.sdk.DescribeFileSystemsCommand({ CreationToken: token })),
+    );
+    const fs = out.FileSystems?.find((f) => f.CreationToken === token && f.LifeCycleState !== 'deleted');
+    return fs?.FileSystemId ? toFs(fs) : undefined;
+  }
+
   async createFileSystem(i: CreateFileSystemInput): Promise<EfsFileSystem> {
     try {
       const out = await this.call(`CreateFileSystem ${i.creationToken}`, (c) =>
@@ -89,6 +109,9 @@ export class SdkEfs implements EfsApi {
             CreationToken: i.creationToken,
             ...(i.performanceMode ? { PerformanceMode: i.performanceMode as never } : {}),
             ...(i.throughputMode ? { ThroughputMode: i.throughputMode as never } : {}),
+            ...(i.provisionedThroughputMibps !== undefined
+              ? { ProvisionedThroughputInMibps: i.provisionedThroughputMibps }
+              : {}),
             ...(i.encrypted !== undefined ? { Encrypted: i.encrypted } : {}),
             ...(i.kmsKeyId ? { KmsKeyId: i.kmsKeyId } : {}),
             Tags: Object.entries(i.tags).map(([Key, Value]) => ({ Key, Value })),
@@ -175,6 +198,27 @@ export class SdkEfs implements EfsApi {
     });
   }
 
+  async listAccessPoints(fileSystemId: string): Promise<EfsAccessPoint[]> {
+    const all: EfsAccessPoint[] = [];
+    let next: string | undefined;
+    // A bounded walk: EFS allows at most 10,000 access points per file system, 100 per page here.
+    for (let pages = 0; pages < 101; pages++) {
+      const out = await this.call(`DescribeAccessPoints FileSystemId=${fileSystemId}`, (c) =>
+        c.client.send(
+          new c.sdk.DescribeAccessPointsCommand({
+            FileSystemId: fileSystemId,
+            MaxResults: 100,
+            ...(next ? { NextToken: next } : {}),
+          }),
+        ),
+      );
+      all.push(...(out.AccessPoints ?? []).filter((a) => a.AccessPointId).map(toAccessPoint));
+      next = out.NextToken;
+      if (!next) return all;
+    }
+    throw new StowageError('INTERNAL', `DescribeAccessPoints of ${fileSystemId} did not end after 101 pages`);
+  }
+
   async deleteAccessPoint(id: string): Promise<void> {
     await this.ignoreNotFound(() =>
       this.call(`DeleteAccessPoint ${id}`, (c) =>
@@ -196,6 +240,14 @@ export class SdkEfs implements EfsApi {
     try {
       return await fn(await this.load());
     } catch (err) {
+      const name = awsErrorName(err);
+      const code = name ? EFS_CODE_OF[name] : undefined;
+      if (code && !(err instanceof StowageError)) {
+        throw new StowageError(code, `${doing} failed: ${name}: ${(err as Error).message}`, {
+          cause: err,
+          details: { awsError: name },
+        });
+      }
       throw fromAwsError(err, doing);
     }
   }
@@ -217,6 +269,14 @@ export class SdkEfs implements EfsApi {
     }
   }
 }
+
+/** EFS error names the shared AWS table does not know; the input was refused, nothing was made. */
+const EFS_CODE_OF: Record<string, ErrorCode> = {
+  ThroughputLimitExceeded: 'INVALID_ARGUMENT',
+  InsufficientThroughputCapacity: 'UNAVAILABLE',
+  UnsupportedAvailabilityZone: 'INVALID_ARGUMENT',
+  AvailabilityZonesMismatch: 'INVALID_ARGUMENT',
+};
 
 interface RawFs {
   FileSystemId?: string;
@@ -253,12 +313,20 @@ interface RawAp {
   FileSystemId?: string;
   RootDirectory?: { Path?: string };
   LifeCycleState?: string;
+  ClientToken?: string;
+  PosixUser?: { Uid?: number; Gid?: number };
+  Tags?: { Key?: string; Value?: string }[];
 }
 function toAccessPoint(a: RawAp): EfsAccessPoint {
-  return {
+  const out: EfsAccessPoint = {
     id: a.AccessPointId ?? '',
     fileSystemId: a.FileSystemId ?? '',
     path: a.RootDirectory?.Path ?? '/',
     state: a.LifeCycleState ?? 'error',
   };
+  if (a.ClientToken) out.clientToken = a.ClientToken;
+  if (a.PosixUser?.Uid !== undefined) out.uid = a.PosixUser.Uid;
+  if (a.PosixUser?.Gid !== undefined) out.gid = a.PosixUser.Gid;
+  if (a.Tags) out.tags = Object.fromEntries(a.Tags.map((t) => [t.Key ?? '', t.Value ?? '']));
+  return out;
 }

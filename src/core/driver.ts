@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { Ec2Api } from '../cloud/ec2.js';
+import type { Ec2NetworkApi } from '../cloud/ec2-network.js';
 import type { EfsApi } from '../cloud/efs.js';
 import type { IdentitySource } from '../cloud/imds.js';
 import type { FileOps } from '../mount/file-ops.js';
@@ -54,6 +55,8 @@ export interface CloudClients {
   ec2: Ec2Api;
   /** Present when the efs driver is enabled. */
   efs?: EfsApi;
+  /** Subnet and security group look-ups (EC2), to check input before creating anything. */
+  network?: Ec2NetworkApi;
   identity: IdentitySource;
 }
 

@@ -27,6 +27,7 @@ beforeAll(async () => {
   fake = await FakeEfs.start({ stateDelayMs: 0 });
   fake.addSubnet({ subnetId: SUBNET_A, availabilityZone: 'us-east-1a', ip: '10.1.0.5' });
   fake.addSubnet({ subnetId: SUBNET_B, availabilityZone: 'us-east-1b', ip: '10.1.1.5' });
+  fake.network.addSecurityGroup({ groupId: 'sg-0123456789abcdef0' });
 });
 
 beforeEach(() => {
@@ -99,6 +100,52 @@ describe('SdkEfs file systems', () => {
   });
 });
 
+describe('SdkEfs file systems by creation token, provisioned throughput', () => {
+  it('finds the file system a creation token made, and nothing for a token never used', async () => {
+    const made = await efs.createFileSystem({ creationToken: 'tok-find-1', tags: {} });
+    expect(await efs.findFileSystemByCreationToken('tok-find-1')).toMatchObject({ id: made.id });
+    expect(await efs.findFileSystemByCreationToken('tok-never-used')).toBeUndefined();
+    expect(fake.calls.at(-1)).toMatchObject({
+      operation: 'DescribeFileSystems',
+      params: { CreationToken: 'tok-never-used' },
+    });
+  });
+
+  it('sends ProvisionedThroughputInMibps, and an amount EFS refuses comes back as INVALID_ARGUMENT naming it', async () => {
+    const made = await efs.createFileSystem({
+      creationToken: 'tok-prov-1',
+      throughputMode: 'provisioned',
+      provisionedThroughputMibps: 128,
+      tags: {},
+    });
+    expect(fake.fileSystems.find((f) => f.fileSystemId === made.id)).toMatchObject({
+      throughputMode: 'provisioned',
+      provisionedThroughputInMibps: 128,
+    });
+    const err = await failure(
+      efs.createFileSystem({
+        creationToken: 'tok-prov-2',
+        throughputMode: 'provisioned',
+        provisionedThroughputMibps: 5000,
+        tags: {},
+      }),
+    );
+    expect(err.code).toBe('INVALID_ARGUMENT');
+    expect(err.message).toMatch(/ProvisionedThroughputInMibps 5000/);
+  });
+
+  it('maps ThroughputLimitExceeded (not in the shared AWS table) to INVALID_ARGUMENT', async () => {
+    fake.failNext('CreateFileSystem', {
+      code: 'ThroughputLimitExceeded',
+      status: 400,
+      message: 'over the limit',
+    });
+    const err = await failure(efs.createFileSystem({ creationToken: 'tok-prov-3', tags: {} }));
+    expect(err.code).toBe('INVALID_ARGUMENT');
+    expect(err.message).toBe('CreateFileSystem tok-prov-3 failed: ThroughputLimitExceeded: over the limit');
+  });
+});
+
 describe('SdkEfs mount targets', () => {
   it('creates mount targets with their address and zone, lists them, and deletes them', async () => {
     fake.addFileSystem({ fileSystemId: FS });
@@ -153,6 +200,10 @@ describe('SdkEfs access points', () => {
       fileSystemId: FS2,
       path: '/apps/v1',
       state: 'available',
+      clientToken: 'tok-ap-1',
+      uid: 1000,
+      gid: 1001,
+      tags: { Name: 'v1' },
     });
     expect(fake.accessPoints.find((a) => a.accessPointId === ap.id)).toMatchObject({
       clientToken: 'tok-ap-1',
@@ -168,6 +219,31 @@ describe('SdkEfs access points', () => {
     expect(await efs.describeAccessPoint(ap.id)).toBeUndefined();
     await efs.deleteAccessPoint(ap.id); // already gone: success
     expect(fake.calls.at(-1)).toMatchObject({ operation: 'DeleteAccessPoint', error: 'AccessPointNotFound' });
+  });
+
+  it('lists every access point of a file system across pages, with tags and client tokens', async () => {
+    const FS3 = 'fs-00000000000000ab3';
+    fake.addFileSystem({ fileSystemId: FS3 });
+    const made: string[] = [];
+    for (let i = 0; i < 102; i++) {
+      const ap = await efs.createAccessPoint({
+        clientToken: `tok-list-${i}`,
+        fileSystemId: FS3,
+        path: `/p${i}`,
+        uid: 0,
+        gid: 0,
+        permissions: '755',
+        tags: { 'stowage.io/volume': `v${i}` },
+      });
+      made.push(ap.id);
+    }
+    const listed = await efs.listAccessPoints(FS3);
+    expect(listed.map((a) => a.id)).toEqual(made);
+    expect(listed[101]).toMatchObject({ clientToken: 'tok-list-101', tags: { 'stowage.io/volume': 'v101' } });
+    const pages = fake.calls.filter(
+      (c) => c.operation === 'DescribeAccessPoints' && c.params.FileSystemId === FS3,
+    );
+    expect(pages.map((c) => c.params.NextToken !== undefined)).toEqual([false, true]);
   });
 
   it('maps AccessPointLimitExceeded to UNAVAILABLE', async () => {

@@ -1,291 +1,35 @@
-import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { pino } from 'pino';
-import { afterEach, describe, expect, it } from 'vitest';
-import type { Ec2Api } from '../../src/cloud/ec2.js';
-import type {
-  CreateAccessPointInput,
-  CreateFileSystemInput,
-  EfsAccessPoint,
-  EfsApi,
-  EfsFileSystem,
-  EfsMountTarget,
-} from '../../src/cloud/efs.js';
-import { type InstanceIdentity, StaticIdentity } from '../../src/cloud/imds.js';
-import { type Config, loadConfig } from '../../src/config.js';
-import { StowageError } from '../../src/core/errors.js';
-import type { MountOptions } from '../../src/mount/mounter.js';
-import { createRuntime, type Runtime } from '../../src/runtime.js';
-import { SqliteStore } from '../../src/state/sqlite-store.js';
-import { FakeFileOps } from '../fakes/fake-file-ops.js';
-import { FakeLoopDevices } from '../fakes/fake-loop.js';
-import { FakeMounter } from '../fakes/fake-mounter.js';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { failure } from '../helpers/failure.js';
+import {
+  type EfsRuntime,
+  FS,
+  IP_A,
+  IP_B,
+  IP_C,
+  type SetupOptions,
+  SG,
+  SUBNET_A,
+  SUBNET_B,
+  SUBNET_C,
+  setupEfs,
+} from './efs-runtime.js';
 
-/**
- * The efs driver through the real VolumeManager over the fake kernel and an in-memory EFS: the
- * mount target's address is a fake NFS server (FakeMounter.nfsServers) whose root is a local
- * directory standing in for the EFS file system root.
- */
+/** The efs driver's options, provisioning, mounts and teardown (composition: efs-runtime.ts). */
 
-const FS = 'fs-0123456789abcdef0';
 const AP = 'fsap-0123456789abcdef0';
-const SUBNET_A = 'subnet-0aaaaaaaaaaaaaaa1';
-const SUBNET_B = 'subnet-0bbbbbbbbbbbbbbb2';
-const SUBNET_C = 'subnet-0ccccccccccccccc3';
-const IP_A = '10.1.0.5';
-const IP_B = '10.1.1.5';
-const IP_C = '10.1.2.5';
 const ID = 'a'.repeat(64);
-const AWS = { instanceId: 'i-0123456789abcdef0', availabilityZone: 'us-east-1a', region: 'us-east-1' };
 
-// --- an in-memory EFS ------------------------------------------------------------------------
-
-interface MemMountTarget extends EfsMountTarget {
-  securityGroups: string[];
-  /** Describes left before a deleted target is gone. */
-  goneAfter?: number;
-}
-
-/**
- * A stateful EfsApi: file systems, mount targets (one per zone, the address of their subnet),
- * access points. New resources are `creating` for `settleAfter` describes, then `available`;
- * deleted mount targets are `deleting` for one describe, then gone. Every call is logged.
- */
-class MemEfs implements EfsApi {
-  readonly calls: string[] = [];
-  readonly fileSystems = new Map<string, EfsFileSystem & { input?: CreateFileSystemInput; polls: number }>();
-  readonly mountTargets = new Map<string, MemMountTarget & { polls: number }>();
-  readonly accessPoints = new Map<string, EfsAccessPoint & { input?: CreateAccessPointInput }>();
-  /** subnet -> zone and the address a mount target there gets. */
-  readonly subnets = new Map<string, { az: string; ip: string }>([
-    [SUBNET_A, { az: 'us-east-1a', ip: IP_A }],
-    [SUBNET_B, { az: 'us-east-1b', ip: IP_B }],
-    [SUBNET_C, { az: 'us-east-1c', ip: IP_C }],
-  ]);
-  /** Describes a new resource stays `creating`. */
-  settleAfter = 1;
-  private readonly failures = new Map<string, Error[]>();
-  private seq = 0;
-
-  failNext(op: keyof EfsApi, err: Error): void {
-    this.failures.set(op, [...(this.failures.get(op) ?? []), err]);
-  }
-
-  addFileSystem(id: string, targets: string[] = []): void {
-    this.fileSystems.set(id, { id, state: 'available', polls: 0 });
-    for (const subnet of targets) this.addTarget(id, subnet, [], 'available');
-  }
-
-  ops(): string[] {
-    return this.calls.map((c) => c.split(' ')[0]!);
-  }
-
-  private take(op: string, arg: string): void {
-    this.calls.push(`${op} ${arg}`);
-    const err = this.failures.get(op)?.shift();
-    if (err) throw err;
-  }
-
-  private nextId(prefix: string): string {
-    return `${prefix}-${(++this.seq).toString(16).padStart(17, '0')}`;
-  }
-
-  private addTarget(fsId: string, subnet: string, groups: string[], state: string): MemMountTarget {
-    const s = this.subnets.get(subnet);
-    if (!s) throw new StowageError('INVALID_ARGUMENT', `SubnetNotFound: ${subnet}`);
-    const mt = {
-      id: this.nextId('fsmt'),
-      fileSystemId: fsId,
-      subnetId: subnet,
-      availabilityZone: s.az,
-      ip: s.ip,
-      state,
-      securityGroups: groups,
-      polls: 0,
-    };
-    this.mountTargets.set(mt.id, mt);
-    return mt;
-  }
-
-  async describeFileSystem(id: string) {
-    this.take('describeFileSystem', id);
-    const fs = this.fileSystems.get(id);
-    if (!fs) return undefined;
-    if (fs.state === 'creating' && ++fs.polls > this.settleAfter) fs.state = 'available';
-    return { id: fs.id, state: fs.state };
-  }
-
-  async createFileSystem(input: CreateFileSystemInput) {
-    this.take('createFileSystem', input.creationToken);
-    const same = [...this.fileSystems.values()].find((f) => f.input?.creationToken === input.creationToken);
-    if (same) return { id: same.id, state: same.state };
-    const fs = { id: this.nextId('fs'), state: 'creating', input, polls: 0 };
-    this.fileSystems.set(fs.id, fs);
-    return { id: fs.id, state: fs.state };
-  }
-
-  async deleteFileSystem(id: string) {
-    this.take('deleteFileSystem', id);
-    if ([...this.mountTargets.values()].some((m) => m.fileSystemId === id))
-      throw new StowageError('IN_USE', `FileSystemInUse: ${id} has mount targets`);
-    this.fileSystems.delete(id);
-  }
-
-  async describeMountTargets(fileSystemId: string) {
-    this.take('describeMountTargets', fileSystemId);
-    const out: EfsMountTarget[] = [];
-    for (const mt of [...this.mountTargets.values()].filter((m) => m.fileSystemId === fileSystemId)) {
-      if (mt.state === 'deleting' && mt.goneAfter !== undefined && mt.goneAfter-- <= 0) {
-        this.mountTargets.delete(mt.id);
-        continue;
-      }
-      if (mt.state === 'creating' && ++mt.polls > this.settleAfter) mt.state = 'available';
-      const { securityGroups: _g, goneAfter: _d, polls: _p, ...plain } = mt;
-      out.push(plain);
-    }
-    return out;
-  }
-
-  async createMountTarget(fileSystemId: string, subnetId: string, securityGroups: string[]) {
-    this.take('createMountTarget', `${fileSystemId} ${subnetId}`);
-    const { securityGroups: _g, ...plain } = this.addTarget(
-      fileSystemId,
-      subnetId,
-      securityGroups,
-      'creating',
-    );
-    return plain;
-  }
-
-  async deleteMountTarget(id: string) {
-    this.take('deleteMountTarget', id);
-    const mt = this.mountTargets.get(id);
-    if (mt) Object.assign(mt, { state: 'deleting', goneAfter: 1 });
-  }
-
-  async createAccessPoint(input: CreateAccessPointInput) {
-    this.take('createAccessPoint', input.fileSystemId);
-    const ap = {
-      id: this.nextId('fsap'),
-      fileSystemId: input.fileSystemId,
-      path: input.path,
-      state: 'available',
-      input,
-    };
-    this.accessPoints.set(ap.id, ap);
-    return { id: ap.id, fileSystemId: ap.fileSystemId, path: ap.path, state: ap.state };
-  }
-
-  async describeAccessPoint(id: string) {
-    this.take('describeAccessPoint', id);
-    const ap = this.accessPoints.get(id);
-    return ap ? { id: ap.id, fileSystemId: ap.fileSystemId, path: ap.path, state: ap.state } : undefined;
-  }
-
-  async deleteAccessPoint(id: string) {
-    this.take('deleteAccessPoint', id);
-    this.accessPoints.delete(id);
-  }
-}
-
-/**
- * The fake kernel, also able to run `mount -t efs` (the EFS mount helper): it mounts the file
- * system through the address in mounttargetip=, as the helper does.
- */
-class EfsAwareMounter extends FakeMounter {
-  override async mount(source: string, target: string, opts: MountOptions = {}): Promise<void> {
-    if (opts.fsType !== 'efs') return super.mount(source, target, opts);
-    this.calls.push({ op: 'mount', path: target, detail: { source, ...opts } });
-    const ip = (opts.options ?? [])
-      .find((o) => o.startsWith('mounttargetip='))
-      ?.slice('mounttargetip='.length);
-    if (!ip || !this.nfsServers.has(ip)) throw new Error(`fake mount.efs: no mount target at ${ip}`);
-    this.table.set(target, { source, fsType: 'efs', options: [...(opts.options ?? [])] });
-  }
-}
-
-// --- the runtime -----------------------------------------------------------------------------
-
-interface EfsRuntime {
-  dir: string;
-  config: Config;
-  runtime: Runtime;
-  store: SqliteStore;
-  mounter: EfsAwareMounter;
-  efs: MemEfs;
-  /** The EFS file system root as the fake NFS server at IP_A serves it. */
-  root: string;
-  cleanup(): Promise<void>;
-}
-
-const ec2Stub = new Proxy({} as Ec2Api, {
-  get: (_t, prop) => () => {
-    throw new Error(`the efs driver must not call EC2 (${String(prop)})`);
-  },
+beforeAll(() => {
+  // The SDK signs requests; the fakes do not check them, but the SDK wants credentials.
+  vi.stubEnv('AWS_ACCESS_KEY_ID', 'AKIDTEST');
+  vi.stubEnv('AWS_SECRET_ACCESS_KEY', 'test-secret');
+  vi.stubEnv('AWS_SESSION_TOKEN', '');
 });
-
-interface SetupOptions {
-  efs?: Record<string, unknown>;
-  identity?: Partial<InstanceIdentity>;
-}
-
-/**
- * createTestRuntime's composition (real config, store, locks, manager; fake kernel), plus the
- * cloud seams, which createTestRuntime cannot take.
- */
-async function setupEfs(o: SetupOptions = {}): Promise<EfsRuntime> {
-  const dir = await mkdtemp(join(tmpdir(), 'stowage-efs-'));
-  const file = join(dir, 'config.yaml');
-  await writeFile(file, '');
-  const config = loadConfig({
-    file,
-    env: {},
-    flags: {
-      dataDir: join(dir, 'data'),
-      hostId: 'test-host',
-      socketDir: join(dir, 'plugins'),
-      drivers: ['efs'],
-      aws: AWS,
-      efs: { fileSystemId: FS, ...o.efs },
-    },
-  });
-  const mounter = new EfsAwareMounter();
-  const loop = new FakeLoopDevices(mounter);
-  const files = new FakeFileOps(mounter);
-  const store = new SqliteStore(config.state);
-  const efs = new MemEfs();
-  const root = join(dir, 'efs-root');
-  await mkdir(root, { recursive: true });
-  mounter.nfsServers.set(IP_A, root);
-  const runtime = createRuntime(config, {
-    mounter,
-    loop,
-    files,
-    probeTcp: async (host) => ({ ok: mounter.nfsServers.has(host), detail: 'fake probe' }),
-    store,
-    log: pino({ level: 'silent' }),
-    cloud: {
-      ec2: ec2Stub,
-      efs,
-      identity: new StaticIdentity({ ...AWS, subnetId: SUBNET_A, ...o.identity }),
-    },
-  });
-  return {
-    dir,
-    config,
-    runtime,
-    store,
-    mounter,
-    efs,
-    root,
-    cleanup: async () => {
-      await runtime.close();
-      await rm(dir, { recursive: true, force: true });
-    },
-  };
-}
+afterAll(() => {
+  vi.unstubAllEnvs();
+});
 
 let t: EfsRuntime | undefined;
 async function setup(o: SetupOptions = {}): Promise<EfsRuntime> {
@@ -298,7 +42,23 @@ afterEach(async () => {
   t = undefined;
 });
 
-const ops = (r: EfsRuntime) => r.efs.ops();
+/** The EFS operations the driver sent, in order. */
+const ops = (r: EfsRuntime) => r.efs.calls.map((c) => c.operation);
+/** States the file system FS with available mount targets in these subnets. */
+const addFs = (r: EfsRuntime, subnets: string[] = []) =>
+  r.efs.addFileSystem({ fileSystemId: FS, mountTargets: subnets.map((subnetId) => ({ subnetId })) });
+/** An access point made outside stowage. */
+const outsideAccessPoint = (r: EfsRuntime, fileSystemId: string, path: string) =>
+  r.sdk.createAccessPoint({
+    clientToken: `outside-${path}`,
+    fileSystemId,
+    path,
+    uid: 0,
+    gid: 0,
+    permissions: '755',
+    tags: {},
+  });
+const requests = (r: EfsRuntime, op: string) => r.efs.calls.filter((c) => c.operation === op);
 const mountOf = (r: EfsRuntime, name: string) =>
   r.mounter.callsOf('mount').find((c) => c.path === join(r.config.mountRoot, name))?.detail;
 const stagingMounts = (r: EfsRuntime) =>
@@ -370,7 +130,7 @@ describe('efs options', () => {
     'refuses %j %j with the exact message, touching nothing',
     async (s, opts, message) => {
       const r = await setup(s);
-      r.efs.addFileSystem(FS, [SUBNET_A]);
+      addFs(r, [SUBNET_A]);
       const err = await failure(r.runtime.manager.create('efs', 'bad', opts));
       expect(err.code).toBe('INVALID_ARGUMENT');
       expect(err.message).toBe(message);
@@ -405,7 +165,7 @@ describe('efs options', () => {
     const r = await setup({
       efs: { mountOptions: ['hard', 'timeo=50'], onRemove: 'delete', mountTimeout: '7s' },
     });
-    r.efs.addFileSystem(FS, [SUBNET_A]);
+    addFs(r, [SUBNET_A]);
     const vol = await r.runtime.manager.create('efs', 'v1', { mountOptions: 'noac' });
     expect(vol.options).toMatchObject({ fileSystemId: FS, onRemove: 'delete', mountTimeout: '7s' });
     expect(vol.removePolicy).toBe('delete');
@@ -426,7 +186,7 @@ describe('efs options', () => {
 describe('efs mount targets', () => {
   it("provisions through the mount target in this host's zone among several", async () => {
     const r = await setup();
-    r.efs.addFileSystem(FS, [SUBNET_B, SUBNET_A, SUBNET_C]);
+    addFs(r, [SUBNET_B, SUBNET_A, SUBNET_C]);
     for (const ip of [IP_B, IP_C]) r.mounter.nfsServers.set(ip, join(r.dir, 'wrong-zone'));
     const vol = await r.runtime.manager.create('efs', 'v1', {});
     expect(vol.fields).toEqual({
@@ -442,7 +202,7 @@ describe('efs mount targets', () => {
 
   it("refuses a file system without a mount target in this host's zone, naming the zones it has", async () => {
     const r = await setup();
-    r.efs.addFileSystem(FS, [SUBNET_B, SUBNET_C]);
+    addFs(r, [SUBNET_B, SUBNET_C]);
     const err = await failure(r.runtime.manager.create('efs', 'v1', {}));
     expect(err.code).toBe('UNAVAILABLE');
     expect(err.message).toBe(
@@ -455,14 +215,14 @@ describe('efs mount targets', () => {
 
   it('says "none" when the file system has no mount target at all', async () => {
     const r = await setup();
-    r.efs.addFileSystem(FS);
+    addFs(r);
     const err = await failure(r.runtime.manager.create('efs', 'v1', {}));
     expect(err.message).toMatch(/has no available mount target in us-east-1a \(it has: none\)/);
   });
 
   it('mounts through mountTargetIp without asking EFS for mount targets', async () => {
     const r = await setup();
-    r.efs.addFileSystem(FS); // no mount target at all: the override is the only way in
+    addFs(r); // no mount target at all: the override is the only way in
     r.mounter.nfsServers.set('10.9.9.9', r.root);
     await r.runtime.manager.create('efs', 'v1', { mountTargetIp: '10.9.9.9' });
     await r.runtime.manager.mount('efs', 'v1', ID);
@@ -472,7 +232,7 @@ describe('efs mount targets', () => {
 
   it('records the address found at Create and mounts and removes through it without looking again', async () => {
     const r = await setup();
-    r.efs.addFileSystem(FS, [SUBNET_A]);
+    addFs(r, [SUBNET_A]);
     await r.runtime.manager.create('efs', 'v1', { onRemove: 'delete' });
     r.efs.calls.length = 0;
     await r.runtime.manager.mount('efs', 'v1', ID);
@@ -487,13 +247,13 @@ describe('efs mount targets', () => {
     const gone = await failure(r.runtime.manager.create('efs', 'v1', {}));
     expect(gone.code).toBe('NOT_FOUND');
     expect(gone.message).toBe(`EFS file system ${FS} does not exist in this region`);
-    r.efs.addFileSystem(FS, [SUBNET_A]);
-    r.efs.failNext(
-      'describeMountTargets',
-      new StowageError('UNAVAILABLE', 'DescribeMountTargets failed: throttled'),
-    );
+    addFs(r, [SUBNET_A]);
+    r.efs.failNext('DescribeMountTargets', { code: 'ThrottlingException', message: 'Rate exceeded' });
     const err = await failure(r.runtime.manager.create('efs', 'v1', {}));
-    expect(err.message).toBe('DescribeMountTargets failed: throttled');
+    expect(err.code).toBe('UNAVAILABLE');
+    expect(err.message).toBe(
+      `DescribeMountTargets ${FS} failed: ThrottlingException: Rate exceeded (AWS did not serve the request; it was retried and can be tried again later)`,
+    );
     expect(await r.store.getVolume('v1')).toBeUndefined();
     expect(await readdir(r.root)).toEqual([]);
   });
@@ -502,7 +262,7 @@ describe('efs mount targets', () => {
 describe('efs provisioning', () => {
   it('makes <basePath>/<subdir> with directoryPerms through a staging mount of basePath', async () => {
     const r = await setup();
-    r.efs.addFileSystem(FS, [SUBNET_A]);
+    addFs(r, [SUBNET_A]);
     await mkdir(join(r.root, 'shared'));
     const vol = await r.runtime.manager.create('efs', 'v1', {
       basePath: '/shared/',
@@ -525,17 +285,21 @@ describe('efs provisioning', () => {
 
   it('adopts an existing directory and keeps it on Remove unless onRemove=delete was given', async () => {
     const r = await setup({ efs: { onRemove: 'delete' } }); // the daemon default would delete ...
-    r.efs.addFileSystem(FS, [SUBNET_A]);
+    addFs(r, [SUBNET_A]);
     await mkdir(join(r.root, 'old'));
     await writeFile(join(r.root, 'old', 'precious'), 'data');
     const vol = await r.runtime.manager.create('efs', 'old', {});
     expect(vol.adopted).toBe(true);
     expect(vol.removePolicy).toBe('retain'); // ... but adopted data is kept
+    expect(r.runtime.registry.get('efs').describe(vol).onRemove).toBe('retain: keeps directory /old');
     await r.runtime.manager.remove('efs', 'old');
     expect(await readdir(join(r.root, 'old'))).toEqual(['precious']);
 
     const again = await r.runtime.manager.create('efs', 'old', { onRemove: 'delete' });
     expect(again).toMatchObject({ adopted: true, removePolicy: 'delete' });
+    expect(r.runtime.registry.get('efs').describe(again).onRemove).toBe(
+      `delete: deletes directory /old on ${FS} with its contents`,
+    );
     await r.runtime.manager.remove('efs', 'old');
     expect(await readdir(r.root)).toEqual([]);
   });
@@ -544,7 +308,7 @@ describe('efs provisioning', () => {
 describe('efs mounts', () => {
   it('mounts <ip>:<basePath>/<subdir> as nfs4 with the AWS defaults and the volume options merged over them', async () => {
     const r = await setup();
-    r.efs.addFileSystem(FS, [SUBNET_A]);
+    addFs(r, [SUBNET_A]);
     await r.runtime.manager.create('efs', 'v1', { mountOptions: 'timeo=100,noac', mountTimeout: '5s' });
     const target = await r.runtime.manager.mount('efs', 'v1', ID);
     expect(target).toBe(join(r.config.mountRoot, 'v1'));
@@ -570,7 +334,7 @@ describe('efs mounts', () => {
 
   it('refuses a TLS mount without the EFS mount helper, saying what to install', async () => {
     const r = await setup();
-    r.efs.addFileSystem(FS, [SUBNET_A]);
+    addFs(r, [SUBNET_A]);
     await r.runtime.manager.create('efs', 'v1', { encryptInTransit: 'true' });
     const err = await failure(r.runtime.manager.mount('efs', 'v1', ID));
     expect(err.code).toBe('UNAVAILABLE');
@@ -584,7 +348,7 @@ describe('efs mounts', () => {
 
   it('mounts with TLS through mount.efs: fs-…:/path, tls and the mount target address', async () => {
     const r = await setup();
-    r.efs.addFileSystem(FS, [SUBNET_B, SUBNET_A]);
+    addFs(r, [SUBNET_B, SUBNET_A]);
     r.mounter.tools.add('mount.efs');
     await r.runtime.manager.create('efs', 'v1', { tls: 'true' });
     await r.runtime.manager.mount('efs', 'v1', ID);
@@ -598,8 +362,8 @@ describe('efs mounts', () => {
 
   it('adopts an existing access point (kept on Remove) and mounts it as fs-…:/ with accesspoint=', async () => {
     const r = await setup({ efs: { onRemove: 'delete' } });
-    r.efs.addFileSystem(FS, [SUBNET_A]);
-    r.efs.accessPoints.set(AP, { id: AP, fileSystemId: FS, path: '/apps/one', state: 'available' });
+    addFs(r, [SUBNET_A]);
+    const { id: AP } = await outsideAccessPoint(r, FS, '/apps/one');
     const vol = await r.runtime.manager.create('efs', 'v1', { accessPoint: AP });
     expect(vol).toMatchObject({ adopted: true, removePolicy: 'retain' });
     expect(vol.fields).toMatchObject({ fileSystemId: FS, accessPointId: AP, remotePath: '/apps/one' });
@@ -618,18 +382,14 @@ describe('efs mounts', () => {
     });
     await r.runtime.manager.unmount('efs', 'v1', ID);
     await r.runtime.manager.remove('efs', 'v1');
-    expect(r.efs.accessPoints.has(AP)).toBe(true);
+    expect(r.efs.accessPoints.map((a) => a.accessPointId)).toEqual([AP]);
   });
 
   it('refuses an access point of another file system', async () => {
     const r = await setup();
-    r.efs.addFileSystem(FS, [SUBNET_A]);
-    r.efs.accessPoints.set(AP, {
-      id: AP,
-      fileSystemId: 'fs-0999999999999999f',
-      path: '/',
-      state: 'available',
-    });
+    addFs(r, [SUBNET_A]);
+    r.efs.addFileSystem({ fileSystemId: 'fs-0999999999999999f' });
+    const { id: AP } = await outsideAccessPoint(r, 'fs-0999999999999999f', '/');
     const err = await failure(r.runtime.manager.create('efs', 'v1', { accessPoint: AP }));
     expect(err.code).toBe('NOT_FOUND');
     expect(err.message).toBe(`access point ${AP} does not exist on ${FS}`);
@@ -640,7 +400,7 @@ describe('efs mounts', () => {
 describe('efs access points per volume', () => {
   it('creates an access point with the path, owner and permissions, and deletes it before the directory', async () => {
     const r = await setup();
-    r.efs.addFileSystem(FS, [SUBNET_A]);
+    addFs(r, [SUBNET_A]);
     r.mounter.tools.add('mount.efs');
     const vol = await r.runtime.manager.create('efs', 'v1', {
       accessPoint: 'create',
@@ -650,18 +410,19 @@ describe('efs access points per volume', () => {
       directoryPerms: '0750',
       onRemove: 'delete',
     });
-    const [ap] = [...r.efs.accessPoints.values()];
-    expect(ap?.input).toEqual({
+    const [ap] = r.efs.accessPoints;
+    expect(ap).toMatchObject({
       clientToken: expect.stringMatching(/^[0-9a-f]{64}$/),
       fileSystemId: FS,
-      path: '/apps/v1',
-      uid: 1000,
-      gid: 1001,
-      permissions: '750',
+      posixUser: { uid: 1000, gid: 1001 },
+      rootDirectory: {
+        path: '/apps/v1',
+        creationInfo: { ownerUid: 1000, ownerGid: 1001, permissions: '750' },
+      },
       tags: { Name: 'v1', 'stowage.io/volume': 'v1' },
     });
     expect(vol.fields).toMatchObject({
-      accessPointId: ap?.id,
+      accessPointId: ap?.accessPointId,
       createdAccessPoint: true,
       remotePath: '/apps/v1',
     });
@@ -671,34 +432,34 @@ describe('efs access points per volume', () => {
     await r.runtime.manager.mount('efs', 'v1', ID);
     expect(mountOf(r, 'v1')).toMatchObject({
       source: `${FS}:/`,
-      options: ['tls', `mounttargetip=${IP_A}`, `accesspoint=${ap?.id}`],
+      options: ['tls', `mounttargetip=${IP_A}`, `accesspoint=${ap?.accessPointId}`],
     });
     await mkdir(join(r.root, 'apps', 'v1'), { recursive: true }); // as EFS did through the access point
     await writeFile(join(r.root, 'apps', 'v1', 'data'), 'x');
     await r.runtime.manager.unmount('efs', 'v1', ID);
 
     let dirAtApDeletion: string[] | undefined;
-    const deleteAp = r.efs.deleteAccessPoint.bind(r.efs);
-    r.efs.deleteAccessPoint = async (id) => {
+    const deleteAp = r.sdk.deleteAccessPoint.bind(r.sdk);
+    r.sdk.deleteAccessPoint = async (id) => {
       dirAtApDeletion = await readdir(join(r.root, 'apps', 'v1'));
       return deleteAp(id);
     };
     await r.runtime.manager.remove('efs', 'v1');
     expect(dirAtApDeletion).toEqual(['data']); // the access point went first ...
     expect(await readdir(join(r.root, 'apps'))).toEqual([]); // ... then the directory
-    expect(r.efs.accessPoints.size).toBe(0);
+    expect(r.efs.accessPoints).toEqual([]);
   });
 
   it('keeps access point and directory under retain, and treats both already gone as removed', async () => {
     const r = await setup();
-    r.efs.addFileSystem(FS, [SUBNET_A]);
+    addFs(r, [SUBNET_A]);
     await r.runtime.manager.create('efs', 'kept', { accessPoint: 'create' });
     await r.runtime.manager.remove('efs', 'kept');
-    expect(r.efs.accessPoints.size).toBe(1);
-    expect(ops(r)).not.toContain('deleteAccessPoint');
+    expect(r.efs.accessPoints).toHaveLength(1);
+    expect(ops(r)).not.toContain('DeleteAccessPoint');
 
-    await r.runtime.manager.create('efs', 'gone', { accessPoint: 'create', onRemove: 'delete' });
-    r.efs.accessPoints.clear(); // deleted outside stowage; its directory never made
+    const gone = await r.runtime.manager.create('efs', 'gone', { accessPoint: 'create', onRemove: 'delete' });
+    await r.sdk.deleteAccessPoint(String(gone.fields.accessPointId)); // outside stowage; its directory never made
     await r.runtime.manager.remove('efs', 'gone');
     expect(await r.store.getVolume('gone')).toBeUndefined();
   });
@@ -707,73 +468,106 @@ describe('efs access points per volume', () => {
 describe('efs file systems per volume', () => {
   it('creates the file system and mount targets, then tears them down in order under delete', async () => {
     const r = await setup();
+    r.efs.stateDelayMs = 150; // file system and mount targets are `creating`, then `deleting`, for a while
     const vol = await r.runtime.manager.create('efs', 'v1', {
       createFileSystem: 'true',
       performanceMode: 'maxIO',
-      throughputMode: 'elastic',
+      throughputMode: 'provisioned',
+      provisionedThroughput: '128',
       kmsKeyId: 'alias/stowage',
       subnets: `${SUBNET_A},${SUBNET_B}`,
-      securityGroups: 'sg-0123456789abcdef0',
+      securityGroups: SG,
       accessPoint: 'create',
       onRemove: 'delete',
     });
-    const [fs] = [...r.efs.fileSystems.values()];
-    expect(fs?.input).toEqual({
-      creationToken: expect.stringMatching(/^[0-9a-f]{64}$/),
-      performanceMode: 'maxIO',
-      throughputMode: 'elastic',
-      encrypted: true, // implied by the key
-      kmsKeyId: 'alias/stowage',
-      tags: { Name: 'v1', 'stowage.io/volume': 'v1' },
-    });
+    expect(requests(r, 'CreateFileSystem').map((c) => c.body)).toEqual([
+      {
+        CreationToken: expect.stringMatching(/^[0-9a-f]{64}$/),
+        PerformanceMode: 'maxIO',
+        ThroughputMode: 'provisioned',
+        ProvisionedThroughputInMibps: 128,
+        Encrypted: true, // implied by the key
+        KmsKeyId: 'alias/stowage',
+        Tags: [
+          { Key: 'Name', Value: 'v1' },
+          { Key: 'stowage.io/volume', Value: 'v1' },
+        ],
+      },
+    ]);
+    const [fs] = r.efs.fileSystems;
     expect(fs?.state).toBe('available');
-    const mts = [...r.efs.mountTargets.values()];
-    expect(mts.map((m) => [m.subnetId, m.securityGroups, m.state])).toEqual([
-      [SUBNET_A, ['sg-0123456789abcdef0'], 'available'],
-      [SUBNET_B, ['sg-0123456789abcdef0'], 'available'],
+    expect(r.efs.mountTargets.map((m) => [m.subnetId, m.securityGroups, m.state])).toEqual([
+      [SUBNET_A, [SG], 'available'],
+      [SUBNET_B, [SG], 'available'],
     ]);
     expect(vol.fields).toMatchObject({
-      fileSystemId: fs?.id,
+      fileSystemId: fs?.fileSystemId,
       createdFileSystem: true,
       accessPointId: expect.any(String),
     });
     // Waited for the file system before making mount targets, and for them before finishing.
     const created = ops(r);
-    expect(created.indexOf('createMountTarget')).toBeGreaterThan(created.lastIndexOf('describeFileSystem'));
-    expect(created.filter((o) => o === 'describeFileSystem').length).toBeGreaterThan(1);
+    expect(created.indexOf('CreateMountTarget')).toBeGreaterThan(created.lastIndexOf('DescribeFileSystems'));
+    expect(created.filter((o) => o === 'DescribeFileSystems').length).toBeGreaterThan(1);
+    expect(created.lastIndexOf('DescribeMountTargets')).toBeGreaterThan(
+      created.lastIndexOf('CreateMountTarget'),
+    );
 
     r.efs.calls.length = 0;
     await r.runtime.manager.remove('efs', 'v1');
-    expect(ops(r).filter((o) => o.startsWith('delete'))).toEqual([
-      'deleteAccessPoint',
-      'deleteMountTarget',
-      'deleteMountTarget',
-      'deleteFileSystem',
+    expect(ops(r).filter((o) => o.startsWith('Delete'))).toEqual([
+      'DeleteAccessPoint',
+      'DeleteMountTarget',
+      'DeleteMountTarget',
+      'DeleteFileSystem',
     ]);
-    // The file system went only once its mount targets were gone (MemEfs refuses it before).
-    expect(r.efs.fileSystems.size).toBe(0);
-    expect(r.efs.mountTargets.size).toBe(0);
-    expect(r.efs.accessPoints.size).toBe(0);
+    // The file system went only once its mount targets were gone (EFS refuses it before).
+    expect(requests(r, 'DeleteFileSystem').map((c) => c.error)).toEqual([undefined]);
+    expect(r.efs.fileSystems.map((f) => f.state)).toEqual(['deleting']);
+    expect(r.efs.mountTargets).toEqual([]);
+    expect(r.efs.accessPoints.filter((a) => a.state !== 'deleting')).toEqual([]);
   });
 
   it("puts the mount target in this host's subnet by default and keeps everything under retain", async () => {
     const r = await setup();
     const vol = await r.runtime.manager.create('efs', 'v1', { createFileSystem: 'true' });
-    const [fs] = [...r.efs.fileSystems.values()];
-    expect(fs?.input).not.toHaveProperty('encrypted');
-    expect(r.efs.calls.filter((c) => c.startsWith('createMountTarget'))).toEqual([
-      `createMountTarget ${fs?.id} ${SUBNET_A}`,
+    const [fs] = r.efs.fileSystems;
+    expect(requests(r, 'CreateFileSystem')[0]?.body).not.toHaveProperty('Encrypted');
+    // Only what the user names: no security group sent, so EFS takes the VPC's default.
+    expect(requests(r, 'CreateMountTarget').map((c) => c.body)).toEqual([
+      { FileSystemId: fs?.fileSystemId, SubnetId: SUBNET_A },
     ]);
-    expect([...r.efs.mountTargets.values()][0]?.securityGroups).toEqual([]); // only what the user names
     expect(vol.fields).toMatchObject({ mountTargets: { 'us-east-1a': IP_A }, remotePath: '/v1' });
     expect((await stat(join(r.root, 'v1'))).isDirectory()).toBe(true);
     expect(vol.removePolicy).toBe('retain');
 
     await r.runtime.manager.remove('efs', 'v1');
-    expect(ops(r).filter((o) => o.startsWith('delete'))).toEqual([]);
-    expect(r.efs.fileSystems.size).toBe(1);
-    expect(r.efs.mountTargets.size).toBe(1);
+    expect(ops(r).filter((o) => o.startsWith('Delete'))).toEqual([]);
+    expect(r.efs.fileSystems).toHaveLength(1);
+    expect(r.efs.mountTargets).toHaveLength(1);
     expect(await readdir(r.root)).toEqual(['v1']);
+  });
+
+  it('describe says what Remove does to the file system, its mount targets and access point', async () => {
+    const r = await setup();
+    const driver = r.runtime.registry.get('efs');
+    const kept = await r.runtime.manager.create('efs', 'kept', {
+      createFileSystem: 'true',
+      accessPoint: 'create',
+    });
+    const gone = await r.runtime.manager.create('efs', 'gone', {
+      createFileSystem: 'true',
+      accessPoint: 'create',
+      onRemove: 'delete',
+    });
+    const [k, g] = [kept, gone].map((v) => [v.fields.accessPointId, v.fields.fileSystemId]);
+    expect(driver.describe(kept)).toMatchObject({
+      throughputMode: 'bursting',
+      onRemove: `retain: keeps access point ${k?.[0]}, directory /kept, file system ${k?.[1]} and its mount targets (still billed)`,
+    });
+    expect(driver.describe(gone).onRemove).toBe(
+      `delete: deletes access point ${g?.[0]}, then deletes the mount targets and file system ${g?.[1]} with all its data`,
+    );
   });
 
   it("refuses when no subnets are given and this host's subnet is unknown", async () => {
@@ -782,14 +576,14 @@ describe('efs file systems per volume', () => {
     expect(err.code).toBe('INVALID_ARGUMENT');
     expect(err.message).toBe("driver efs: this host's subnet is unknown; give -o subnets=subnet-…");
     expect(await r.store.getVolume('v1')).toBeUndefined();
-    expect(ops(r)).not.toContain('createMountTarget');
+    expect(ops(r)).toEqual([]);
   });
 });
 
 describe('efs regressions', () => {
   it('createFileSystem=false with efs.fileSystemId in the config uses the config file system', async () => {
     const r = await setup();
-    r.efs.addFileSystem(FS, [SUBNET_A]);
+    addFs(r, [SUBNET_A]);
     const vol = await r.runtime.manager.create('efs', 'v1', { createFileSystem: 'false' });
     expect(vol.fields.fileSystemId).toBe(FS);
   });
@@ -797,20 +591,21 @@ describe('efs regressions', () => {
   it('a refused file-system creation (subnet unknown) creates nothing', async () => {
     const r = await setup({ identity: { subnetId: undefined } });
     await failure(r.runtime.manager.create('efs', 'v1', { createFileSystem: 'true' }));
-    expect(r.efs.fileSystems.size).toBe(0);
+    expect(r.efs.fileSystems).toEqual([]);
   });
 
-  it("a created file system without a mount target in this host's zone is deleted again", async () => {
+  it("a file system without a mount target in this host's zone is refused before it is created", async () => {
     const r = await setup();
     await failure(r.runtime.manager.create('efs', 'v1', { createFileSystem: 'true', subnets: SUBNET_B }));
-    expect(r.efs.fileSystems.size).toBe(0);
-    expect(r.efs.mountTargets.size).toBe(0);
+    expect(requests(r, 'CreateFileSystem')).toEqual([]);
+    expect(r.efs.fileSystems).toEqual([]);
+    expect(r.efs.mountTargets).toEqual([]);
   });
 
   it('directoryPerms=01777 gives the access point permissions EFS accepts', async () => {
     const r = await setup();
-    r.efs.addFileSystem(FS, [SUBNET_A]);
+    addFs(r, [SUBNET_A]);
     await r.runtime.manager.create('efs', 'v1', { accessPoint: 'create', directoryPerms: '01777' });
-    expect([...r.efs.accessPoints.values()][0]?.input?.permissions).toBe('1777');
+    expect(r.efs.accessPoints[0]?.rootDirectory.creationInfo?.permissions).toBe('1777');
   });
 });

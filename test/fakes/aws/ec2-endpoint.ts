@@ -5,6 +5,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { basename, dirname, join } from 'node:path';
 import { execa } from 'execa';
+import { FakeNetwork } from './network.js';
 
 /**
  * A stateful EC2 endpoint for tests: the EC2 Query protocol (form-encoded POST, XML answers) on
@@ -919,6 +920,8 @@ export class FakeEc2 {
     DescribeAvailabilityZones: (p) => this.describeAvailabilityZones(p),
     ModifyVolume: (p, now) => this.modifyVolume(p, now),
     DescribeVolumesModifications: (p, now) => this.describeVolumesModifications(p, now),
+    DescribeSubnets: (p) => this.describeSubnets(p),
+    DescribeSecurityGroups: (p) => this.describeSecurityGroups(p),
   };
 
   // --- actions ---------------------------------------------------------------------------------
@@ -1866,5 +1869,98 @@ export class FakeEc2 {
     }
     await truncate(path, sizeGiB * GiB);
     return path;
+  }
+
+  // --- network look-ups: DescribeSubnets, DescribeSecurityGroups ----------------------------------
+
+  /** Subnets and security groups; give the fake EFS endpoint the same one so both agree. */
+  network = new FakeNetwork();
+
+  private describeSubnets(p: Params): XmlChild[] {
+    const ids = scalarList(p, 'SubnetId');
+    const missing = ids.filter((id) => !this.network.subnet(id));
+    if (missing.length > 0) {
+      throw new Ec2ApiError(
+        'InvalidSubnetID.NotFound',
+        `The subnet ID '${missing.join(', ')}' does not exist`,
+      );
+    }
+    const fs = filters(p);
+    const selected = this.network.subnets.filter((s) => {
+      if (ids.length > 0 && !ids.includes(s.subnetId)) return false;
+      return passes(fs, (name) => {
+        switch (name) {
+          case 'subnet-id':
+            return [s.subnetId];
+          case 'vpc-id':
+            return [s.vpcId];
+          case 'availability-zone':
+            return [s.availabilityZone];
+          case 'availability-zone-id':
+            return [s.availabilityZoneId];
+          default:
+            return undefined;
+        }
+      });
+    });
+    return [
+      items(
+        'subnetSet',
+        selected.map((s) => [
+          leaf('subnetId', s.subnetId),
+          leaf('subnetArn', `arn:aws:ec2:${this.region}:${this.ownerId}:subnet/${s.subnetId}`),
+          leaf('state', 'available'),
+          leaf('vpcId', s.vpcId),
+          leaf('ownerId', this.ownerId),
+          leaf('cidrBlock', s.cidrBlock),
+          leaf('availableIpAddressCount', 251),
+          leaf('availabilityZone', s.availabilityZone),
+          leaf('availabilityZoneId', s.availabilityZoneId),
+          leaf('defaultForAz', false),
+          leaf('mapPublicIpOnLaunch', false),
+        ]),
+      ),
+    ];
+  }
+
+  private describeSecurityGroups(p: Params): XmlChild[] {
+    const ids = scalarList(p, 'GroupId');
+    const missing = ids.filter((id) => !this.network.securityGroup(id));
+    if (missing.length > 0) {
+      throw new Ec2ApiError(
+        'InvalidGroup.NotFound',
+        `The security group '${missing.join(', ')}' does not exist`,
+      );
+    }
+    const fs = filters(p);
+    const selected = this.network.securityGroups.filter((g) => {
+      if (ids.length > 0 && !ids.includes(g.groupId)) return false;
+      return passes(fs, (name) => {
+        switch (name) {
+          case 'group-id':
+            return [g.groupId];
+          case 'group-name':
+            return [g.groupName];
+          case 'vpc-id':
+            return [g.vpcId];
+          default:
+            return undefined;
+        }
+      });
+    });
+    return [
+      items(
+        'securityGroupInfo',
+        selected.map((g) => [
+          leaf('ownerId', this.ownerId),
+          leaf('groupId', g.groupId),
+          leaf('groupName', g.groupName),
+          leaf('groupDescription', g.groupName),
+          leaf('vpcId', g.vpcId),
+          el('ipPermissions'),
+          el('ipPermissionsEgress'),
+        ]),
+      ),
+    ];
   }
 }

@@ -21,6 +21,7 @@ import {
   IncorrectFileSystemLifeCycleState,
   MountTargetConflict,
   MountTargetNotFound,
+  SecurityGroupNotFound,
   SubnetNotFound,
   ThrottlingException,
 } from '@aws-sdk/client-efs';
@@ -67,6 +68,7 @@ describe('FakeEfs through @aws-sdk/client-efs', () => {
     fake.addSubnet({ subnetId: 'subnet-a', availabilityZone: 'us-east-1a', ip: '10.0.2.2' });
     fake.addSubnet({ subnetId: 'subnet-a2', availabilityZone: 'us-east-1a' });
     fake.addSubnet({ subnetId: 'subnet-b', availabilityZone: 'us-east-1b' });
+    fake.network.addSecurityGroup({ groupId: 'sg-0abc' });
     efs = client(fake.url);
   });
 
@@ -211,6 +213,30 @@ describe('FakeEfs through @aws-sdk/client-efs', () => {
     const fsDesc = await efs.send(new DescribeFileSystemsCommand({ FileSystemId: fsId }));
     expect(fsDesc.FileSystems?.[0]?.NumberOfMountTargets).toBe(2);
     expect(fake.mountTargets.map((m) => m.ipAddress).sort()).toEqual(['10.0.2.2', '10.0.3.7']);
+  });
+
+  it("refuses a security group that does not exist in the subnet's VPC, as EFS does", async () => {
+    const fsId = await availableFs('sg');
+    fake.network.addSubnet({ subnetId: 'subnet-other', availabilityZone: 'us-east-1c', vpcId: 'vpc-other' });
+    fake.network.addSecurityGroup({ groupId: 'sg-0other', vpcId: 'vpc-other' });
+    for (const groups of [['sg-0nope'], ['sg-0abc', 'sg-0other']]) {
+      const err = await efsError(
+        efs.send(
+          new CreateMountTargetCommand({ FileSystemId: fsId, SubnetId: 'subnet-a', SecurityGroups: groups }),
+        ),
+      );
+      expect(err).toBeInstanceOf(SecurityGroupNotFound);
+      expect(err.$metadata.httpStatusCode).toBe(400);
+    }
+    expect(fake.mountTargets).toEqual([]);
+    // The VPC's default group (made with its first subnet) exists.
+    await efs.send(
+      new CreateMountTargetCommand({
+        FileSystemId: fsId,
+        SubnetId: 'subnet-a',
+        SecurityGroups: ['sg-0000000000000fake'],
+      }),
+    );
   });
 
   it('refuses mount targets while the file system is creating', async () => {

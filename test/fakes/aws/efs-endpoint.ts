@@ -1,6 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { FakeNetwork, type FakeSubnet } from './network.js';
 
 /**
  * A stateful EFS endpoint for tests: the EFS REST-JSON protocol (`/2015-02-01/...`, JSON bodies,
@@ -15,10 +16,15 @@ import type { AddressInfo } from 'node:net';
  * `FileSystemAlreadyExists` carrying the existing `FileSystemId` (it does not return the file system
  * again); CreateAccessPoint with a ClientToken already used for the same request returns the
  * existing access point, for a different request 409 `AccessPointAlreadyExists` with `AccessPointId`.
+ * CreateMountTarget checks the shared network model (network.ts): an unknown subnet is
+ * `SubnetNotFound`, a security group that does not exist in the subnet's VPC `SecurityGroupNotFound`,
+ * a second mount target in one zone `MountTargetConflict`.
  */
 
 const API = '/2015-02-01';
 const MAX_BODY_BYTES = 1024 * 1024;
+/** The upper limit the shipped SDK documents for ProvisionedThroughputInMibps (it varies by Region). */
+const MAX_PROVISIONED_MIBPS = 3414;
 
 // --- public types ------------------------------------------------------------------------------
 
@@ -31,20 +37,11 @@ export interface FakeEfsOptions {
   ownerId?: string;
   /** Access points per file system before AccessPointLimitExceeded (default 1000). */
   accessPointLimit?: number;
+  /** Subnets and security groups; give the fake EC2 endpoint the same one (default: a new one). */
+  network?: FakeNetwork;
 }
 
-export interface FakeEfsSubnet {
-  subnetId: string;
-  availabilityZone: string;
-  /** Every mount target made in this subnet gets this address (unless the request names one). */
-  ip?: string;
-  /** Default vpc-0000000000000fake. */
-  vpcId?: string;
-  /** Default derived from the zone name, e.g. use1-az1 for us-east-1a. */
-  availabilityZoneId?: string;
-  /** Security group of mount targets created without SecurityGroups (default sg-0000000000000fake). */
-  defaultSecurityGroup?: string;
-}
+export type FakeEfsSubnet = FakeSubnet;
 
 export interface FakeEfsSeed {
   fileSystemId: string;
@@ -220,7 +217,7 @@ interface FileSystemRec extends Lifecycle {
 interface MountTargetRec extends Lifecycle {
   readonly mountTargetId: string;
   readonly fileSystemId: string;
-  readonly subnet: Required<FakeEfsSubnet>;
+  readonly subnet: Required<FakeSubnet>;
   readonly ipAddress: string;
   readonly networkInterfaceId: string;
   readonly securityGroups: string[];
@@ -292,17 +289,6 @@ function nameTag(tags: readonly Tag[]): string | undefined {
   return tags.find((t) => t.Key === 'Name')?.Value;
 }
 
-/** e.g. us-east-1a → use1-az1 (close enough to AWS's zone ids). */
-function zoneId(zone: string): string {
-  const m = /^([a-z]+)-([a-z]+(?:-[a-z]+)*)-(\d+)([a-z])$/.exec(zone);
-  if (!m) return `${zone}-id`;
-  const middle = (m[2] ?? '')
-    .split('-')
-    .map((w) => w[0])
-    .join('');
-  return `${m[1]}${middle}${m[3]}-az${(m[4] ?? 'a').charCodeAt(0) - 96}`;
-}
-
 /** One page of `all`, with an opaque marker for the next. */
 function page<T>(
   all: T[],
@@ -337,11 +323,11 @@ export class FakeEfs {
   accessPointLimit: number;
   readonly region: string;
   readonly ownerId: string;
+  readonly network: FakeNetwork;
 
   private readonly fss = new Map<string, FileSystemRec>();
   private readonly mts = new Map<string, MountTargetRec>();
   private readonly aps = new Map<string, AccessPointRec>();
-  private readonly subnets = new Map<string, Required<FakeEfsSubnet>>();
   private readonly failures = new Map<string, FakeEfsFailure[]>();
   private nextHost = 10;
   private stopped = false;
@@ -355,6 +341,7 @@ export class FakeEfs {
     this.region = opts.region ?? 'us-east-1';
     this.ownerId = opts.ownerId ?? '123456789012';
     this.accessPointLimit = opts.accessPointLimit ?? 1000;
+    this.network = opts.network ?? new FakeNetwork();
   }
 
   static async start(opts: FakeEfsOptions = {}): Promise<FakeEfs> {
@@ -389,15 +376,8 @@ export class FakeEfs {
   // --- test controls ---------------------------------------------------------------------------
 
   /** A subnet CreateMountTarget may name; its zone becomes the mount target's AvailabilityZoneName. */
-  addSubnet(spec: FakeEfsSubnet): void {
-    this.subnets.set(spec.subnetId, {
-      subnetId: spec.subnetId,
-      availabilityZone: spec.availabilityZone,
-      ip: spec.ip ?? '',
-      vpcId: spec.vpcId ?? 'vpc-0000000000000fake',
-      availabilityZoneId: spec.availabilityZoneId ?? zoneId(spec.availabilityZone),
-      defaultSecurityGroup: spec.defaultSecurityGroup ?? 'sg-0000000000000fake',
-    });
+  addSubnet(spec: FakeSubnet): void {
+    this.network.addSubnet(spec);
   }
 
   /** States an existing, available file system (and mount targets), as if made outside the test. */
@@ -417,7 +397,7 @@ export class FakeEfs {
     };
     this.fss.set(fs.fileSystemId, fs);
     for (const m of seed.mountTargets ?? []) {
-      const subnet = this.subnets.get(m.subnetId);
+      const subnet = this.network.subnet(m.subnetId);
       if (!subnet) throw new Error(`addFileSystem: unknown subnet ${m.subnetId} (addSubnet first)`);
       const mt: MountTargetRec = {
         mountTargetId: m.mountTargetId ?? hexId('fsmt'),
@@ -648,6 +628,12 @@ export class FakeEfs {
     if (throughputMode === 'provisioned' && (typeof provisioned !== 'number' || provisioned < 1)) {
       throw new EfsApiError('BadRequest', 'ProvisionedThroughputInMibps is required in provisioned mode');
     }
+    if (typeof provisioned === 'number' && provisioned > MAX_PROVISIONED_MIBPS) {
+      throw new EfsApiError(
+        'BadRequest',
+        `ProvisionedThroughputInMibps ${provisioned} is above this Region's limit of ${MAX_PROVISIONED_MIBPS}`,
+      );
+    }
     if (throughputMode !== 'provisioned' && provisioned !== undefined) {
       throw new EfsApiError('BadRequest', 'ProvisionedThroughputInMibps needs ThroughputMode provisioned');
     }
@@ -796,16 +782,20 @@ export class FakeEfs {
     if (fsState !== 'available') {
       throw new EfsApiError('IncorrectFileSystemLifeCycleState', `File system '${fsId}' is ${fsState}`);
     }
-    const subnet = this.subnets.get(subnetId);
+    const subnet = this.network.subnet(subnetId);
     if (!subnet) throw new EfsApiError('SubnetNotFound', `The subnet ID '${subnetId}' does not exist`);
     const groups = body.SecurityGroups ?? [subnet.defaultSecurityGroup];
     if (!Array.isArray(groups) || !groups.every((g): g is string => typeof g === 'string')) {
       throw new EfsApiError('BadRequest', 'SecurityGroups must be a list of strings');
     }
     if (groups.length > 5) throw new EfsApiError('SecurityGroupLimitExceeded', 'At most 5 security groups');
-    const badGroup = groups.find((g) => !/^sg-[0-9a-z]+$/.test(g));
+    // EFS: "one of the specified security groups doesn't exist in the subnet's VPC".
+    const badGroup = groups.find((g) => this.network.securityGroup(g)?.vpcId !== subnet.vpcId);
     if (badGroup !== undefined) {
-      throw new EfsApiError('SecurityGroupNotFound', `The security group '${badGroup}' does not exist`);
+      throw new EfsApiError(
+        'SecurityGroupNotFound',
+        `The security group '${badGroup}' does not exist in VPC '${subnet.vpcId}'`,
+      );
     }
     for (const other of this.liveMountTargets(fsId, now)) {
       if (other.subnet.vpcId !== subnet.vpcId) {
