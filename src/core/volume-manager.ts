@@ -15,7 +15,7 @@ import { Attacher } from './attacher.js';
 import type { AttachTarget, Driver, Timeouts } from './driver.js';
 import { isStowageError, StowageError, toStowageError } from './errors.js';
 import type { VolumeLocks } from './locks.js';
-import { mountAt, unmountAt } from './mount-pipeline.js';
+import { mountAt, unmountAt, unmountDeadlineMs } from './mount-pipeline.js';
 import { validateVolumeName } from './names.js';
 import type { DriverRegistry } from './registry.js';
 import type { GrowResult } from './resize.js';
@@ -542,7 +542,11 @@ export class VolumeManager {
     const target = this.mountpointFor(vol.name);
     const intent = await this.begin(vol.name, 'unmount', { target });
     try {
-      await unmountAt(this.pipeline(log), target, { lazyFallback: driver.lazyUnmount });
+      const pipeline = this.pipeline(log);
+      await unmountAt(pipeline, target, {
+        lazyFallback: driver.lazyUnmount,
+        timeoutMs: unmountDeadlineMs(vol, pipeline.timeouts),
+      });
       await this.d.store.deleteMount(vol.name, this.d.host);
       await this.attacher.detach(vol, driver, undefined, log);
     } finally {

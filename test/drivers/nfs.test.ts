@@ -223,6 +223,21 @@ describe('nfs mounts', () => {
     expect(t.mounter.table.has(target)).toBe(false);
     expect(await t.store.getMounts('v1')).toEqual([]);
   });
+  it("bounds each unmount step against a dead server by the volume's mountTimeout, not the 30 s command deadline", async () => {
+    await t.manager.create('nfs', 'v1', { mountTimeout: '6s' });
+    const target = await t.manager.mount('nfs', 'v1', ID);
+    t.mounter.nfsServers.delete('nfs1'); // the server died while mounted
+    // What the runner throws when it kills a umount that hung on the dead server at its deadline.
+    t.mounter.failNext(
+      'unmount',
+      new StowageError('TIMEOUT', `unmount of ${target} did not finish within 6 s`),
+    );
+    await t.manager.unmount('nfs', 'v1', ID);
+    const unmounts = t.mounter.callsOf('unmount').filter((c) => c.path === target);
+    expect(unmounts.map((c) => c.detail)).toEqual([{ timeoutMs: 6_000 }, { lazy: true, timeoutMs: 6_000 }]);
+    expect(t.mounter.table.has(target)).toBe(false);
+    expect(await t.store.getMounts('v1')).toEqual([]);
+  });
 });
 
 describe('nfs remove policies', () => {
