@@ -101,6 +101,18 @@ describe('nfs options', () => {
     expect(await readdir(exportsDir)).toEqual([]);
   });
 
+  it('takes preempt (true/false/yes/no/1/0) for access=single-host and refuses anything else', () => {
+    const driver = t.runtime.registry.get('nfs');
+    expect(driver.parseOptions({ access: 'single-host', preempt: 'yes' }).values).toMatchObject({
+      access: 'single-host',
+      preempt: true,
+    });
+    expect(driver.parseOptions({ preempt: '0' }).values).toMatchObject({ preempt: false });
+    expect(() => driver.parseOptions({ preempt: 'maybe' })).toThrow(
+      /option preempt="maybe" for driver nfs: must be true or false/,
+    );
+  });
+
   it('refuses a volume when neither the volume nor the config names a server', async () => {
     await t.cleanup();
     await setup({ server: undefined });
