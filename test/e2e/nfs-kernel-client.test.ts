@@ -111,6 +111,7 @@ beforeAll(async () => {
     );
   }
   result = JSON.parse(line);
+  console.log(`guest run ${guest.durationMs} ms; in the guest: ${JSON.stringify(result.phases)}`);
 }, 420_000);
 
 afterAll(async () => {

@@ -48,6 +48,8 @@ export interface GuestReport {
   efsRemoved: string[];
   deadServer: { unmount: Outcome; mounted: boolean; mounts: number; removed: Outcome };
   daemonExit: number | null;
+  /** How long each part took in the guest (ms), for the run time the host test prints. */
+  phases: Record<string, number>;
   refusals: RefusalLog[];
 }
 
@@ -164,10 +166,17 @@ function killServer(): Promise<void> {
 }
 
 const result: Partial<GuestReport> = {};
+const phases: Record<string, number> = {};
+let phaseStart = Date.now();
+const phase = (name: string) => {
+  phases[name] = Date.now() - phaseStart;
+  phaseStart = Date.now();
+};
 const daemon = startDaemon();
 try {
   result.activate = await waitForSocket(daemon, 'nfs');
   await waitForSocket(daemon, 'efs');
+  phase('daemonStart');
 
   // Create: one volume per remove policy; the directory is made on the server with the mode asked.
   await create('nfs', 'keep-me', { mode: '0750', onRemove: 'retain' });
@@ -208,6 +217,7 @@ try {
   await unmount('nfs', 'drop-me', A);
   for (const name of ['keep-me', 'drop-me', 'file-me']) await remove('nfs', name);
   result.removed = await names('nfs');
+  phase('nfsLifecycle');
 
   // A server that accepts TCP and never answers: Create (staging mount) and Mount both fail at the
   // deadline with the server named, while other requests are answered meanwhile.
@@ -222,12 +232,14 @@ try {
   result.hungMount = await hung;
   result.hungMounts = (await get('nfs', 'hung-mount')).mounts.length;
   await remove('nfs', 'hung-mount');
+  phase('hungServer');
 
   // An export the server does not have: the server's refusal, in mount's words, to the caller.
   await create('nfs', 'no-such-export', { export: '/export/missing' });
   result.missingExport = await outcome(mount('nfs', 'no-such-export', A));
   result.missingExportMounted = mounted(join(DATA, 'volumes', 'no-such-export'));
   await remove('nfs', 'no-such-export');
+  phase('missingExport');
 
   // EFS: the mount target in this zone (10.0.2.2, ganesha) found through the EFS API, a
   // subdirectory per volume, both remove policies.
@@ -248,6 +260,7 @@ try {
   await remove('efs', 'efs-keep');
   await remove('efs', 'efs-drop');
   result.efsRemoved = await names('efs');
+  phase('efs');
 
   // Last, as it leaves a lazily detached mount behind: the server dies under a mounted volume.
   // Unmount is bounded by the volume's mountTimeout (6 s) per step, not the 30 s general deadline.
@@ -262,6 +275,7 @@ try {
     mounts: (await get('nfs', 'dies')).mounts.length,
     removed: await outcome(remove('nfs', 'dies')), // retain: nothing to do on the dead server
   };
+  phase('deadServer');
 } catch (err) {
   result.error = (err as Error).stack ?? String(err);
 }
@@ -273,6 +287,8 @@ const exited = await Promise.race([
   sleep(30_000).then(() => 'timeout' as const),
 ]);
 result.daemonExit = exited === 'timeout' ? -1 : exited;
+phase('daemonStop');
+result.phases = phases;
 result.refusals = (existsSync(LOG) ? readFileSync(LOG, 'utf8').split('\n') : [])
   .filter(Boolean)
   .map((l) => JSON.parse(l) as Record<string, unknown>)
