@@ -280,12 +280,18 @@ try {
   result.error = (err as Error).stack ?? String(err);
 }
 daemon.kill('SIGTERM');
+const stopWait = new AbortController();
 const exited = await Promise.race([
   new Promise<number | null>((ok) =>
     daemon.exitCode !== null ? ok(daemon.exitCode) : daemon.once('exit', (code) => ok(code)),
   ),
-  sleep(30_000).then(() => 'timeout' as const),
+  // Aborted once the daemon is gone: a pending timer would keep the guest up for its whole 30 s.
+  sleep(30_000, undefined, { signal: stopWait.signal }).then(
+    () => 'timeout' as const,
+    () => 'timeout' as const,
+  ),
 ]);
+stopWait.abort();
 result.daemonExit = exited === 'timeout' ? -1 : exited;
 phase('daemonStop');
 result.phases = phases;
