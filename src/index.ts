@@ -31,6 +31,7 @@ export {
   listOption,
   mountOptionsOption,
   numericIdOption,
+  preemptOption,
   remotePathOption,
   subdirOption,
 } from './core/option-schemas.js';

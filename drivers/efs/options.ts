@@ -8,6 +8,7 @@ import {
   numericIdOption,
   type OptionSpecs,
   oneOf,
+  preemptOption,
   remotePathOption,
   subdirOption,
 } from '../../src/index.js';
@@ -120,6 +121,7 @@ export const EFS_OPTION_SPECS: OptionSpecs = {
     help: 'how long a mount may wait for the server',
   },
   access: accessOption,
+  preempt: preemptOption,
 };
 
 export const FS_CREATION_OPTIONS = [

@@ -6,6 +6,7 @@ import {
   numericIdOption,
   type OptionSpecs,
   oneOf,
+  preemptOption,
   remotePathOption,
   subdirOption,
 } from '../../src/index.js';
@@ -25,6 +26,8 @@ export interface NfsOptions {
   uid?: number;
   gid?: number;
   mountTimeout: string;
+  access?: 'multi-host' | 'single-host';
+  preempt?: boolean;
 }
 
 export interface NfsConfig {
@@ -80,4 +83,5 @@ export const NFS_OPTION_SPECS: OptionSpecs = {
     help: 'how long a mount may wait for the server, e.g. 30s',
   },
   access: accessOption,
+  preempt: preemptOption,
 };

@@ -65,16 +65,22 @@ export class Attacher {
 
   /**
    * access=single-host (shared filesystems): refused while another host has the volume mounted.
-   * A gone host's mount is taken over only with hosts.takeOverGone; always logged.
+   * A gone host's mount (its lease expired, so it cannot unmount by itself) is taken over when the
+   * volume says preempt=true or the config says hosts.takeOverGone; always logged. A live host's
+   * mount is never taken: its containers may still be writing.
    */
   async claimSingleHost(vol: VolumeRecord, log: Logger): Promise<void> {
     const others = (await this.store.getMounts(vol.name)).filter((m) => m.host !== this.host);
     if (others.length === 0) return;
     const goneHost = await goneHosts(this.store);
+    const preempt = vol.options.preempt === true;
     for (const m of others) {
-      const gone = goneHost.has(m.host);
-      if (gone && this.takeOverGone) {
-        log.warn({ from: m.host, refs: totalRefs(m) }, 'single-host volume: taking it over from a gone host');
+      const gone = goneHost.get(m.host);
+      if (gone && (preempt || this.takeOverGone)) {
+        log.warn(
+          { from: m.host, refs: totalRefs(m), by: preempt ? 'preempt=true' : 'hosts.takeOverGone' },
+          'single-host volume: taking it over from a gone host',
+        );
         await this.store.deleteMount(vol.name, m.host);
         continue;
       }
@@ -82,7 +88,8 @@ export class Attacher {
         'IN_USE',
         `volume ${vol.name} is single-host (access=single-host) and mounted on host ${m.host}` +
           (gone
-            ? ', which is gone (its lease expired); once you know it is down, set hosts.takeOverGone to take it over'
+            ? ', which is gone (its lease expired); once you know it is down, create the volume with ' +
+              'preempt=true (or set hosts.takeOverGone) to take it over'
             : '; unmount it there first'),
       );
     }

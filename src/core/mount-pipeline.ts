@@ -4,6 +4,7 @@ import type { Mounter } from '../mount/mounter.js';
 import type { AttachmentRecord, VolumeRecord } from '../state/store.js';
 import { formatMs, pollUntil } from './backoff.js';
 import type { MountSpec, Timeouts } from './driver.js';
+import { parseDuration } from './duration.js';
 import { isStowageError, StowageError } from './errors.js';
 
 export interface PipelineDeps {
@@ -86,14 +87,36 @@ async function mountNfs(deps: PipelineDeps, spec: Extract<MountSpec, { kind: 'nf
 /**
  * Unmounts target. A lazy unmount is only a fallback for network filesystems whose server is gone
  * (`lazyFallback`); a busy block device stays mounted and the error reaches the caller, because
- * something still uses the data.
+ * something still uses the data. Each of the two steps waits at most `timeoutMs` (default the
+ * general mount deadline); see unmountDeadlineMs for a volume's own.
  */
-export async function unmountAt(deps: PipelineDeps, target: string, opts: { lazyFallback?: boolean } = {}) {
+export async function unmountAt(
+  deps: PipelineDeps,
+  target: string,
+  opts: { lazyFallback?: boolean; timeoutMs?: number } = {},
+) {
+  const timeoutMs = opts.timeoutMs ?? deps.timeouts.mountMs;
   try {
-    await deps.mounter.unmount(target, { timeoutMs: deps.timeouts.mountMs });
+    await deps.mounter.unmount(target, { timeoutMs });
   } catch (err) {
     if (!opts.lazyFallback) throw err;
     deps.log.warn({ target, err: (err as Error).message }, 'unmount failed; detaching the mount lazily');
-    await deps.mounter.unmount(target, { lazy: true, timeoutMs: deps.timeouts.mountMs });
+    await deps.mounter.unmount(target, { lazy: true, timeoutMs });
+  }
+}
+
+/**
+ * How long one unmount step of `vol` may wait. A shared filesystem's volume carries its own
+ * `mountTimeout` (nfs, efs): a umount against a dead server hangs just as a mount does (umount
+ * stats the mountpoint), and the user said how long this server may take, so an Unmount is over
+ * within about twice that (umount, then the lazy detach) rather than the general deadline.
+ */
+export function unmountDeadlineMs(vol: VolumeRecord, timeouts: Timeouts): number {
+  const own = vol.options.mountTimeout;
+  if (typeof own !== 'string') return timeouts.mountMs;
+  try {
+    return parseDuration(own);
+  } catch {
+    return timeouts.mountMs; // recorded by an older version in a form it no longer reads
   }
 }

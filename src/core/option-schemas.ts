@@ -82,3 +82,13 @@ export const accessOption: OptionSpec = {
   schema: z.enum(['multi-host', 'single-host']),
   help: 'multi-host (default: any number of hosts) or single-host (one host at a time)',
 };
+
+/**
+ * preempt=true lets a single-host shared-filesystem volume (access=single-host) be taken over from
+ * a host that is gone (its lease in the store expired): per volume and explicit, where the config's
+ * hosts.takeOverGone says it for every volume. A live host's mount is never taken.
+ */
+export const preemptOption: OptionSpec = {
+  schema: boolOption,
+  help: 'with access=single-host: take the volume over from a host that is gone (its lease expired)',
+};

@@ -17,7 +17,7 @@ import { crashPoint } from './crash-points.js';
 import type { AttachTarget, Driver, Timeouts } from './driver.js';
 import { isStowageError, StowageError, toStowageError } from './errors.js';
 import type { VolumeLocks } from './locks.js';
-import { mountAt, unmountAt } from './mount-pipeline.js';
+import { mountAt, unmountAt, unmountDeadlineMs } from './mount-pipeline.js';
 import { validateVolumeName } from './names.js';
 import type { DriverRegistry } from './registry.js';
 import type { GrowResult } from './resize.js';
@@ -553,7 +553,11 @@ export class VolumeManager {
     const target = this.mountpointFor(vol.name);
     const intent = await this.begin(vol.name, 'unmount', { target });
     try {
-      await unmountAt(this.pipeline(log), target, { lazyFallback: driver.lazyUnmount });
+      const pipeline = this.pipeline(log);
+      await unmountAt(pipeline, target, {
+        lazyFallback: driver.lazyUnmount,
+        timeoutMs: unmountDeadlineMs(vol, pipeline.timeouts),
+      });
       // No longer a mount point (a lazy unmount detaches at once): the empty directory goes too, as
       // Docker's own driver does. rmdir refuses anything that is not an empty directory.
       await rmdir(target).catch(() => undefined);

@@ -100,10 +100,7 @@ export class ProcessRunner implements CommandRunner {
           }
           const exitCode = code ?? -1;
           if (exitCode !== 0 && !(opts.okExitCodes ?? []).includes(exitCode)) {
-            const detail = (stderr.trim() || stdout.trim()).split('\n').slice(-3).join('; ');
-            reject(
-              new StowageError('INTERNAL', `${what} failed (exit ${exitCode}): ${detail || 'no output'}`),
-            );
+            reject(commandFailed(what, { stdout, stderr, exitCode }));
             return;
           }
           resolve({ stdout, stderr, exitCode });
@@ -111,6 +108,31 @@ export class ProcessRunner implements CommandRunner {
       );
     });
   }
+}
+
+/** What a tool said about its failure: its last lines (stderr, else stdout), trimmed, on one line. */
+export function toolWords(res: Pick<CommandResult, 'stdout' | 'stderr'>): string {
+  return (res.stderr.trim() || res.stdout.trim())
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean)
+    .slice(-3)
+    .join('; ');
+}
+
+/**
+ * A command that ran and exited nonzero: INTERNAL until a caller who knows what the tool was asked
+ * (LinuxMounter for an NFS mount) finds it is the user's to fix. `details` keeps the exit code and
+ * the tool's own output for that caller.
+ */
+export function commandFailed(what: string, res: CommandResult): StowageError {
+  return new StowageError(
+    'INTERNAL',
+    `${what} failed (exit ${res.exitCode}): ${toolWords(res) || 'no output'}`,
+    {
+      details: { exitCode: res.exitCode, stderr: res.stderr, stdout: res.stdout },
+    },
+  );
 }
 
 function collect(stream: Readable): () => string {

@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import { StowageError } from '../core/errors.js';
 import type { CommandRunner } from './exec.js';
 import { type MountEntry, parseMountInfo } from './mountinfo.js';
+import { nfsMountRefusal } from './nfs-refusal.js';
 
 export interface MountOptions {
   fsType?: string;
@@ -41,6 +42,9 @@ export interface LinuxMounterOptions {
   mountInfoPath?: string;
 }
 
+/** Mounts of a server's export: their failures are explained by nfsMountRefusal. */
+const NETWORK_FS = new Set(['nfs', 'nfs4', 'efs']);
+
 export const SUPPORTED_FS_TYPES = ['ext4', 'xfs'] as const;
 
 export class LinuxMounter implements Mounter {
@@ -54,10 +58,14 @@ export class LinuxMounter implements Mounter {
     if (opts.fsType) args.push('-t', opts.fsType);
     if (opts.options?.length) args.push('-o', opts.options.join(','));
     args.push('--', source, target);
-    await this.runner.run('mount', args, {
-      timeoutMs: opts.timeoutMs ?? this.opts.commandTimeoutMs,
-      what: `mount of ${source} on ${target}`,
-    });
+    try {
+      await this.runner.run('mount', args, {
+        timeoutMs: opts.timeoutMs ?? this.opts.commandTimeoutMs,
+        what: `mount of ${source} on ${target}`,
+      });
+    } catch (err) {
+      throw NETWORK_FS.has(opts.fsType ?? '') ? nfsMountRefusal(source, err) : err;
+    }
   }
 
   async unmount(target: string, opts: { lazy?: boolean; timeoutMs?: number } = {}): Promise<void> {

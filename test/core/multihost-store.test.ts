@@ -1,5 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { type Logger, pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { registerHost } from '../../src/core/hosts.js';
 import { EtcdStore } from '../../src/state/etcd-store.js';
@@ -28,18 +29,22 @@ afterEach(async () => {
   hosts = [];
 });
 
-async function twoHosts(flags: Record<string, unknown> = {}): Promise<[TestRuntime, TestRuntime]> {
+async function twoHosts(
+  flags: Record<string, unknown> = {},
+  logOfB?: Logger,
+): Promise<[TestRuntime, TestRuntime]> {
   const p = `/mh-${process.pid}-${++prefix}`;
-  const make = async (hostId: string) => {
+  const make = async (hostId: string, log?: Logger) => {
     const t = await createTestRuntime({
       flags: { hostId, drivers: ['local', 'nfs'], nfs: { server: 'nfs1', share: '/exports' }, ...flags },
       store: () => new EtcdStore({ endpoints: [etcd.endpoint], prefix: p, requestTimeoutMs: 2000 }),
+      ...(log ? { log } : {}),
     });
     hosts.push(t);
     return t;
   };
   const a = await make('host-a');
-  const b = await make('host-b');
+  const b = await make('host-b', logOfB);
   server = join(a.dir, 'server');
   await mkdir(join(server, 'exports'), { recursive: true });
   for (const t of [a, b]) t.mounter.nfsServers.set('nfs1', server);
@@ -97,7 +102,8 @@ describe('shared filesystems on a shared store', () => {
     await expect.poll(async () => [...(await b.store.liveHosts!())], { timeout: 10_000 }).toEqual(['host-b']);
     const err = await failure(b.manager.mount('nfs', 'solo', ID_B));
     expect(err.message).toBe(
-      'volume solo is single-host (access=single-host) and mounted on host host-a, which is gone (its lease expired); once you know it is down, set hosts.takeOverGone to take it over',
+      'volume solo is single-host (access=single-host) and mounted on host host-a, which is gone (its lease expired); ' +
+        'once you know it is down, create the volume with preempt=true (or set hosts.takeOverGone) to take it over',
     );
     const c = await createTestRuntime({
       sameHostAs: b,
@@ -112,5 +118,33 @@ describe('shared filesystems on a shared store', () => {
     hosts.push(c);
     await c.manager.mount('nfs', 'solo', ID_B);
     expect((await c.store.getMounts('solo')).map((m) => m.host)).toEqual(['host-b']);
+  });
+
+  it("preempt=true takes a gone host's single-host mount over, logged; a live host's mount it never takes", async () => {
+    const logLines: string[] = [];
+    const logOfB = pino({ level: 'info' }, { write: (line: string) => logLines.push(line) });
+    const [a, b] = await twoHosts({}, logOfB);
+    await a.manager.create('nfs', 'solo', { access: 'single-host', preempt: 'true' });
+    await a.manager.mount('nfs', 'solo', ID_A);
+    await registerHost(a.store, 'host-a', [], a.runtime.log, {}, { leaseTtlSeconds: 1 });
+    await registerHost(b.store, 'host-b', [], b.runtime.log, {}, { leaseTtlSeconds: 30 });
+    // host-a alive: preempt does not take a mount its containers may still be writing through.
+    const refused = await failure(b.manager.mount('nfs', 'solo', ID_B));
+    expect(refused.code).toBe('IN_USE');
+    expect(refused.message).toBe(
+      'volume solo is single-host (access=single-host) and mounted on host host-a; unmount it there first',
+    );
+    // host-a dies: its lease is not revoked, it runs out.
+    await (a.store as EtcdStore).close({ revokeLeases: false });
+    await expect.poll(async () => [...(await b.store.liveHosts!())], { timeout: 10_000 }).toEqual(['host-b']);
+    const target = await b.manager.mount('nfs', 'solo', ID_B);
+    expect(b.mounter.table.has(target)).toBe(true);
+    expect((await b.store.getMounts('solo')).map((m) => m.host)).toEqual(['host-b']);
+    const takeover = logLines
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .filter((l) => l.msg === 'single-host volume: taking it over from a gone host');
+    expect(takeover).toEqual([
+      expect.objectContaining({ level: 40, volume: 'solo', from: 'host-a', refs: 1, by: 'preempt=true' }),
+    ]);
   });
 });

@@ -101,6 +101,18 @@ describe('nfs options', () => {
     expect(await readdir(exportsDir)).toEqual([]);
   });
 
+  it('takes preempt (true/false/yes/no/1/0) for access=single-host and refuses anything else', () => {
+    const driver = t.runtime.registry.get('nfs');
+    expect(driver.parseOptions({ access: 'single-host', preempt: 'yes' }).values).toMatchObject({
+      access: 'single-host',
+      preempt: true,
+    });
+    expect(driver.parseOptions({ preempt: '0' }).values).toMatchObject({ preempt: false });
+    expect(() => driver.parseOptions({ preempt: 'maybe' })).toThrow(
+      /option preempt="maybe" for driver nfs: must be true or false/,
+    );
+  });
+
   it('refuses a volume when neither the volume nor the config names a server', async () => {
     await t.cleanup();
     await setup({ server: undefined });
@@ -220,6 +232,21 @@ describe('nfs mounts', () => {
       expect.objectContaining({ timeoutMs: 30_000 }),
       expect.objectContaining({ lazy: true }),
     ]);
+    expect(t.mounter.table.has(target)).toBe(false);
+    expect(await t.store.getMounts('v1')).toEqual([]);
+  });
+  it("bounds each unmount step against a dead server by the volume's mountTimeout, not the 30 s command deadline", async () => {
+    await t.manager.create('nfs', 'v1', { mountTimeout: '6s' });
+    const target = await t.manager.mount('nfs', 'v1', ID);
+    t.mounter.nfsServers.delete('nfs1'); // the server died while mounted
+    // What the runner throws when it kills a umount that hung on the dead server at its deadline.
+    t.mounter.failNext(
+      'unmount',
+      new StowageError('TIMEOUT', `unmount of ${target} did not finish within 6 s`),
+    );
+    await t.manager.unmount('nfs', 'v1', ID);
+    const unmounts = t.mounter.callsOf('unmount').filter((c) => c.path === target);
+    expect(unmounts.map((c) => c.detail)).toEqual([{ timeoutMs: 6_000 }, { lazy: true, timeoutMs: 6_000 }]);
     expect(t.mounter.table.has(target)).toBe(false);
     expect(await t.store.getMounts('v1')).toEqual([]);
   });

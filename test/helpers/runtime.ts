@@ -1,7 +1,7 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pino } from 'pino';
+import { type Logger, pino } from 'pino';
 import { type Config, loadConfig } from '../../src/config.js';
 import type { DriverRegistry } from '../../src/core/registry.js';
 import type { VolumeManager } from '../../src/core/volume-manager.js';
@@ -37,6 +37,8 @@ export interface TestRuntimeOptions {
   sameHostAs?: TestRuntime;
   /** Another store on the runtime's state file (one that observes calls), or an etcd store. */
   store?: (path: string) => StateStore;
+  /** Where the runtime logs (default: nowhere), for a test that checks a warning was written. */
+  log?: Logger;
 }
 
 /**
@@ -70,7 +72,7 @@ export async function createTestRuntime(opts: TestRuntimeOptions = {}): Promise<
     files,
     probeTcp: async (host) => ({ ok: mounter.nfsServers.has(host), detail: 'fake probe' }),
     store,
-    log: pino({ level: 'silent' }),
+    log: opts.log ?? pino({ level: 'silent' }),
     ...(opts.registry ? { registry: opts.registry } : {}),
   });
   return {
