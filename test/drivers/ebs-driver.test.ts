@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { pino } from 'pino';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DEFAULT_DEVICE_NAMES } from '../../drivers/ebs/allocator.js';
 import { createToken } from '../../drivers/ebs/driver.js';
 import { ebsDriver } from '../../drivers/ebs/index.js';
@@ -18,6 +18,7 @@ import { FakeEc2 } from '../fakes/aws/ec2-endpoint.js';
 import { FakeFileOps } from '../fakes/fake-file-ops.js';
 import { FakeLoopDevices } from '../fakes/fake-loop.js';
 import { FakeMounter } from '../fakes/fake-mounter.js';
+import { useTestAwsCredentials } from '../helpers/aws-credentials.js';
 import { failure } from '../helpers/failure.js';
 
 /**
@@ -172,15 +173,7 @@ async function setup(ebs: Record<string, unknown> = {}): Promise<void> {
   driver = ebsDriver(ctx);
 }
 
-beforeAll(() => {
-  vi.stubEnv('AWS_ACCESS_KEY_ID', 'test');
-  vi.stubEnv('AWS_SECRET_ACCESS_KEY', 'test');
-  vi.stubEnv('AWS_SESSION_TOKEN', '');
-});
-
-afterAll(() => {
-  vi.unstubAllEnvs();
-});
+useTestAwsCredentials();
 
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'stowage-ebs-'));

@@ -1,8 +1,9 @@
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import type { VolumeRecord } from '../../src/state/store.js';
 import type { FakeEfs } from '../fakes/aws/efs-endpoint.js';
+import { useTestAwsCredentials } from '../helpers/aws-credentials.js';
 import { failure } from '../helpers/failure.js';
 import {
   type EfsRuntime,
@@ -30,15 +31,7 @@ type Setup = EfsRuntime & { driver: ReturnType<EfsRuntime['runtime']['registry']
 let efs: FakeEfs;
 let current: Setup | undefined;
 
-beforeAll(() => {
-  vi.stubEnv('AWS_ACCESS_KEY_ID', 'AKIDTEST');
-  vi.stubEnv('AWS_SECRET_ACCESS_KEY', 'test-secret');
-  vi.stubEnv('AWS_SESSION_TOKEN', '');
-});
-
-afterAll(() => {
-  vi.unstubAllEnvs();
-});
+useTestAwsCredentials();
 
 afterEach(async () => {
   await current?.cleanup();

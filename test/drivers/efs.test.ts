@@ -1,6 +1,7 @@
 import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
+import { useTestAwsCredentials } from '../helpers/aws-credentials.js';
 import { failure } from '../helpers/failure.js';
 import {
   type EfsRuntime,
@@ -21,15 +22,7 @@ import {
 const AP = 'fsap-0123456789abcdef0';
 const ID = 'a'.repeat(64);
 
-beforeAll(() => {
-  // The SDK signs requests; the fakes do not check them, but the SDK wants credentials.
-  vi.stubEnv('AWS_ACCESS_KEY_ID', 'AKIDTEST');
-  vi.stubEnv('AWS_SECRET_ACCESS_KEY', 'test-secret');
-  vi.stubEnv('AWS_SESSION_TOKEN', '');
-});
-afterAll(() => {
-  vi.unstubAllEnvs();
-});
+useTestAwsCredentials();
 
 let t: EfsRuntime | undefined;
 async function setup(o: SetupOptions = {}): Promise<EfsRuntime> {
