@@ -1,6 +1,6 @@
 import { mkdir } from 'node:fs/promises';
+import { isStowageError, StowageError } from '../src/base/errors.js';
 import type { Config } from '../src/config.js';
-import { isStowageError, StowageError } from '../src/core/errors.js';
 import { registerHost, resolveNode } from '../src/core/hosts.js';
 import { validateVolumeName } from '../src/core/names.js';
 import type { Runtime } from '../src/runtime.js';

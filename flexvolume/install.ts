@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { chmod, copyFile, cp, mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { StowageError } from '../src/core/errors.js';
+import { StowageError } from '../src/base/errors.js';
 import { FLEX_DRIVERS, VENDOR } from './capabilities.js';
 
 export const DEFAULT_PLUGIN_DIR = '/usr/libexec/kubernetes/kubelet-plugins/volume/exec';

@@ -1,4 +1,4 @@
-import { StowageError } from '../src/core/errors.js';
+import { StowageError } from '../src/base/errors.js';
 import { FLEX_DRIVERS, initCapabilities, VENDOR } from './capabilities.js';
 import { isJson, parseFlexOptions } from './options.js';
 import { type FlexReply, failureOf, notSupported, success } from './reply.js';

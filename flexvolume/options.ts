@@ -1,4 +1,4 @@
-import { StowageError } from '../src/core/errors.js';
+import { StowageError } from '../src/base/errors.js';
 import { validateVolumeName } from '../src/core/names.js';
 import type { FlexDriverTraits } from './capabilities.js';
 

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { isAbsolute, join, normalize } from 'node:path';
-import { StowageError } from '../src/core/errors.js';
+import { StowageError } from '../src/base/errors.js';
 import { VENDOR } from './capabilities.js';
 
 const COMPONENT = '([A-Za-z0-9][A-Za-z0-9_.-]{0,252})';

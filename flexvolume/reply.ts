@@ -1,4 +1,4 @@
-import { isStowageError } from '../src/core/errors.js';
+import { isStowageError } from '../src/base/errors.js';
 
 /** What kubelet parses: exactly one JSON object on stdout+stderr (flexvolume/README in the spec). */
 export interface FlexReply {

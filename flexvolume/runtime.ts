@@ -1,8 +1,8 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadDriver } from '../drivers/load.js';
+import { StowageError } from '../src/base/errors.js';
 import { type Config, loadConfig } from '../src/config.js';
-import { StowageError } from '../src/core/errors.js';
 import { DriverRegistry } from '../src/core/registry.js';
 import { createLogger } from '../src/log.js';
 import { createRuntime, type Runtime } from '../src/runtime.js';

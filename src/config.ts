@@ -3,10 +3,10 @@ import { hostname } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { parseDuration } from './base/duration.js';
+import { StowageError } from './base/errors.js';
+import { parseSize } from './base/size.js';
 import { readEnvironment } from './config-env.js';
-import { parseDuration } from './core/duration.js';
-import { StowageError } from './core/errors.js';
-import { parseSize } from './core/size.js';
 
 export const DEFAULT_CONFIG_FILE = '/etc/stowage/config.yaml';
 

@@ -1,9 +1,12 @@
 // The public surface for drivers/: types, errors, option helpers. Drivers import nothing else.
 
+export { formatMs, pollUntil } from './base/backoff.js';
+export { parseDuration } from './base/duration.js';
+export { type ErrorCode, isStowageError, StowageError } from './base/errors.js';
+export { formatSize, parseSize } from './base/size.js';
 export type { Ec2Api, Ec2Instance, Ec2Volume } from './cloud/ec2.js';
 export type { EfsAccessPoint, EfsApi, EfsFileSystem, EfsMountTarget } from './cloud/efs.js';
 export type { IdentitySource, InstanceIdentity } from './cloud/imds.js';
-export { formatMs, pollUntil } from './core/backoff.js';
 export { CRASH_POINTS, type CrashPoint, crashPoint } from './core/crash-points.js';
 export type {
   AttachRecords,
@@ -20,8 +23,6 @@ export type {
   Timeouts,
   VolumeInput,
 } from './core/driver.js';
-export { parseDuration } from './core/duration.js';
-export { type ErrorCode, isStowageError, StowageError } from './core/errors.js';
 export { blockMountSpec } from './core/mount-pipeline.js';
 export { type DirSpec, provisionDir, removeDir, type ShareLocation, withShare } from './core/nfs-share.js';
 export {
@@ -37,6 +38,5 @@ export {
 } from './core/option-schemas.js';
 export { type OptionSpecs, oneOf, type ParsedOptions, parseOptions } from './core/options.js';
 export type { DriverRegistry } from './core/registry.js';
-export { formatSize, parseSize } from './core/size.js';
 export type { AttachmentRecord, HostRecord, MountRecord, RemovePolicy, VolumeRecord } from './state/store.js';
 export { totalRefs } from './state/store.js';

@@ -1,12 +1,12 @@
 import type { Logger } from 'pino';
 import { registerBuiltins } from '../drivers/index.js';
+import { StowageError } from './base/errors.js';
 import { SdkEc2 } from './cloud/ec2.js';
 import { SdkEc2Network } from './cloud/ec2-network.js';
 import { SdkEfs } from './cloud/efs.js';
 import { DEFAULT_IMDS_ENDPOINT, type IdentitySource, Imdsv2, StaticIdentity } from './cloud/imds.js';
 import type { Config } from './config.js';
 import type { CloudClients, StateView, Timeouts } from './core/driver.js';
-import { StowageError } from './core/errors.js';
 import { VolumeLocks } from './core/locks.js';
 import { DriverRegistry } from './core/registry.js';
 import { VolumeManager } from './core/volume-manager.js';

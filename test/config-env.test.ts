@@ -2,9 +2,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { isStowageError } from '../src/base/errors.js';
 import { ConfigSchema, loadConfig } from '../src/config.js';
 import { envKeys, envName, readEnvironment } from '../src/config-env.js';
-import { isStowageError } from '../src/core/errors.js';
 
 /**
  * Configuration from the environment: the STOWAGE_* names derived from the schema, the Rancher

@@ -2,8 +2,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { isStowageError, type StowageError } from '../src/base/errors.js';
 import { type ConfigSources, loadConfig } from '../src/config.js';
-import { isStowageError, type StowageError } from '../src/core/errors.js';
 
 /**
  * loadConfig: defaults, paths derived from dataDir, the precedence file < environment < flags and

@@ -2,7 +2,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { pollUntil } from '../src/core/backoff.js';
+import { pollUntil } from '../src/base/backoff.js';
 import { createLogger, redact } from '../src/log.js';
 
 /** Secrets never reach a log line: redact() and the logger that applies it. */

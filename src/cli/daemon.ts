@@ -1,5 +1,5 @@
 import { isAbsolute, relative } from 'node:path';
-import { isStowageError } from '../core/errors.js';
+import { isStowageError } from '../base/errors.js';
 import { registerHost } from '../core/hosts.js';
 import { closePluginSockets, type PluginSocket, servePluginSockets } from '../docker/server.js';
 import {

@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
-import { isStowageError } from '../core/errors.js';
-import { formatSize } from '../core/size.js';
+import { isStowageError } from '../base/errors.js';
+import { formatSize } from '../base/size.js';
 import { openRuntime } from '../runtime.js';
 import { totalRefs } from '../state/store.js';
 import { addClusterCommands } from './cluster.js';

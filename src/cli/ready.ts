@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { formatMs } from '../core/backoff.js';
-import { parseDuration } from '../core/duration.js';
+import { formatMs } from '../base/backoff.js';
+import { parseDuration } from '../base/duration.js';
 import { socketPath, waitUntilServing } from '../docker/activate.js';
 import { configFrom, print } from './context.js';
 

@@ -6,7 +6,7 @@ import type {
   VolumeModification,
   VolumeType,
 } from '@aws-sdk/client-ec2';
-import { isStowageError } from '../core/errors.js';
+import { isStowageError } from '../base/errors.js';
 import { type AwsClientOptions, sdkClientConfig } from './client-options.js';
 import { fromAwsError } from './errors.js';
 

@@ -1,5 +1,5 @@
 import type { EFSClient } from '@aws-sdk/client-efs';
-import { type ErrorCode, isStowageError, StowageError } from '../core/errors.js';
+import { type ErrorCode, isStowageError, StowageError } from '../base/errors.js';
 import { type AwsClientOptions, sdkClientConfig } from './client-options.js';
 import { awsErrorName, fromAwsError } from './errors.js';
 

@@ -1,4 +1,4 @@
-import { type ErrorCode, StowageError } from '../core/errors.js';
+import { type ErrorCode, StowageError } from '../base/errors.js';
 
 /**
  * AWS error names -> StowageError codes, in one place. The message keeps AWS's own text (it names

@@ -1,4 +1,4 @@
-import { StowageError } from '../core/errors.js';
+import { StowageError } from '../base/errors.js';
 
 export interface InstanceIdentity {
   instanceId: string;

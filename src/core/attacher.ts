@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
+import { StowageError } from '../base/errors.js';
 import { type AttachmentRecord, type StateStore, totalRefs, type VolumeRecord } from '../state/store.js';
 import type { AttachTarget, Driver } from './driver.js';
-import { StowageError } from './errors.js';
 import { goneHosts } from './hosts.js';
 
 /**

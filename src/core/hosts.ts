@@ -1,9 +1,9 @@
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
+import { StowageError } from '../base/errors.js';
 import type { Ec2Api } from '../cloud/ec2.js';
 import type { HostRecord, StateStore } from '../state/store.js';
 import type { AttachTarget, Driver } from './driver.js';
-import { StowageError } from './errors.js';
 
 /**
  * Records this host in the hosts registry with what other hosts need to know about it (EBS: its

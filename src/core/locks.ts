@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import { pollUntil } from '../base/backoff.js';
+import { isStowageError, StowageError } from '../base/errors.js';
 import type { StateStore } from '../state/store.js';
-import { pollUntil } from './backoff.js';
-import { isStowageError, StowageError } from './errors.js';
 
 export interface VolumeLocksOptions {
   host: string;

@@ -1,11 +1,11 @@
 import { mkdir } from 'node:fs/promises';
 import type { Logger } from 'pino';
+import { formatMs, pollUntil } from '../base/backoff.js';
+import { parseDuration } from '../base/duration.js';
+import { isStowageError, StowageError } from '../base/errors.js';
 import type { Mounter } from '../mount/mounter.js';
 import type { AttachmentRecord, VolumeRecord } from '../state/store.js';
-import { formatMs, pollUntil } from './backoff.js';
 import type { MountSpec, Timeouts } from './driver.js';
-import { parseDuration } from './duration.js';
-import { isStowageError, StowageError } from './errors.js';
 
 export interface PipelineDeps {
   mounter: Mounter;

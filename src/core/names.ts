@@ -1,4 +1,4 @@
-import { StowageError } from './errors.js';
+import { StowageError } from '../base/errors.js';
 
 export const MAX_VOLUME_NAME_LENGTH = 128;
 

@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { formatMs } from './backoff.js';
+import { formatMs } from '../base/backoff.js';
+import { StowageError } from '../base/errors.js';
 import type { DriverContext, VolumeInput } from './driver.js';
-import { StowageError } from './errors.js';
 
 /**
  * Server-side work on an NFS share (plain NFS or EFS): mount the share root on a private staging

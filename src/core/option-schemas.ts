@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { parseDuration } from './duration.js';
+import { parseDuration } from '../base/duration.js';
 import type { OptionSpec } from './options.js';
 
 /**

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { StowageError } from './errors.js';
+import { StowageError } from '../base/errors.js';
 
 /**
  * Declarative option parsing shared by every driver: canonical names with the aliases users know

@@ -1,5 +1,5 @@
+import { StowageError } from '../base/errors.js';
 import type { Driver, DriverContext, DriverFactory } from './driver.js';
-import { StowageError } from './errors.js';
 
 /** Driver name -> factory. Drivers are built once per runtime, only when enabled. */
 export class DriverRegistry {

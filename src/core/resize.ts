@@ -1,9 +1,9 @@
 import { realpath, stat } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
+import { pollUntil } from '../base/backoff.js';
+import { StowageError, toStowageError } from '../base/errors.js';
 import type { MountEntry } from '../mount/mountinfo.js';
-import { pollUntil } from './backoff.js';
 import type { MountSpec } from './driver.js';
-import { StowageError, toStowageError } from './errors.js';
 import { mountAt, type PipelineDeps, unmountAt } from './mount-pipeline.js';
 
 /**

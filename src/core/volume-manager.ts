@@ -1,6 +1,7 @@
 import { rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { isStowageError, StowageError, toStowageError } from '../base/errors.js';
 import type { Mounter } from '../mount/mounter.js';
 import {
   type AttachmentRecord,
@@ -15,7 +16,6 @@ import {
 import { Attacher } from './attacher.js';
 import { crashPoint } from './crash-points.js';
 import type { AttachTarget, Driver, Timeouts } from './driver.js';
-import { isStowageError, StowageError, toStowageError } from './errors.js';
 import type { VolumeLocks } from './locks.js';
 import { mountAt, unmountAt, unmountDeadlineMs } from './mount-pipeline.js';
 import { validateVolumeName } from './names.js';

@@ -1,9 +1,9 @@
 import type { Logger } from 'pino';
+import { StowageError, toStowageError } from '../base/errors.js';
 import type { Mounter } from '../mount/mounter.js';
 import type { IntentOp, StateStore, VolumeRecord } from '../state/store.js';
 import type { Attacher } from './attacher.js';
 import type { Driver, MountSpec } from './driver.js';
-import { StowageError, toStowageError } from './errors.js';
 import type { VolumeLocks } from './locks.js';
 import type { PipelineDeps } from './mount-pipeline.js';
 import { validateVolumeName } from './names.js';

@@ -4,7 +4,7 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import { StowageError } from '../core/errors.js';
+import { StowageError } from '../base/errors.js';
 import type { VolumeManager } from '../core/volume-manager.js';
 import { CONTENT_TYPE } from './protocol.js';
 import { createPluginHandler } from './routes.js';

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import type { Readable } from 'node:stream';
-import { formatMs } from '../core/backoff.js';
-import { StowageError } from '../core/errors.js';
+import { formatMs } from '../base/backoff.js';
+import { StowageError } from '../base/errors.js';
 import { trackChild, untrackChild } from './children.js';
 
 export interface CommandResult {

@@ -1,6 +1,6 @@
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { StowageError } from '../core/errors.js';
+import { StowageError } from '../base/errors.js';
 import type { CommandRunner } from './exec.js';
 
 /** Loop devices: how the local driver turns an image file into a block device ("attach"). */

@@ -1,6 +1,6 @@
 import { readFile, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { StowageError } from '../core/errors.js';
+import { StowageError } from '../base/errors.js';
 import type { CommandRunner } from './exec.js';
 import { type MountEntry, parseMountInfo } from './mountinfo.js';
 import { nfsMountRefusal } from './nfs-refusal.js';

@@ -1,4 +1,4 @@
-import { type ErrorCode, StowageError } from '../core/errors.js';
+import { type ErrorCode, StowageError } from '../base/errors.js';
 import { toolWords } from './exec.js';
 
 /**

@@ -1,6 +1,6 @@
 import { readFile, readlink, realpath } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { StowageError } from '../core/errors.js';
+import { StowageError } from '../base/errors.js';
 import { type MountEntry, parseMountInfo } from './mountinfo.js';
 
 /**

@@ -23,7 +23,7 @@ import {
   type IOptions,
   isRecoverableError,
 } from 'etcd3';
-import { StowageError } from '../core/errors.js';
+import { StowageError } from '../base/errors.js';
 
 /** How to reach etcd; parsed from the config (see parseEtcdUrl for the URL form). */
 export interface EtcdStoreOptions {

@@ -1,5 +1,5 @@
 import type { Etcd3, IRequestOp, Lease } from 'etcd3';
-import type { StowageError } from '../core/errors.js';
+import type { StowageError } from '../base/errors.js';
 import type { EtcdConnection } from './etcd-client.js';
 import { type EtcdKv, lastSegment, putOp, rangeOp, values } from './etcd-kv.js';
 import type { HostRecord } from './store.js';

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CompareResult, CompareTarget, type Etcd3, type IKeyValue, type IRequestOp } from 'etcd3';
-import { StowageError } from '../core/errors.js';
+import { StowageError } from '../base/errors.js';
 
 /** A key's value and the revision it was last modified at (what a compare-and-swap checks). */
 export interface Kv {

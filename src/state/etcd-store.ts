@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { StowageError } from '../core/errors.js';
+import { StowageError } from '../base/errors.js';
 import { EtcdConnection, type EtcdStoreOptions } from './etcd-client.js';
 import { EtcdHosts, type HostStatus } from './etcd-hosts.js';
 import { delOp, EtcdKv, parse, putOp, rangeOp, values } from './etcd-kv.js';

@@ -1,4 +1,4 @@
-import { StowageError } from '../core/errors.js';
+import { StowageError } from '../base/errors.js';
 
 /** What `etcd://host1:2379,host2:2379/prefix` says. */
 export interface EtcdUrl {

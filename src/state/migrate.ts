@@ -1,5 +1,5 @@
 import { isDeepStrictEqual } from 'node:util';
-import { StowageError } from '../core/errors.js';
+import { StowageError } from '../base/errors.js';
 import type { StateStore } from './store.js';
 
 export interface MigrationReport {

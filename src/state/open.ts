@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { isAbsolute } from 'node:path';
+import { StowageError } from '../base/errors.js';
 import type { Config } from '../config.js';
-import { StowageError } from '../core/errors.js';
 import { type EtcdUrl, parseEtcdUrl } from './etcd-url.js';
 import { SqliteStore } from './sqlite-store.js';
 import type { StateStore } from './store.js';

@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import { StowageError } from '../core/errors.js';
+import { StowageError } from '../base/errors.js';
 import { MIGRATIONS } from './sqlite-migrations.js';
 import type {
   AttachmentRecord,

@@ -13,9 +13,9 @@ import {
 } from '@aws-sdk/client-ec2';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
+import { StowageError } from '../../src/base/errors.js';
 import { SdkEc2 } from '../../src/cloud/ec2.js';
 import { awsErrorName, fromAwsError } from '../../src/cloud/errors.js';
-import { StowageError } from '../../src/core/errors.js';
 import { failure } from '../helpers/failure.js';
 
 /**

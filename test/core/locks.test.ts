@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { isStowageError, type StowageError } from '../../src/core/errors.js';
+import { isStowageError, type StowageError } from '../../src/base/errors.js';
 import { processAlive, VolumeLocks, type VolumeLocksOptions } from '../../src/core/locks.js';
 import { SqliteStore } from '../../src/state/sqlite-store.js';
 import { within } from '../helpers/deadline.js';

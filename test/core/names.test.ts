@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isStowageError } from '../../src/core/errors.js';
+import { isStowageError } from '../../src/base/errors.js';
 import { MAX_VOLUME_NAME_LENGTH, validateVolumeName } from '../../src/core/names.js';
 
 /** Volume names: Docker's rule, bounded in length, always usable as one path component. */

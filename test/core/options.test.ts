@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { isStowageError, type StowageError } from '../../src/core/errors.js';
+import { isStowageError, type StowageError } from '../../src/base/errors.js';
 import { type OptionSpecs, oneOf, parseOptions } from '../../src/core/options.js';
 
 /** parseOptions: aliases, case-insensitive keys, defaults, and the messages of refused options. */

@@ -1,8 +1,8 @@
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { registerBuiltins } from '../../drivers/index.js';
+import { StowageError } from '../../src/base/errors.js';
 import type { Driver } from '../../src/core/driver.js';
-import { StowageError } from '../../src/core/errors.js';
 import { parseOptions } from '../../src/core/options.js';
 import { DriverRegistry } from '../../src/core/registry.js';
 import type { VolumeRecord } from '../../src/state/store.js';

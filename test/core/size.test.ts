@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { isStowageError } from '../../src/core/errors.js';
-import { formatSize, parseSize } from '../../src/core/size.js';
+import { isStowageError } from '../../src/base/errors.js';
+import { formatSize, parseSize } from '../../src/base/size.js';
 
 const KiB = 1024;
 const MiB = 1024 ** 2;

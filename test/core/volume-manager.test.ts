@@ -3,8 +3,8 @@ import { mkdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { registerBuiltins } from '../../drivers/index.js';
+import { isStowageError, StowageError } from '../../src/base/errors.js';
 import type { Driver } from '../../src/core/driver.js';
-import { isStowageError, StowageError } from '../../src/core/errors.js';
 import { parseOptions } from '../../src/core/options.js';
 import { DriverRegistry } from '../../src/core/registry.js';
 import {

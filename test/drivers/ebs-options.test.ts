@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { ebsDriver } from '../../drivers/ebs/index.js';
+import { isStowageError, type StowageError } from '../../src/base/errors.js';
 import type {
   CreateVolumeInput,
   Ec2Api,
@@ -12,7 +13,6 @@ import type {
 import type { IdentitySource, InstanceIdentity } from '../../src/cloud/imds.js';
 import { loadConfig } from '../../src/config.js';
 import type { CloudClients, Driver, DriverContext } from '../../src/core/driver.js';
-import { isStowageError, type StowageError } from '../../src/core/errors.js';
 import { FakeFileOps } from '../fakes/fake-file-ops.js';
 import { FakeLoopDevices } from '../fakes/fake-loop.js';
 import { FakeMounter } from '../fakes/fake-mounter.js';

@@ -1,7 +1,7 @@
 import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { isStowageError, StowageError } from '../../src/core/errors.js';
+import { isStowageError, StowageError } from '../../src/base/errors.js';
 import { failure } from '../helpers/failure.js';
 import { createTestRuntime, type TestRuntime } from '../helpers/runtime.js';
 

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { pollUntil } from '../../src/core/backoff.js';
+import { pollUntil } from '../../src/base/backoff.js';
 import { CRASH_POINTS, type CrashPoint } from '../../src/core/crash-points.js';
 import { callPlugin, type PluginReply } from '../helpers/plugin-client.js';
 import { filesIn, loopsBacking, mountedUnder } from './crash/host.js';

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { AttachVolumeCommand, DetachVolumeCommand, EC2Client } from '@aws-sdk/client-ec2';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { pollUntil } from '../../src/core/backoff.js';
+import { pollUntil } from '../../src/base/backoff.js';
 import { SqliteStore } from '../../src/state/sqlite-store.js';
 import { FakeEc2 } from '../fakes/aws/ec2-endpoint.js';
 import { callPlugin } from '../helpers/plugin-client.js';

@@ -6,7 +6,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildPlugins } from '../../deploy/plugins/build.js';
 import { PROPAGATED_MOUNT } from '../../deploy/plugins/config.js';
-import { pollUntil } from '../../src/core/backoff.js';
+import { pollUntil } from '../../src/base/backoff.js';
 import { type PrivateDockerd, startDockerd } from './dockerd.js';
 import { docker, TEST_IMAGE } from './env.js';
 import { stowageImage } from './stowage-image.js';

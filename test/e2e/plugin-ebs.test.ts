@@ -6,7 +6,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildPlugins } from '../../deploy/plugins/build.js';
 import { STATE_DIR } from '../../deploy/plugins/config.js';
-import { pollUntil } from '../../src/core/backoff.js';
+import { pollUntil } from '../../src/base/backoff.js';
 import { FakeEc2 } from '../fakes/aws/ec2-endpoint.js';
 import { FakeImds } from '../fakes/aws/imds.js';
 import { type PrivateDockerd, startDockerd } from './dockerd.js';

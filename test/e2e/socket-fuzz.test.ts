@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { pollUntil } from '../../src/core/backoff.js';
+import { pollUntil } from '../../src/base/backoff.js';
 import { validateVolumeName } from '../../src/core/names.js';
 import { callPlugin } from '../helpers/plugin-client.js';
 import { filesIn, loopsBacking, mountedUnder } from './crash/host.js';

@@ -1,5 +1,5 @@
 import { relative } from 'node:path';
-import { StowageError } from '../../src/core/errors.js';
+import { StowageError } from '../../src/base/errors.js';
 import type { Mounter, MountOptions } from '../../src/mount/mounter.js';
 import type { MountEntry } from '../../src/mount/mountinfo.js';
 

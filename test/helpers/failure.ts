@@ -1,5 +1,5 @@
 import { expect } from 'vitest';
-import { StowageError } from '../../src/core/errors.js';
+import { StowageError } from '../../src/base/errors.js';
 
 /** The StowageError `p` rejects with; fails the test when it resolves or rejects with anything else. */
 export async function failure(p: Promise<unknown>): Promise<StowageError> {

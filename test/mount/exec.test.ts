@@ -2,7 +2,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { isStowageError, type StowageError } from '../../src/core/errors.js';
+import { isStowageError, type StowageError } from '../../src/base/errors.js';
 import { ProcessRunner } from '../../src/mount/exec.js';
 import { within } from '../helpers/deadline.js';
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isStowageError, type StowageError } from '../../src/core/errors.js';
+import { isStowageError, type StowageError } from '../../src/base/errors.js';
 import {
   type CommandResult,
   type CommandRunner,

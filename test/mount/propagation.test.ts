@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { isStowageError } from '../../src/core/errors.js';
+import { isStowageError } from '../../src/base/errors.js';
 import { parseMountInfo } from '../../src/mount/mountinfo.js';
 import {
   checkMountPropagation,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isStowageError } from '../../src/core/errors.js';
+import { isStowageError } from '../../src/base/errors.js';
 import type { StateStore, VolumeRecord } from '../../src/state/store.js';
 
 export function volume(name: string, over: Partial<VolumeRecord> = {}): VolumeRecord {
