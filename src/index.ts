@@ -5,6 +5,7 @@ export { parseDuration } from './base/duration.js';
 export { type ErrorCode, isStowageError, StowageError } from './base/errors.js';
 export { formatSize, parseSize } from './base/size.js';
 export type { Ec2Api, Ec2Instance, Ec2Volume } from './cloud/ec2.js';
+export type { Ec2NetworkApi } from './cloud/ec2-network.js';
 export type { EfsAccessPoint, EfsApi, EfsFileSystem, EfsMountTarget } from './cloud/efs.js';
 export type { IdentitySource, InstanceIdentity } from './cloud/imds.js';
 export { CRASH_POINTS, type CrashPoint, crashPoint } from './core/crash-points.js';

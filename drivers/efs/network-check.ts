@@ -1,5 +1,4 @@
-import type { Ec2NetworkApi } from '../../src/cloud/ec2-network.js';
-import { StowageError } from '../../src/index.js';
+import { type Ec2NetworkApi, StowageError } from '../../src/index.js';
 
 export interface MountTargetPlan {
   subnets: string[];
