@@ -4,7 +4,13 @@ export { formatMs, pollUntil } from './base/backoff.js';
 export { parseDuration } from './base/duration.js';
 export { type ErrorCode, isStowageError, StowageError } from './base/errors.js';
 export { formatSize, parseSize } from './base/size.js';
-export type { Ec2Api, Ec2Instance, Ec2Volume } from './cloud/ec2.js';
+export {
+  type CreateVolumeInput,
+  DEVICE_NAME_IN_USE,
+  type Ec2Api,
+  type Ec2Instance,
+  type Ec2Volume,
+} from './cloud/ec2.js';
 export type { Ec2NetworkApi } from './cloud/ec2-network.js';
 export type { EfsAccessPoint, EfsApi, EfsFileSystem, EfsMountTarget } from './cloud/efs.js';
 export type { IdentitySource, InstanceIdentity } from './cloud/imds.js';
@@ -39,5 +45,6 @@ export {
 } from './core/option-schemas.js';
 export { type OptionSpecs, oneOf, type ParsedOptions, parseOptions } from './core/options.js';
 export type { DriverRegistry } from './core/registry.js';
+export { type Holder, refuseTakeOverUnlessAllowed } from './core/takeover.js';
 export type { AttachmentRecord, HostRecord, MountRecord, RemovePolicy, VolumeRecord } from './state/store.js';
 export { totalRefs } from './state/store.js';

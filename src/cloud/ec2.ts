@@ -6,7 +6,7 @@ import type {
   VolumeModification,
   VolumeType,
 } from '@aws-sdk/client-ec2';
-import { isStowageError } from '../base/errors.js';
+import { isStowageError, StowageError } from '../base/errors.js';
 import { type AwsClientOptions, sdkClientConfig } from './client-options.js';
 import { fromAwsError } from './errors.js';
 
@@ -63,6 +63,10 @@ export interface Ec2Api {
   /** The volumes (not deleted) carrying tag `key`=`value`; EC2 may not list a just-made one yet. */
   findVolumesByTag(key: string, value: string): Promise<Ec2Volume[]>;
   deleteVolume(id: string): Promise<void>;
+  /**
+   * Asks EC2 to attach (it answers `attaching`). A device name the instance already uses is refused
+   * as INVALID_ARGUMENT with details.reason = DEVICE_NAME_IN_USE, so callers need not read EC2's words.
+   */
   attachVolume(id: string, instanceId: string, device: string): Promise<void>;
   detachVolume(id: string, instanceId: string, opts?: { force?: boolean }): Promise<void>;
   describeInstance(id: string): Promise<Ec2Instance | undefined>;
@@ -76,6 +80,9 @@ export interface Ec2Api {
 }
 
 export type SdkEc2Options = AwsClientOptions;
+
+/** details.reason of AttachVolume's refusal of a device name the instance already uses. */
+export const DEVICE_NAME_IN_USE = 'device-name-in-use';
 
 type Sdk = typeof import('@aws-sdk/client-ec2');
 
@@ -149,9 +156,15 @@ export class SdkEc2 implements Ec2Api {
   }
 
   async attachVolume(id: string, instanceId: string, device: string): Promise<void> {
-    await this.call(`AttachVolume ${id} to ${instanceId} as ${device}`, (c) =>
-      c.client.send(new c.sdk.AttachVolumeCommand({ VolumeId: id, InstanceId: instanceId, Device: device })),
-    );
+    try {
+      await this.call(`AttachVolume ${id} to ${instanceId} as ${device}`, (c) =>
+        c.client.send(
+          new c.sdk.AttachVolumeCommand({ VolumeId: id, InstanceId: instanceId, Device: device }),
+        ),
+      );
+    } catch (err) {
+      throw deviceNameInUse(err) ?? err;
+    }
   }
 
   async detachVolume(id: string, instanceId: string, opts: { force?: boolean } = {}): Promise<void> {
@@ -260,6 +273,22 @@ export class SdkEc2 implements Ec2Api {
       throw fromAwsError(err, doing);
     }
   }
+}
+
+/**
+ * EC2 has no error name of its own for a taken device name: it says InvalidParameterValue, "...
+ * Attachment point /dev/xvdf is already in use". Recognized here, the one place that reads AWS's
+ * words, and marked so the caller can pick another name.
+ */
+function deviceNameInUse(err: unknown): StowageError | undefined {
+  if (!isStowageError(err, 'INVALID_ARGUMENT') || err.details.awsError !== 'InvalidParameterValue')
+    return undefined;
+  if (!/in use|already/i.test(err.message)) return undefined;
+  return new StowageError(err.code, err.message, {
+    cause: err.cause,
+    retryable: err.retryable,
+    details: { ...err.details, reason: DEVICE_NAME_IN_USE },
+  });
 }
 
 function toModification(m: VolumeModification, id: string): Ec2VolumeModification {

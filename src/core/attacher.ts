@@ -3,6 +3,7 @@ import { StowageError } from '../base/errors.js';
 import { type AttachmentRecord, type StateStore, totalRefs, type VolumeRecord } from '../state/store.js';
 import type { AttachTarget, Driver } from './driver.js';
 import { goneHosts } from './hosts.js';
+import { hostHolder, refuseTakeOverUnlessAllowed } from './takeover.js';
 
 /**
  * Attachments of block volumes to hosts, arbitrated in the store before any cloud call: a volume
@@ -179,15 +180,7 @@ export class Attacher {
         await this.store.deleteAttachment(vol.name, o.host);
         continue;
       }
-      const desc = `volume ${vol.name} is attached to host ${o.host}${used.length > 0 ? ` with ${refs} active mount${refs === 1 ? '' : 's'}` : ''}`;
-      if (!preempt) {
-        throw new StowageError(
-          'IN_USE',
-          `${desc}; release it there, or create the volume with preempt=true to take it over`,
-        );
-      }
-      if (used.length > 0)
-        throw new StowageError('IN_USE', `${desc}; preempt takes a volume only when nobody uses it`);
+      refuseTakeOverUnlessAllowed(vol, hostHolder(`host ${o.host}`, used));
       log.warn({ from: o.host, to: host }, 'preempt: taking the volume over from another host');
       release.push(o);
     }

@@ -14,7 +14,7 @@ import {
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { StowageError } from '../../src/base/errors.js';
-import { SdkEc2 } from '../../src/cloud/ec2.js';
+import { DEVICE_NAME_IN_USE, SdkEc2 } from '../../src/cloud/ec2.js';
 import { awsErrorName, fromAwsError } from '../../src/cloud/errors.js';
 import { failure } from '../helpers/failure.js';
 
@@ -213,6 +213,24 @@ describe('SdkEc2 requests and answers', () => {
     expect(err.message).toMatch(
       /^AttachVolume vol-\w+ to i-\w+ as \/dev\/xvdf failed: InvalidParameterValue: .*already in use$/,
     );
+  });
+
+  it('marks a device name in use (and only that refusal) with details.reason, for callers to pick another', async () => {
+    mock
+      .on(AttachVolumeCommand)
+      .rejectsOnce(
+        awsError(
+          'InvalidParameterValue',
+          "Invalid value '/dev/xvdf' for unixDevice. Attachment point /dev/xvdf is already in use",
+        ),
+      )
+      .rejectsOnce(awsError('InvalidParameterValue', 'Value (/dev/sdz9) for parameter device is invalid.'));
+    const inUse = await failure(ec2.attachVolume(VOL, INST, '/dev/xvdf'));
+    expect(inUse.details).toEqual({ awsError: 'InvalidParameterValue', reason: DEVICE_NAME_IN_USE });
+    expect(inUse.retryable).toBe(false);
+    const invalid = await failure(ec2.attachVolume(VOL, INST, '/dev/sdz9'));
+    expect(invalid.code).toBe('INVALID_ARGUMENT');
+    expect(invalid.details).toEqual({ awsError: 'InvalidParameterValue' });
   });
 
   it('sends DetachVolume with Force false unless asked, and true when asked', async () => {

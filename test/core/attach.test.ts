@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { createToken } from '../../drivers/ebs/driver.js';
+import { createToken } from '../../drivers/ebs/create-request.js';
 import { registerBuiltins } from '../../drivers/index.js';
 import { pollUntil } from '../../src/base/backoff.js';
 import { StowageError } from '../../src/base/errors.js';

@@ -5,7 +5,7 @@ import { execa } from 'execa';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DEFAULT_DEVICE_NAMES } from '../../drivers/ebs/allocator.js';
-import { createToken } from '../../drivers/ebs/driver.js';
+import { createToken } from '../../drivers/ebs/create-request.js';
 import { ebsDriver } from '../../drivers/ebs/index.js';
 import { pollUntil } from '../../src/base/backoff.js';
 import type { StowageError } from '../../src/base/errors.js';
