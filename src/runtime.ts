@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { driverTraits } from '../drivers/catalog.js';
 import { registerBuiltins } from '../drivers/index.js';
 import { StowageError } from './base/errors.js';
 import { SdkEc2 } from './cloud/ec2.js';
@@ -88,7 +89,7 @@ export function createRuntime(config: Config, o: RuntimeOverrides = {}): Runtime
     liveHosts: async () => (store.liveHosts ? store.liveHosts() : undefined),
   };
   const cloud =
-    o.cloud ?? (config.drivers.some((d) => d === 'ebs' || d === 'efs') ? awsClients(config) : undefined);
+    o.cloud ?? (config.drivers.some((d) => driverTraits(d)?.usesAws) ? awsClients(config) : undefined);
   registry.enable(config.drivers, (name) => ({
     host: config.hostId,
     log: log.child({ driver: name }),
