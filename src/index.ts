@@ -7,6 +7,7 @@ export { formatSize, parseSize } from './base/size.js';
 export type { Ec2Api, Ec2Instance, Ec2Volume } from './cloud/ec2.js';
 export type { EfsAccessPoint, EfsApi, EfsFileSystem, EfsMountTarget } from './cloud/efs.js';
 export type { IdentitySource, InstanceIdentity } from './cloud/imds.js';
+export type { Config } from './config.js';
 export { CRASH_POINTS, type CrashPoint, crashPoint } from './core/crash-points.js';
 export type {
   AttachRecords,
