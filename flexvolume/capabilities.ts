@@ -1,5 +1,8 @@
+import { DRIVER_NAMES, DRIVER_TRAITS } from '../drivers/catalog.js';
+
 /**
- * What each driver tells kubelet at `init`, without loading the driver (init runs at every probe).
+ * What each driver tells kubelet at `init`, taken from the driver catalog's traits without loading
+ * the driver (init runs at every probe).
  * - attach: only EBS goes through the controller-manager's attach/detach; local images are attached
  *   (as loop devices) by the node itself at mount, NFS and EFS need nothing attached.
  * - fsGroup: false for network filesystems, where kubelet's recursive chown would walk a whole
@@ -13,12 +16,15 @@ export interface FlexDriverTraits {
   blockFs: boolean;
 }
 
-export const FLEX_DRIVERS: Record<string, FlexDriverTraits> = {
-  ebs: { attach: true, fsGroup: true, requiresFSResize: true, blockFs: true },
-  local: { attach: false, fsGroup: true, requiresFSResize: false, blockFs: true },
-  nfs: { attach: false, fsGroup: false, requiresFSResize: false, blockFs: false },
-  efs: { attach: false, fsGroup: false, requiresFSResize: false, blockFs: false },
-};
+export const FLEX_DRIVERS: Record<string, FlexDriverTraits> = Object.fromEntries(
+  DRIVER_NAMES.map((name) => {
+    const t = DRIVER_TRAITS[name];
+    return [
+      name,
+      { attach: t.flexAttach, fsGroup: t.fsGroup, requiresFSResize: t.requiresFSResize, blockFs: t.blockFs },
+    ];
+  }),
+);
 
 /** The vendor part of `driver: stowage/ebs` and of the plugin directory `stowage~ebs`. */
 export const VENDOR = 'stowage';

@@ -1,4 +1,5 @@
 import type { z } from 'zod';
+import { DRIVER_NAMES } from '../drivers/catalog.js';
 
 /**
  * Configuration from environment variables, for the container image, the Docker managed plugin
@@ -217,10 +218,11 @@ function rancherSettings(schema: z.ZodType, get: (name: string) => string | unde
   if (onRemove !== undefined) {
     const word = onRemove.trim().toLowerCase();
     const policy = RANCHER_ON_REMOVE[word] ?? word;
-    // One variable for both stacks: each section takes the policy only if its schema accepts it
-    // (efs has no `archive`; it keeps its own default then, which is retain).
+    // One variable for every driver section with a remove policy: each takes the policy only if
+    // its schema accepts it (efs has no `archive`; it keeps its own default then, which is retain).
+    const sections = DRIVER_NAMES.filter((name) => enumValues(schema, [name, 'onRemove']).length > 0);
     let taken = false;
-    for (const section of ['nfs', 'efs']) {
+    for (const section of sections) {
       const path = [section, 'onRemove'];
       if (!enumValues(schema, path).includes(policy)) continue;
       out.push({ path, source: 'ON_REMOVE', value: policy });
@@ -228,7 +230,8 @@ function rancherSettings(schema: z.ZodType, get: (name: string) => string | unde
     }
     if (!taken) {
       out.push({
-        path: ['nfs', 'onRemove'],
+        // Reported against the first section with a policy (nfs: Rancher's variable is its NFS stack's).
+        path: [...sections.slice(0, 1), 'onRemove'],
         source: 'ON_REMOVE',
         error: `${JSON.stringify(onRemove)} is not one of purge, retain, delete, archive`,
       });

@@ -14,6 +14,7 @@ export {
 export type { Ec2NetworkApi } from './cloud/ec2-network.js';
 export type { EfsAccessPoint, EfsApi, EfsFileSystem, EfsMountTarget } from './cloud/efs.js';
 export type { IdentitySource, InstanceIdentity } from './cloud/imds.js';
+export type { Config } from './config.js';
 export { CRASH_POINTS, type CrashPoint, crashPoint } from './core/crash-points.js';
 export type {
   AttachRecords,

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { DRIVER_NAMES, driverTraits } from '../drivers/catalog.js';
 import { registerBuiltins } from '../drivers/index.js';
 import { StowageError } from './base/errors.js';
 import { SdkEc2 } from './cloud/ec2.js';
@@ -76,19 +77,18 @@ export function createRuntime(config: Config, o: RuntimeOverrides = {}): Runtime
     registerBuiltins(registry);
   }
   const files = o.files ?? new SpawnFileOps(runner);
-  const driverConfig: Record<string, Record<string, unknown>> = {
-    local: config.local,
-    nfs: config.nfs,
-    ebs: config.ebs,
-    efs: config.efs,
-  };
+  // Each built-in driver gets the config section of its name (a catalog entry without one does
+  // not compile); a driver registered from outside the catalog gets an empty section.
+  const driverConfig: Record<string, Record<string, unknown>> = Object.fromEntries(
+    DRIVER_NAMES.map((name) => [name, config[name]]),
+  );
   const state: StateView = {
     hosts: () => store.listHosts(),
     mounts: (volume) => store.getMounts(volume),
     liveHosts: async () => (store.liveHosts ? store.liveHosts() : undefined),
   };
   const cloud =
-    o.cloud ?? (config.drivers.some((d) => d === 'ebs' || d === 'efs') ? awsClients(config) : undefined);
+    o.cloud ?? (config.drivers.some((d) => driverTraits(d)?.usesAws) ? awsClients(config) : undefined);
   registry.enable(config.drivers, (name) => ({
     host: config.hostId,
     log: log.child({ driver: name }),

@@ -1,9 +1,11 @@
+import { DRIVER_NAMES, DRIVER_TRAITS, type DriverName } from '../../drivers/catalog.js';
+
 /**
  * The config.json of each managed plugin (https://docs.docker.com/engine/extend/config/), one
  * plugin per driver so that each is enabled, upgraded and given its settings on its own.
  */
-export const DRIVERS = ['local', 'nfs', 'efs', 'ebs'] as const;
-export type PluginDriver = (typeof DRIVERS)[number];
+export const DRIVERS: readonly DriverName[] = DRIVER_NAMES;
+export type PluginDriver = DriverName;
 
 /** Inside the plugin: every Mountpoint stowage returns lies under this, which dockerd sees. */
 export const PROPAGATED_MOUNT = '/mnt/stowage';
@@ -40,7 +42,7 @@ export const SETTABLE: Record<PluginDriver, string[]> = {
 
 /** Loop devices (local) and attached EBS disks (ebs) are device nodes the plugin must open. */
 function needsDevices(driver: PluginDriver): boolean {
-  return driver === 'local' || driver === 'ebs';
+  return DRIVER_TRAITS[driver].usesDevices;
 }
 
 export function socketName(driver: PluginDriver): string {

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { boolOption, type OptionSpecs, oneOf } from '../../src/index.js';
+import { boolOption, type Config, type OptionSpecs, oneOf } from '../../src/index.js';
 
 export const VOLUME_TYPES = ['gp3', 'gp2', 'io1', 'io2', 'st1', 'sc1', 'standard'] as const;
 export type EbsVolumeType = (typeof VOLUME_TYPES)[number];
@@ -23,22 +23,8 @@ export interface EbsOptions {
   preempt: boolean;
 }
 
-export interface EbsConfig {
-  region?: string;
-  endpoint?: string;
-  instanceId?: string;
-  availabilityZone?: string;
-  imdsEndpoint?: string;
-  defaultSizeGiB: number;
-  defaultType: EbsVolumeType;
-  defaultFsType: 'ext4' | 'xfs';
-  createTimeout: string;
-  attachTimeout: string;
-  modifyTimeout: string;
-  devDir: string;
-  byIdDir: string;
-  sysBlockDir: string;
-}
+/** The `ebs` section of the config, as its schema (src/config.ts) parses it: one source, no drift. */
+export type EbsConfig = Config['ebs'];
 
 const int = (min: number, max: number, what: string) =>
   z

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import {
   accessOption,
   boolOption,
+  type Config,
   durationOption,
   listOption,
   mountOptionsOption,
@@ -38,14 +39,8 @@ export interface EfsOptions {
   mountTimeout: string;
 }
 
-export interface EfsConfig {
-  endpoint?: string;
-  fileSystemId?: string;
-  mountOptions: string[];
-  onRemove: 'retain' | 'delete';
-  mountTimeout: string;
-  createTimeout: string;
-}
+/** The `efs` section of the config, as its schema (src/config.ts) parses it: one source, no drift. */
+export type EfsConfig = Config['efs'];
 
 export const EFS_OPTION_SPECS: OptionSpecs = {
   fileSystemId: {

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import {
   accessOption,
+  type Config,
   durationOption,
   mountOptionsOption,
   numericIdOption,
@@ -30,15 +31,8 @@ export interface NfsOptions {
   preempt?: boolean;
 }
 
-export interface NfsConfig {
-  server?: string;
-  share?: string;
-  mountOptions: string[];
-  nfsVersion: NfsVersion;
-  onRemove: 'retain' | 'delete' | 'archive';
-  mode: string;
-  mountTimeout: string;
-}
+/** The `nfs` section of the config, as its schema (src/config.ts) parses it: one source, no drift. */
+export type NfsConfig = Config['nfs'];
 
 export const NFS_OPTION_SPECS: OptionSpecs = {
   server: {
