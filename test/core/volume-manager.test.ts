@@ -162,6 +162,23 @@ describe('remove', () => {
     await expect(t.manager.remove(undefined, 'no-such')).resolves.toBeUndefined();
     expect(await t.store.listVolumes()).toEqual([]);
   });
+
+  it('refused by the driver (nothing deleted) leaves the volume usable', async () => {
+    await t.manager.create('local', 'v1', {});
+    const img = join(t.config.local.imageDir, 'v1.img');
+    // Someone else attached the image (losetup by hand): destroy refuses and deletes nothing.
+    const stray = await t.loop.attach(img);
+    await expect(t.manager.remove('local', 'v1')).rejects.toThrow(
+      `image ${img} is still attached as ${stray}; nothing was deleted`,
+    );
+    await t.loop.detach(stray);
+
+    expect((await t.store.getVolume('v1'))?.status).toBe('ready');
+    expect(await t.store.listIntents('test-host')).toEqual([]);
+    await expect(t.manager.mount('local', 'v1', 'a'.repeat(64))).resolves.toBe(
+      join(t.config.mountRoot, 'v1'),
+    );
+  });
 });
 
 describe('create', () => {
