@@ -592,6 +592,10 @@ describe('FakeEc2 through the real SDK', () => {
     const vol = await createAvailable(ec2, 'us-east-1a', 10);
     const never = await ec2Error(modificationOf(ec2, vol));
     expect(never.name).toBe('InvalidVolumeModification.NotFound');
+    // Long enough that the refused second ModifyVolume below lands inside `modifying` on a loaded
+    // machine too (with the file's 30 ms it once raced into `completed`).
+    fake.delays.modify = 1000;
+    fake.delays.optimize = 300;
     const out = await ec2.send(new ModifyVolumeCommand({ VolumeId: vol, Size: 20 }));
     expect(out.VolumeModification).toMatchObject({
       VolumeId: vol,
