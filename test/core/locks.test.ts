@@ -3,10 +3,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { isStowageError, type StowageError } from '../../src/base/errors.js';
 import { processAlive, VolumeLocks, type VolumeLocksOptions } from '../../src/core/locks.js';
-import { SqliteStore } from '../../src/state/sqlite-store.js';
+import type { SqliteStore } from '../../src/state/sqlite-store.js';
 import { within } from '../helpers/deadline.js';
+import { failure } from '../helpers/failure.js';
+import { ObservedStore } from '../helpers/observed-store.js';
 
 /**
  * VolumeLocks over a real SQLite store: one operation per volume, in this process and across
@@ -15,40 +16,11 @@ import { within } from '../helpers/deadline.js';
 
 const HOST = 'thishost';
 
-/** A store that tells the test each time a lock was refused (the caller then backs off and polls). */
-class ObservedStore extends SqliteStore {
-  private waiters: (() => void)[] = [];
-  refusals = 0;
-  /** Resolves at the next refused tryLock. */
-  nextRefusal(): Promise<void> {
-    return new Promise((r) => this.waiters.push(r));
-  }
-  override async tryLock(key: string, owner: string, ttlMs: number) {
-    const res = await super.tryLock(key, owner, ttlMs);
-    if (!res.acquired) {
-      this.refusals++;
-      for (const w of this.waiters.splice(0)) w();
-    }
-    return res;
-  }
-}
-
 /** A promise with its resolve function, to hold a locked operation open until the test says so. */
 function deferred(): { promise: Promise<void>; resolve: () => void } {
   let resolve!: () => void;
   const promise = new Promise<void>((r) => (resolve = r));
   return { promise, resolve };
-}
-
-async function rejection(p: Promise<unknown>): Promise<StowageError> {
-  const err = await p.then(
-    () => {
-      throw new Error('expected a rejection, but the call succeeded');
-    },
-    (e: unknown) => e,
-  );
-  expect(isStowageError(err), `not a StowageError: ${String(err)}`).toBe(true);
-  return err as StowageError;
 }
 
 /** The pid of a process that has run and exited (and been reaped). */
@@ -169,7 +141,7 @@ describe('VolumeLocks in one process', () => {
     await entered.promise;
 
     let ran = false;
-    const err = await rejection(
+    const err = await failure(
       locks.withLock('v1', 'remove', async () => {
         ran = true;
       }),
@@ -257,7 +229,7 @@ describe('VolumeLocks and the store lock of other holders', () => {
     try {
       const pid = child.pid!;
       expect((await store.tryLock('volume/v1', `${HOST}|${pid}|create|y`, 60_000)).acquired).toBe(true);
-      const err = await rejection(locksOn(store, { waitMs: 100 }).withLock('v1', 'mount', async () => 1));
+      const err = await failure(locksOn(store, { waitMs: 100 }).withLock('v1', 'mount', async () => 1));
       expect(err.code).toBe('BUSY');
       expect(err.message).toContain(`(create by process ${pid} on host ${HOST})`);
       expect(await storeHolder(store, 'v1')).toBe(`${HOST}|${pid}|create|y`);
@@ -273,7 +245,7 @@ describe('VolumeLocks and the store lock of other holders', () => {
     const theirs = `otherhost|${pid}|mount|z`;
     expect((await store.tryLock('volume/v1', theirs, 60_000)).acquired).toBe(true);
 
-    const err = await rejection(locksOn(store, { waitMs: 100 }).withLock('v1', 'unmount', async () => 1));
+    const err = await failure(locksOn(store, { waitMs: 100 }).withLock('v1', 'unmount', async () => 1));
     expect(err.code).toBe('BUSY');
     expect(err.message).toBe(
       `volume v1 is busy with another operation (mount by process ${pid} on host otherhost); ` +
@@ -286,7 +258,7 @@ describe('VolumeLocks and the store lock of other holders', () => {
     const store = openStore();
     const theirs = `otherhost|${process.pid}|mount|x`;
     expect((await store.tryLock('volume/v1', theirs, 60_000)).acquired).toBe(true);
-    const err = await rejection(locksOn(store, { waitMs: 100 }).withLock('v1', 'mount', async () => 1));
+    const err = await failure(locksOn(store, { waitMs: 100 }).withLock('v1', 'mount', async () => 1));
     expect(err.code).toBe('BUSY');
     expect(err.message).toContain(`(mount by process ${process.pid} on host otherhost)`);
     expect(await storeHolder(store, 'v1')).toBe(theirs);
@@ -331,14 +303,14 @@ describe('VolumeLocks and the store lock of other holders', () => {
         return false;
       },
     });
-    expect((await rejection(busy.withLock('v2', 'mount', async () => 1))).code).toBe('BUSY');
+    expect((await failure(busy.withLock('v2', 'mount', async () => 1))).code).toBe('BUSY');
     expect(asked).toEqual([4242]);
   });
 
   it('answers BUSY without a holder name when the lock owner string is not one of ours', async () => {
     const store = openStore();
     await store.tryLock('volume/v1', 'garbage', 60_000);
-    const err = await rejection(locksOn(store, { waitMs: 50 }).withLock('v1', 'mount', async () => 1));
+    const err = await failure(locksOn(store, { waitMs: 50 }).withLock('v1', 'mount', async () => 1));
     expect(err.code).toBe('BUSY');
     expect(err.message).toBe(
       'volume v1 is busy with another operation; mount was not started. Try again in a few seconds.',
@@ -366,7 +338,7 @@ describe('two VolumeLocks on one database (two processes)', () => {
     await entered.promise;
 
     // Same pid as the holder (both "processes" are this test): never taken for a dead holder.
-    const err = await rejection(quickB.withLock('v1', 'remove', async () => events.push('quick b')));
+    const err = await failure(quickB.withLock('v1', 'remove', async () => events.push('quick b')));
     expect(err.code).toBe('BUSY');
     expect(err.message).toContain(`(mount by process ${process.pid} on host h1)`);
 
@@ -393,7 +365,7 @@ describe('two VolumeLocks on one database (two processes)', () => {
     });
     await entered.promise;
     await expect(b.withLock('v2', 'mount', async () => 'v2')).resolves.toBe('v2');
-    expect((await rejection(b.withLock('v1', 'mount', async () => 1))).message).toContain('on host h1');
+    expect((await failure(b.withLock('v1', 'mount', async () => 1))).message).toContain('on host h1');
     hold.resolve();
     await first;
     await expect(b.withLock('v1', 'mount', async () => 'now')).resolves.toBe('now');

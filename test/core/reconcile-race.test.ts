@@ -1,18 +1,7 @@
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
-import { SqliteStore } from '../../src/state/sqlite-store.js';
+import { ObservedStore } from '../helpers/observed-store.js';
 import { createTestRuntime } from '../helpers/runtime.js';
-
-/** A store that tells the test when a lock was refused (the caller then waits and polls). */
-class ObservedStore extends SqliteStore {
-  refused!: () => void;
-  readonly waiting = new Promise<void>((r) => (this.refused = r));
-  override async tryLock(key: string, owner: string, ttlMs: number) {
-    const res = await super.tryLock(key, owner, ttlMs);
-    if (!res.acquired) this.refused();
-    return res;
-  }
-}
 
 it('reconcile() does not undo a mount that another process on this host finished meanwhile', async () => {
   // Process 1 (e.g. the old daemon, or a flexvolume call) mounts v1; process 2 (a daemon starting) reconciles.
@@ -30,7 +19,7 @@ it('reconcile() does not undo a mount that another process on this host finished
     await gate.reached; // p1 holds v1's lock; its 'mount' intent is in the journal
 
     const reconciling = p2.manager.reconcile();
-    await observed?.waiting; // p2 has read the journal and waits for v1's lock
+    await observed?.firstRefusal; // p2 has read the journal and waits for v1's lock
     gate.release();
     expect(await mounting).toBe(target);
     await reconciling;

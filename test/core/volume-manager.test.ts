@@ -3,10 +3,11 @@ import { mkdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { registerBuiltins } from '../../drivers/index.js';
-import { isStowageError, StowageError } from '../../src/base/errors.js';
+import { StowageError } from '../../src/base/errors.js';
 import type { Driver } from '../../src/core/driver.js';
 import { parseOptions } from '../../src/core/options.js';
 import { DriverRegistry } from '../../src/core/registry.js';
+import { failure } from '../helpers/failure.js';
 import {
   createTestRuntime,
   TEST_HOST,
@@ -72,18 +73,6 @@ async function footprint(name: string) {
 
 const NOTHING = { mounts: [], attachments: [], intents: [], kernel: [], loops: [] };
 
-/** Awaits `p` and returns what it rejected with; fails the test when it resolves. */
-async function rejection(p: Promise<unknown>): Promise<StowageError> {
-  const err = await p.then(
-    () => {
-      throw new Error('expected a rejection, but the call succeeded');
-    },
-    (e: unknown) => e,
-  );
-  expect(isStowageError(err), `not a StowageError: ${String(err)}`).toBe(true);
-  return err as StowageError;
-}
-
 describe('mount counting per (name, ID)', () => {
   it('counts the same ID twice, so it needs two unmounts; the kernel mount is made once', async () => {
     await t.manager.create('local', 'v1', {});
@@ -146,7 +135,7 @@ describe('remove', () => {
     await t.manager.mount('local', 'v1', ID_A);
     await t.manager.mount('local', 'v1', ID_B);
 
-    const err = await rejection(t.manager.remove('local', 'v1'));
+    const err = await failure(t.manager.remove('local', 'v1'));
     expect(err.code).toBe('IN_USE');
     expect(err.message).toBe(
       `volume v1 is in use by 2 mounts on host ${TEST_HOST}; stop the containers or pods using it, then remove it again`,
@@ -162,7 +151,7 @@ describe('remove', () => {
 
     await t.manager.unmount('local', 'v1', ID_B);
     await t.manager.remove('local', 'v1');
-    expect((await rejection(t.manager.get('local', 'v1'))).code).toBe('NOT_FOUND');
+    expect((await failure(t.manager.get('local', 'v1'))).code).toBe('NOT_FOUND');
     // The local driver's default remove policy is delete.
     expect(existsSync(image('v1'))).toBe(false);
     expect(await footprint('v1')).toEqual(NOTHING);
@@ -172,6 +161,23 @@ describe('remove', () => {
     await expect(t.manager.remove('local', 'no-such')).resolves.toBeUndefined();
     await expect(t.manager.remove(undefined, 'no-such')).resolves.toBeUndefined();
     expect(await t.store.listVolumes()).toEqual([]);
+  });
+
+  it('refused by the driver (nothing deleted) leaves the volume usable', async () => {
+    await t.manager.create('local', 'v1', {});
+    const img = join(t.config.local.imageDir, 'v1.img');
+    // Someone else attached the image (losetup by hand): destroy refuses and deletes nothing.
+    const stray = await t.loop.attach(img);
+    await expect(t.manager.remove('local', 'v1')).rejects.toThrow(
+      `image ${img} is still attached as ${stray}; nothing was deleted`,
+    );
+    await t.loop.detach(stray);
+
+    expect((await t.store.getVolume('v1'))?.status).toBe('ready');
+    expect(await t.store.listIntents('test-host')).toEqual([]);
+    await expect(t.manager.mount('local', 'v1', 'a'.repeat(64))).resolves.toBe(
+      join(t.config.mountRoot, 'v1'),
+    );
   });
 });
 
@@ -209,7 +215,7 @@ describe('create', () => {
     await mkdir(t.config.local.imageDir, { recursive: true });
     await writeFile(image('v1'), '');
     await truncate(image('v1'), 64 * 1024 ** 2);
-    expect((await rejection(t.manager.mount('local', 'v1', ID_A))).code).toBe('BUSY');
+    expect((await failure(t.manager.mount('local', 'v1', ID_A))).code).toBe('BUSY');
 
     const vol = await t.manager.create('local', 'v1', { size: '64M' });
     expect(vol).toMatchObject({ status: 'ready', adopted: false, removePolicy: 'delete' });
@@ -267,14 +273,14 @@ describe('create', () => {
       abandoned.push(String(v.fields.image));
       await rm(image(v.name));
     });
-    const err = await rejection(t.manager.create('local', 'v1', { size: '64M' }));
+    const err = await failure(t.manager.create('local', 'v1', { size: '64M' }));
     expect(err.message).toBe('the disk filled up');
     expect(abandoned).toEqual([image('v1')]);
     expect(await t.store.getVolume('v1')).toBeUndefined();
 
     // An undo that fails keeps the record, naming what is left, for Remove to finish.
     undo.mockRejectedValueOnce(new Error('EIO'));
-    const err2 = await rejection(t.manager.create('local', 'v2', { size: '64M' }));
+    const err2 = await failure(t.manager.create('local', 'v2', { size: '64M' }));
     expect(err2.code).toBe('UNAVAILABLE');
     expect(err2.message).toBe(
       'the disk filled up; undoing what this Create made failed too (EIO): run Remove v2 to retry the cleanup',
@@ -292,7 +298,7 @@ describe('create', () => {
 
   it('is a CONFLICT with different options, and the recorded volume is kept as it was', async () => {
     const first = await t.manager.create('local', 'v1', { size: '64M' });
-    const err = await rejection(t.manager.create('local', 'v1', { size: '128M' }));
+    const err = await failure(t.manager.create('local', 'v1', { size: '128M' }));
     expect(err.code).toBe('CONFLICT');
     expect(err.message).toBe(
       'volume v1 already exists with different options: size="128M" (recorded: "64M"); remove it first or use another name',
@@ -313,15 +319,15 @@ describe('create', () => {
     expect(await two.manager.create('other', 'shared', {})).toEqual(theirs);
     expect(other.provisioned).toEqual(['shared']);
 
-    const err = await rejection(two.manager.create('local', 'shared', {}));
+    const err = await failure(two.manager.create('local', 'shared', {}));
     expect(err.code).toBe('CONFLICT');
     expect(err.message).toBe(
       'volume shared already exists with driver other; choose another name or remove it first',
     );
 
     // Each Docker socket is one driver: through `local`, the other driver's volume does not exist.
-    expect((await rejection(two.manager.get('local', 'shared'))).code).toBe('NOT_FOUND');
-    expect((await rejection(two.manager.mount('local', 'shared', ID_A))).code).toBe('NOT_FOUND');
+    expect((await failure(two.manager.get('local', 'shared'))).code).toBe('NOT_FOUND');
+    expect((await failure(two.manager.mount('local', 'shared', ID_A))).code).toBe('NOT_FOUND');
     await two.manager.remove('local', 'shared');
     expect(await two.manager.list('local')).toEqual([]);
     expect(await two.store.getVolume('shared')).toEqual(theirs);
@@ -364,7 +370,7 @@ describe('mount failure', () => {
     const injected = new StowageError('TIMEOUT', 'timed out after 30 s waiting for mount of /dev/loop0');
     t.mounter.failNext('mount', injected);
 
-    expect(await rejection(t.manager.mount('local', 'v1', ID_A))).toBe(injected);
+    expect(await failure(t.manager.mount('local', 'v1', ID_A))).toBe(injected);
     expect(await footprint('v1')).toEqual(NOTHING);
     expect(t.mounter.blockDevices()).toEqual([]);
     // The failed mount leaves nothing that would block Remove.
@@ -381,7 +387,7 @@ describe('mount failure', () => {
     await t.manager.create('local', 'v1', {});
     t.mounter.failNext('mount', new Error('wrong fs type, bad option, bad superblock'));
 
-    const err = await rejection(t.manager.mount('local', 'v1', ID_A));
+    const err = await failure(t.manager.mount('local', 'v1', ID_A));
     expect(err.code).toBe('INTERNAL');
     expect(err.message).toBe('mount of volume v1: wrong fs type, bad option, bad superblock');
     expect(await footprint('v1')).toEqual(NOTHING);
@@ -391,7 +397,7 @@ describe('mount failure', () => {
     await t.manager.create('local', 'v1', {});
     t.mounter.failNext('mkfs', new StowageError('TIMEOUT', 'mkfs.ext4 of /dev/loop0 timed out'));
 
-    expect((await rejection(t.manager.mount('local', 'v1', ID_A))).code).toBe('TIMEOUT');
+    expect((await failure(t.manager.mount('local', 'v1', ID_A))).code).toBe('TIMEOUT');
     expect(await footprint('v1')).toEqual(NOTHING);
     expect(t.loop.diskOf(image('v1')).fsType).toBeNull();
 
@@ -404,7 +410,7 @@ describe('mount failure', () => {
     await t.manager.create('local', 'v1', {});
     t.loop.failNext('attach', new StowageError('UNAVAILABLE', 'losetup: cannot find an unused loop device'));
 
-    expect((await rejection(t.manager.mount('local', 'v1', ID_A))).code).toBe('UNAVAILABLE');
+    expect((await failure(t.manager.mount('local', 'v1', ID_A))).code).toBe('UNAVAILABLE');
     expect(await footprint('v1')).toEqual(NOTHING);
     expect(t.mounter.count('mount')).toBe(0);
   });
@@ -497,7 +503,7 @@ describe('locks', () => {
       ['unmount', () => m.unmount('local', 'v1', ID_A)],
       ['remove', () => m.remove('local', 'v1')],
     ] as const) {
-      const err = await rejection(call());
+      const err = await failure(call());
       expect(err.code).toBe('BUSY');
       expect(err.retryable).toBe(true);
       expect(err.message).toBe(

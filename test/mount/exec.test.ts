@@ -5,6 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isStowageError, type StowageError } from '../../src/base/errors.js';
 import { ProcessRunner } from '../../src/mount/exec.js';
 import { within } from '../helpers/deadline.js';
+import { failure } from '../helpers/failure.js';
 
 /** ProcessRunner against real processes: argv without a shell, deadlines, and the error mapping. */
 
@@ -17,17 +18,6 @@ beforeEach(async () => {
 afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
-
-async function rejection(p: Promise<unknown>): Promise<StowageError> {
-  const err = await p.then(
-    () => {
-      throw new Error('expected a rejection, but the command succeeded');
-    },
-    (e: unknown) => e,
-  );
-  expect(isStowageError(err), `not a StowageError: ${String(err)}`).toBe(true);
-  return err as StowageError;
-}
 
 describe('ProcessRunner', () => {
   it('passes every argument literally: no shell expands $(...), ; or quotes', async () => {
@@ -55,7 +45,7 @@ describe('ProcessRunner', () => {
   it('kills a command that outlives its deadline and throws TIMEOUT naming what it was', async () => {
     const run = runner.run('sleep', ['5'], { timeoutMs: 200, what: 'mount of /dev/loop7' });
     // The outer deadline only keeps a broken kill from hanging the test for the whole sleep.
-    const err = await within(rejection(run), 4_000);
+    const err = await within(failure(run), 4_000);
     expect(err, 'sleep 5 was not killed before it finished').toBeDefined();
     expect(err?.code).toBe('TIMEOUT');
     expect(err?.retryable).toBe(true);
@@ -63,13 +53,13 @@ describe('ProcessRunner', () => {
   });
 
   it('names the command line in the TIMEOUT message when `what` is not given', async () => {
-    const err = await rejection(runner.run('sleep', ['5'], { timeoutMs: 100 }));
+    const err = await failure(runner.run('sleep', ['5'], { timeoutMs: 100 }));
     expect(err.code).toBe('TIMEOUT');
     expect(err.message).toBe('sleep 5 did not finish within 100 ms and was killed');
   });
 
   it('a command that does not exist is UNAVAILABLE', async () => {
-    const err = await rejection(runner.run('stowage-no-such-tool', ['--help'], { timeoutMs: 10_000 }));
+    const err = await failure(runner.run('stowage-no-such-tool', ['--help'], { timeoutMs: 10_000 }));
     expect(err.code).toBe('UNAVAILABLE');
     expect(err.retryable).toBe(true);
     expect(err.message).toMatch(/^cannot run stowage-no-such-tool: .*ENOENT/);
@@ -84,10 +74,10 @@ describe('ProcessRunner', () => {
     let errs: StowageError[];
     try {
       errs = await Promise.all([
-        rejection(runner.run('mkfs.xfs', ['-q', '/dev/null'], { timeoutMs: 10_000 })),
-        rejection(runner.run('mkfs.ext4', ['-q', '/dev/null'], { timeoutMs: 10_000 })),
-        rejection(runner.run('losetup', ['--find'], { timeoutMs: 10_000 })),
-        rejection(runner.run('blkid', ['-p', '/dev/null'], { timeoutMs: 10_000 })),
+        failure(runner.run('mkfs.xfs', ['-q', '/dev/null'], { timeoutMs: 10_000 })),
+        failure(runner.run('mkfs.ext4', ['-q', '/dev/null'], { timeoutMs: 10_000 })),
+        failure(runner.run('losetup', ['--find'], { timeoutMs: 10_000 })),
+        failure(runner.run('blkid', ['-p', '/dev/null'], { timeoutMs: 10_000 })),
       ]);
     } finally {
       process.env.PATH = path;
@@ -103,16 +93,16 @@ describe('ProcessRunner', () => {
 
   it('a non-zero exit is INTERNAL with the exit code and the last three lines of stderr', async () => {
     const script = 'echo out; for l in one two three four; do echo $l >&2; done; exit 3';
-    const err = await rejection(runner.run('sh', ['-c', script], { timeoutMs: 10_000, what: 'mkfs of x' }));
+    const err = await failure(runner.run('sh', ['-c', script], { timeoutMs: 10_000, what: 'mkfs of x' }));
     expect(err.code).toBe('INTERNAL');
     expect(err.retryable).toBe(false);
     expect(err.message).toBe('mkfs of x failed (exit 3): two; three; four');
   });
 
   it('falls back to stdout, then to "no output", when stderr is empty', async () => {
-    const out = await rejection(runner.run('sh', ['-c', 'echo only stdout; exit 1'], { timeoutMs: 10_000 }));
+    const out = await failure(runner.run('sh', ['-c', 'echo only stdout; exit 1'], { timeoutMs: 10_000 }));
     expect(out.message).toMatch(/^sh -c .* failed \(exit 1\): only stdout$/);
-    const none = await rejection(runner.run('false', [], { timeoutMs: 10_000 }));
+    const none = await failure(runner.run('false', [], { timeoutMs: 10_000 }));
     expect(none.code).toBe('INTERNAL');
     expect(none.message).toMatch(/^false\s+failed \(exit 1\): no output$/);
   });
@@ -124,7 +114,7 @@ describe('ProcessRunner', () => {
     });
     expect(res).toEqual({ stdout: '', stderr: 'nothing found', exitCode: 2 });
     // Only those: another non-zero code still throws.
-    const err = await rejection(runner.run('sh', ['-c', 'exit 4'], { timeoutMs: 10_000, okExitCodes: [2] }));
+    const err = await failure(runner.run('sh', ['-c', 'exit 4'], { timeoutMs: 10_000, okExitCodes: [2] }));
     expect(err.code).toBe('INTERNAL');
     expect(err.message).toContain('(exit 4)');
   });

@@ -22,6 +22,8 @@ import {
 } from '@aws-sdk/client-ec2';
 import { execa } from 'execa';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { sdkClientConfig, sdkError } from '../../helpers/aws-sdk.js';
+import { until } from '../../helpers/deadline.js';
 import { FakeEc2 } from './ec2-endpoint.js';
 import { FakeImds } from './imds.js';
 
@@ -31,35 +33,11 @@ const I_B = 'i-0bbbbbbbbbbbbbbb1'; // us-east-1b
 const GiB = 1024 ** 3;
 
 function client(url: string, maxAttempts = 1): EC2Client {
-  return new EC2Client({
-    endpoint: url,
-    region: 'us-east-1',
-    credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
-    maxAttempts,
-  });
+  return new EC2Client(sdkClientConfig(url, maxAttempts));
 }
 
 /** The SDK exception a call rejects with. */
-async function ec2Error(p: Promise<unknown>): Promise<EC2ServiceException> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(EC2ServiceException);
-    return err as EC2ServiceException;
-  }
-  throw new Error('expected the call to fail');
-}
-
-/** Polls until fn returns a value (not undefined), at most timeoutMs. */
-async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 5000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(5);
-  }
-}
+const ec2Error = (p: Promise<unknown>) => sdkError(p, EC2ServiceException);
 
 async function describeVolume(ec2: EC2Client, volumeId: string): Promise<Volume> {
   const out = await ec2.send(new DescribeVolumesCommand({ VolumeIds: [volumeId] }));
@@ -614,6 +592,10 @@ describe('FakeEc2 through the real SDK', () => {
     const vol = await createAvailable(ec2, 'us-east-1a', 10);
     const never = await ec2Error(modificationOf(ec2, vol));
     expect(never.name).toBe('InvalidVolumeModification.NotFound');
+    // Long enough that the refused second ModifyVolume below lands inside `modifying` on a loaded
+    // machine too (with the file's 30 ms it once raced into `completed`).
+    fake.delays.modify = 1000;
+    fake.delays.optimize = 300;
     const out = await ec2.send(new ModifyVolumeCommand({ VolumeId: vol, Size: 20 }));
     expect(out.VolumeModification).toMatchObject({
       VolumeId: vol,

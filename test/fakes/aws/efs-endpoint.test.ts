@@ -1,4 +1,3 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import {
   AccessPointAlreadyExists,
   AccessPointLimitExceeded,
@@ -26,38 +25,16 @@ import {
   ThrottlingException,
 } from '@aws-sdk/client-efs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { sdkClientConfig, sdkError } from '../../helpers/aws-sdk.js';
+import { until } from '../../helpers/deadline.js';
 import { FakeEfs } from './efs-endpoint.js';
 
 function client(url: string, maxAttempts = 1): EFSClient {
-  return new EFSClient({
-    endpoint: url,
-    region: 'us-east-1',
-    credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
-    maxAttempts,
-  });
+  return new EFSClient(sdkClientConfig(url, maxAttempts));
 }
 
 /** The SDK exception a call rejects with. */
-async function efsError(p: Promise<unknown>): Promise<EFSServiceException> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(EFSServiceException);
-    return err as EFSServiceException;
-  }
-  throw new Error('expected the call to fail');
-}
-
-/** Polls until fn returns a value (not undefined), at most timeoutMs. */
-async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 5000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(5);
-  }
-}
+const efsError = (p: Promise<unknown>) => sdkError(p, EFSServiceException);
 
 describe('FakeEfs through @aws-sdk/client-efs', () => {
   let fake: FakeEfs;

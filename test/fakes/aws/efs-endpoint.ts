@@ -1,6 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { LoopbackEndpoint, readBody } from './http-endpoint.js';
 import { FakeNetwork, type FakeSubnet } from './network.js';
 
 /**
@@ -330,10 +330,9 @@ export class FakeEfs {
   private readonly aps = new Map<string, AccessPointRec>();
   private readonly failures = new Map<string, FakeEfsFailure[]>();
   private nextHost = 10;
-  private stopped = false;
 
   private constructor(
-    private readonly server: Server,
+    private readonly http: LoopbackEndpoint,
     readonly url: string,
     opts: FakeEfsOptions,
   ) {
@@ -345,32 +344,17 @@ export class FakeEfs {
   }
 
   static async start(opts: FakeEfsOptions = {}): Promise<FakeEfs> {
-    const server = createServer();
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(0, '127.0.0.1', () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    const { port } = server.address() as AddressInfo;
-    const fake = new FakeEfs(server, `http://127.0.0.1:${port}`, opts);
-    server.on('request', (req, res) => {
-      fake.onRequest(req, res).catch((err: unknown) => {
-        fake.errors.push(err as Error);
-        if (!res.headersSent) res.writeHead(500);
-        res.end();
-      });
-    });
+    const http = await LoopbackEndpoint.listen();
+    const fake = new FakeEfs(http, http.url, opts);
+    http.serveAsync(
+      (req, res) => fake.onRequest(req, res),
+      (err) => fake.errors.push(err),
+    );
     return fake;
   }
 
   async stop(): Promise<void> {
-    if (this.stopped) return;
-    this.stopped = true;
-    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    this.server.closeAllConnections();
-    await closed;
+    await this.http.close();
   }
 
   // --- test controls ---------------------------------------------------------------------------
@@ -442,26 +426,17 @@ export class FakeEfs {
 
   private async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const requestId = randomUUID();
-    const chunks: Buffer[] = [];
-    let size = 0;
-    try {
-      for await (const chunk of req as AsyncIterable<Buffer>) {
-        size += chunk.length;
-        if (size > MAX_BODY_BYTES) {
-          this.send(res, requestId, this.errorReply(new EfsApiError('BadRequest', 'Request body too large')));
-          return;
-        }
-        chunks.push(chunk);
-      }
-    } catch {
-      return; // the client went away (or stop() closed the connection)
+    const raw = await readBody(req, MAX_BODY_BYTES);
+    if (raw === 'gone') return;
+    if (raw === 'too-large') {
+      this.send(res, requestId, this.errorReply(new EfsApiError('BadRequest', 'Request body too large')));
+      return;
     }
     const url = new URL(req.url ?? '/', this.url);
     const method = req.method ?? 'GET';
     const params: Record<string, string> = {};
     for (const [k, v] of url.searchParams) params[k] = v;
     const route = this.route(method, url.pathname, params);
-    const raw = Buffer.concat(chunks).toString('utf8');
     const call: EfsCall = {
       operation: route?.operation ?? 'Unknown',
       method,

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { LoopbackEndpoint } from './http-endpoint.js';
 
 /**
  * EC2 instance metadata (IMDSv2) on 127.0.0.1 for tests: `PUT /latest/api/token` with
@@ -53,7 +53,7 @@ export class FakeImds {
   private readonly document: string;
 
   private constructor(
-    private readonly server: Server,
+    private readonly http: LoopbackEndpoint,
     readonly url: string,
     readonly opts: FakeImdsOptions,
   ) {
@@ -93,17 +93,9 @@ export class FakeImds {
   }
 
   static async start(opts: FakeImdsOptions): Promise<FakeImds> {
-    const server = createServer();
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(0, '127.0.0.1', () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    const { port } = server.address() as AddressInfo;
-    const imds = new FakeImds(server, `http://127.0.0.1:${port}`, opts);
-    server.on('request', (req, res) => imds.onRequest(req, res));
+    const http = await LoopbackEndpoint.listen();
+    const imds = new FakeImds(http, http.url, opts);
+    http.serve((req, res) => imds.onRequest(req, res));
     return imds;
   }
 
@@ -115,9 +107,7 @@ export class FakeImds {
   async stop(): Promise<void> {
     for (const res of this.stalled) res.destroy();
     this.stalled.clear();
-    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    this.server.closeAllConnections();
-    await closed;
+    await this.http.close();
   }
 
   private onRequest(req: IncomingMessage, res: ServerResponse): void {

@@ -1,0 +1,59 @@
+import { mkdir, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { useTestAwsCredentials } from '../helpers/aws-credentials.js';
+import { createTestRuntime } from '../helpers/runtime.js';
+import { driverContract } from './driver-contract.js';
+import { FS, SUBNET_A, setupEfs } from './efs-runtime.js';
+
+useTestAwsCredentials();
+
+/** Lists `dir` (sorted); a directory not made yet holds nothing. */
+async function entries(dir: string): Promise<string[]> {
+  return (await readdir(dir).catch(() => [])).sort();
+}
+
+// local: image files in the image directory, over the fake kernel (loop devices and mkfs are fakes).
+driverContract('local', async () => {
+  const t = await createTestRuntime();
+  return {
+    driver: t.runtime.registry.get('local'),
+    options: { size: '64M' },
+    storage: () => entries(t.config.local.imageDir),
+    cleanup: () => t.cleanup(),
+  };
+});
+
+// nfs: directories in the share of a fake server (a local directory the fake mounter reaches).
+driverContract('nfs', async () => {
+  const t = await createTestRuntime({
+    flags: { drivers: ['local', 'nfs'], nfs: { server: 'nfs1', share: '/exports' } },
+  });
+  const server = join(t.dir, 'server');
+  const exportsDir = join(server, 'exports');
+  await mkdir(exportsDir, { recursive: true });
+  t.mounter.nfsServers.set('nfs1', server);
+  return {
+    driver: t.runtime.registry.get('nfs'),
+    options: { onRemove: 'delete' },
+    storage: () => entries(exportsDir),
+    cleanup: () => t.cleanup(),
+  };
+});
+
+// efs: the real SDK against the fake EFS endpoint (efs-runtime.ts); storage is the file systems
+// other than the configured one, their access points, and the directories in its root.
+driverContract('efs', async () => {
+  const t = await setupEfs();
+  t.efs.addFileSystem({ fileSystemId: FS, mountTargets: [{ subnetId: SUBNET_A }] });
+  return {
+    driver: t.runtime.registry.get('efs'),
+    options: { onRemove: 'delete' },
+    storage: async () =>
+      [
+        ...t.efs.fileSystems.filter((f) => f.fileSystemId !== FS).map((f) => f.fileSystemId),
+        ...t.efs.accessPoints.map((a) => a.accessPointId),
+        ...(await entries(t.root)),
+      ].sort(),
+    cleanup: () => t.cleanup(),
+  };
+});

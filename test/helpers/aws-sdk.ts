@@ -1,0 +1,25 @@
+import { expect } from 'vitest';
+
+/** An AWS SDK client's config for one of the suite's fake endpoints (which check no signature). */
+export function sdkClientConfig(endpoint: string, maxAttempts = 1) {
+  return {
+    endpoint,
+    region: 'us-east-1',
+    credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+    maxAttempts,
+  };
+}
+
+/** The SDK exception of class `type` a call rejects with; fails the test on anything else. */
+export async function sdkError<E extends Error>(
+  p: Promise<unknown>,
+  type: abstract new (...args: never[]) => E,
+): Promise<E> {
+  try {
+    await p;
+  } catch (err) {
+    expect(err).toBeInstanceOf(type);
+    return err as E;
+  }
+  throw new Error('expected the call to fail');
+}
