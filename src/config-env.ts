@@ -1,5 +1,4 @@
 import type { z } from 'zod';
-import { DRIVER_NAMES } from '../drivers/catalog.js';
 
 /**
  * Configuration from environment variables, for the container image, the Docker managed plugin
@@ -220,7 +219,8 @@ function rancherSettings(schema: z.ZodType, get: (name: string) => string | unde
     const policy = RANCHER_ON_REMOVE[word] ?? word;
     // One variable for every driver section with a remove policy: each takes the policy only if
     // its schema accepts it (efs has no `archive`; it keeps its own default then, which is retain).
-    const sections = DRIVER_NAMES.filter((name) => enumValues(schema, [name, 'onRemove']).length > 0);
+    const top = Object.keys(defOf(unwrap(schema)).shape ?? {});
+    const sections = top.filter((name) => enumValues(schema, [name, 'onRemove']).length > 0);
     let taken = false;
     for (const section of sections) {
       const path = [section, 'onRemove'];
