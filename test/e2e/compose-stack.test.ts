@@ -9,7 +9,7 @@ import { pollUntil } from '../../src/base/backoff.js';
 import { StowageError } from '../../src/base/errors.js';
 import { callPlugin } from '../helpers/plugin-client.js';
 import { type PrivateDockerd, startDockerd } from './dockerd.js';
-import { docker, PLUGIN_DIR, TEST_IMAGE } from './env.js';
+import { docker, PLUGIN_DIR, removeContainersOutside, TEST_IMAGE } from './env.js';
 import { stowageImage } from './stowage-image.js';
 
 /**
@@ -284,20 +284,7 @@ afterAll(async () => {
       });
     }
     const projects = new Set(stacks.map((s) => s.project));
-    await step('test containers', async () => {
-      const ps = await docker(['ps', '-aq', '--no-trunc']);
-      ok('docker ps', ps);
-      for (const id of ps.stdout.split('\n').filter(Boolean)) {
-        const label = await docker([
-          'inspect',
-          '--format',
-          '{{index .Config.Labels "com.docker.compose.project"}}',
-          id,
-        ]);
-        if (!projects.has(label.stdout))
-          ok(`docker rm -f ${id}`, await docker(['rm', '-f', '-v', id], 120_000));
-      }
-    });
+    await step('test containers', () => removeContainersOutside(projects));
     for (const v of VOLUMES) {
       await step(`docker volume rm ${v}`, async () => {
         const ls = await docker(['volume', 'ls', '-q']);

@@ -5,6 +5,7 @@ import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { execa } from 'execa';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { pollUntil } from '../../src/base/backoff.js';
 import { CRASH_POINTS, type CrashPoint } from '../../src/core/crash-points.js';
@@ -169,11 +170,9 @@ afterAll(async () => {
   await daemon?.stop().catch(() => undefined);
   // Whatever a failed run left: unmount, detach, delete, so the machine stays clean.
   for (const name of await mountedUnder(mountRoot()).catch(() => []))
-    await import('execa').then(({ execa }) =>
-      execa('umount', ['-l', join(mountRoot(), name)], { reject: false }),
-    );
+    await execa('umount', ['-l', join(mountRoot(), name)], { reject: false });
   for (const dev of (await loopsBacking(imageDir()).catch(() => new Map<string, string>())).keys())
-    await import('execa').then(({ execa }) => execa('losetup', ['-d', dev], { reject: false }));
+    await execa('losetup', ['-d', dev], { reject: false });
   if (base) await rm(base, { recursive: true, force: true });
 });
 

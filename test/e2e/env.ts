@@ -36,3 +36,21 @@ export async function docker(args: string[], timeoutMs = 60_000) {
     stderr: String(res.stderr).trim(),
   };
 }
+
+/**
+ * Removes the containers no compose project in `projects` started: what a failed test left
+ * running. Throws naming the first docker command that failed.
+ */
+export async function removeContainersOutside(projects: ReadonlySet<string>): Promise<void> {
+  const ok = <R extends { exitCode: number; stderr: string }>(what: string, res: R): R => {
+    if (res.exitCode !== 0) throw new Error(`${what} exited ${res.exitCode}: ${res.stderr}`);
+    return res;
+  };
+  const ps = ok('docker ps', await docker(['ps', '-aq', '--no-trunc']));
+  for (const id of ps.stdout.split('\n').filter(Boolean)) {
+    const label = '{{index .Config.Labels "com.docker.compose.project"}}';
+    const project = await docker(['inspect', '--format', label, id]);
+    if (!projects.has(project.stdout))
+      ok(`docker rm -f ${id}`, await docker(['rm', '-f', '-v', id], 120_000));
+  }
+}

@@ -11,7 +11,7 @@ import { FakeEc2 } from '../fakes/aws/ec2-endpoint.js';
 import { FakeImds } from '../fakes/aws/imds.js';
 import { callPlugin } from '../helpers/plugin-client.js';
 import { type PrivateDockerd, startDockerd } from './dockerd.js';
-import { docker, PLUGIN_DIR, TEST_IMAGE } from './env.js';
+import { docker, PLUGIN_DIR, removeContainersOutside, TEST_IMAGE } from './env.js';
 import { ensureNfsPackages, freePort, type Ganesha, startGanesha } from './nfs/ganesha.js';
 import { stowageImage } from './stowage-image.js';
 
@@ -318,20 +318,7 @@ afterAll(async () => {
     // Test containers a failed test left running, while the stacks still serve their volumes: once
     // a driver is gone, dockerd retries its Unmount for 30 s and may be stopped with the container
     // still running.
-    await step('test containers', async () => {
-      const ps = await docker(['ps', '-aq', '--no-trunc']);
-      ok('docker ps', ps);
-      for (const id of ps.stdout.split('\n').filter(Boolean)) {
-        const project = await docker([
-          'inspect',
-          '--format',
-          '{{index .Config.Labels "com.docker.compose.project"}}',
-          id,
-        ]);
-        if (!stackProjects.has(project.stdout))
-          ok(`docker rm -f ${id}`, await docker(['rm', '-f', '-v', id], 120_000));
-      }
-    });
+    await step('test containers', () => removeContainersOutside(stackProjects));
     // Volumes next, while the stacks still serve them (ebs detaches, nfs unmounts).
     for (const v of VOLUMES)
       await step(`docker volume rm ${v}`, async () =>

@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -222,9 +222,7 @@ describe('the socket under fuzz', () => {
     // The mount happened (the daemon heard the request) and was taken back (nobody heard the reply).
     await pollUntil(
       async () => {
-        const log = await import('node:fs/promises').then((fs) =>
-          fs.readFile(join(base, 'daemon.log'), 'utf8'),
-        );
+        const log = await readFile(join(base, 'daemon.log'), 'utf8');
         return log.includes('undoing the mount') &&
           !(await mountedUnder(join(dataDir(), 'volumes'))).includes('half-closed')
           ? true
