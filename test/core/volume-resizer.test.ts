@@ -11,7 +11,8 @@ import { failure } from '../helpers/failure.js';
 import { createTestRuntime, TEST_HOST, type TestRuntime } from '../helpers/runtime.js';
 
 /**
- * Volume expansion in the core: expand() grows the storage through the driver and records its
+ * Volume expansion in the core (src/core/volume-resizer.ts and the grow pipeline it drives,
+ * src/core/grow-pipeline.ts): expand() grows the storage through the driver and records its
  * fields; growFilesystem() grows the filesystem on this host, online when it can, else unmounted
  * but only when nobody but kubelet's device mounts uses it, in an order that never checks or
  * resizes a filesystem that is still mounted anywhere (the fake kernel refuses that too).
