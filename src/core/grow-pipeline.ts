@@ -1,4 +1,3 @@
-import { realpath, stat } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 import { pollUntil } from '../base/backoff.js';
 import { StowageError, toStowageError } from '../base/errors.js';
@@ -197,25 +196,13 @@ async function checkAndGrow(deps: PipelineDeps, device: string, fsType: string):
 }
 
 async function assertNotMounted(deps: PipelineDeps, device: string): Promise<void> {
-  const names = new Set([device, await realpath(device).catch(() => device)]);
-  const id = await deviceId(device);
-  const still = (await deps.mounter.listMounts()).filter((m) => names.has(m.source) || m.majorMinor === id);
+  const still = await deps.mounter.mountsOfDevice(device);
   if (still.length > 0) {
     throw new StowageError(
       'IN_USE',
       `${device} is still mounted at ${still.map((m) => m.mountPoint).join(', ')}; its filesystem is checked and grown only when it is mounted nowhere`,
     );
   }
-}
-
-/** The `major:minor` mountinfo shows for a block device, when it is one here. */
-async function deviceId(device: string): Promise<string | undefined> {
-  const st = await stat(device).catch(() => undefined);
-  if (!st?.isBlockDevice()) return undefined;
-  // Linux's dev_t: 12 bits of major above 8 bits of minor (then the high bits of each).
-  const major = Math.floor(st.rdev / 256) & 0xfff;
-  const minor = (st.rdev & 0xff) | (Math.floor(st.rdev / 4096) & ~0xff);
-  return `${major}:${minor}`;
 }
 
 function flagsOf(m: MountEntry): string[] {

@@ -220,6 +220,25 @@ describe('growFilesystem', () => {
     expect(disk.fsSizeBytes).toBe(2 * GiB);
   });
 
+  it('refuses with IN_USE to check or grow a bare device that something else here has mounted (or bind-mounted)', async () => {
+    await t.manager.create('local', 'v1', {});
+    const disk = t.loop.diskOf(join(t.config.local.imageDir!, 'v1.img'));
+    Object.assign(disk, { fsType: 'ext4', sizeBytes: 2 * GiB, fsSizeBytes: GiB });
+    await t.manager.attachHere('local', 'v1');
+    const outside = join(t.dir, 'outside');
+    await t.mounter.mount('/dev/loop0', outside, { fsType: 'ext4' });
+    await t.mounter.mount(join(outside, 'sub'), roBind(), { options: ['bind'] });
+    t.mounter.calls.length = 0;
+    const err = await failure(t.manager.growFilesystem('local', 'v1'));
+    expect(err.code).toBe('IN_USE');
+    expect(err.message).toBe(
+      `/dev/loop0 is still mounted at ${outside}, ${roBind()}; its filesystem is checked and grown only when it is mounted nowhere`,
+    );
+    expect(t.mounter.callsOf('mountsOfDevice').map((c) => c.path)).toEqual(['/dev/loop0']);
+    expect(changes()).toEqual([]);
+    expect(disk.fsSizeBytes).toBe(GiB);
+  });
+
   it('leaves a blank device alone: mkfs makes the filesystem as big as the device', async () => {
     await t.manager.create('local', 'v1', {});
     await t.manager.attachHere('local', 'v1');
