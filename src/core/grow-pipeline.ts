@@ -10,7 +10,9 @@ import { mountAt, type PipelineDeps, unmountAt } from './mount-pipeline.js';
  * first; an ext4 filesystem whose online resize fails (no CAP_SYS_RESOURCE, an old kernel) is
  * grown unmounted, but only when nothing but kubelet's own device mount uses it: every mount of
  * it here (stowage's mountpoint and the bind mounts of it) goes, e2fsck and resize2fs run on the
- * bare device, and the same mounts come back. The caller holds the volume's lock.
+ * bare device, and the same mounts come back. The caller holds the volume's lock. Everything
+ * asked of the host (mount table, device numbers, sizes) goes through the Mounter, so the fake
+ * kernel of the unit tests answers the same questions as Linux does.
  */
 
 /** How the filesystem was grown (`none`: a blank device, formatted to its full size later). */
@@ -195,6 +197,7 @@ async function checkAndGrow(deps: PipelineDeps, device: string, fsType: string):
   deps.log.info({ device, fsType }, 'filesystem grown offline');
 }
 
+/** IN_USE while any mount here shows the device's filesystem: by any name of it, or a bind mount. */
 async function assertNotMounted(deps: PipelineDeps, device: string): Promise<void> {
   const still = await deps.mounter.mountsOfDevice(device);
   if (still.length > 0) {

@@ -18,13 +18,9 @@ import { parseMountInfo } from '../../src/mount/mountinfo.js';
 
 let dir: string;
 let mountInfoPath: string;
-/** A runner that must not be used: the question is answered without spawning anything. */
-const spawned: string[] = [];
+/** The question is answered from the mount table and stat: any command run fails the test. */
 const runner: CommandRunner = {
-  run: async (command) => {
-    spawned.push(command);
-    throw new Error(`unexpected command ${command}`);
-  },
+  run: async (command) => Promise.reject(new Error(`unexpected command ${command}`)),
 };
 
 function mounter(): LinuxMounter {
@@ -54,7 +50,6 @@ const ROOT = line(22, '254:1', '/', '/dev/vda1');
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'stowage-device-mounts-'));
   mountInfoPath = join(dir, 'mountinfo');
-  spawned.length = 0;
 });
 
 afterEach(async () => {
@@ -104,7 +99,6 @@ describe('LinuxMounter.mountsOfDevice', () => {
       '/var/lib/stowage/volumes/db',
       '/var/lib/kubelet/pods/p/volumes/db',
     ]);
-    expect(spawned).toEqual([]);
   });
 
   it('finds mounts by the device’s name and by the name a link to it resolves to', async () => {
@@ -147,6 +141,5 @@ describe('LinuxMounter.mountsOfDevice', () => {
     expect(await m.mountsOfDevice(file)).toEqual([]);
     expect((await m.mountsOfDevice('/dev/gone-disk')).map((e) => e.mountPoint)).toEqual(['/mnt/gone']);
     expect(await m.mountsOfDevice(join(dir, 'missing'))).toEqual([]);
-    expect(spawned).toEqual([]);
   });
 });
