@@ -16,13 +16,13 @@ import {
 import { Attacher } from './attacher.js';
 import { crashPoint } from './crash-points.js';
 import type { AttachTarget, Driver, Timeouts } from './driver.js';
+import type { GrowResult } from './grow-pipeline.js';
 import type { VolumeLocks } from './locks.js';
 import { validateMountId } from './mount-ids.js';
 import { mountAt, unmountAt, unmountDeadlineMs } from './mount-pipeline.js';
 import { validateVolumeName } from './names.js';
 import { Publisher, type PublishOptions } from './publisher.js';
 import type { DriverRegistry } from './registry.js';
-import type { GrowResult } from './resize.js';
 import { VolumeResizer } from './volume-resizer.js';
 
 export interface VolumeManagerDeps {
