@@ -43,11 +43,6 @@ export interface OfflinePlan {
 const GROWABLE = new Set(['ext4', 'xfs']);
 const KEPT_FLAGS = new Set(['ro', 'nosuid', 'nodev', 'noexec']);
 
-/** Mount ids that are kubelet's device mounts (`device:<name>`): no pod or container behind them. */
-export function isDeviceRef(id: string): boolean {
-  return id.startsWith('device:');
-}
-
 export function assertGrowable(name: string, device: string, fsType: string): void {
   if (!GROWABLE.has(fsType)) {
     throw new StowageError(
@@ -79,16 +74,6 @@ export async function waitForDeviceSize(
       hint: 'The storage was not grown yet (expandvolume first), or this host has not noticed.',
     },
   );
-}
-
-/** "pod <uid>" and "2 Docker mounts": who the refs of this host stand for, kubelet's devices aside. */
-export function describeUsers(ids: string[]): string {
-  const pods = [...new Set(ids.filter((id) => id.startsWith('pod:')).map((id) => id.split(':')[1]))];
-  const others = ids.filter((id) => !id.startsWith('pod:')).length;
-  const parts: string[] = [];
-  if (pods.length > 0) parts.push(`pod${pods.length === 1 ? '' : 's'} ${pods.join(', ')}`);
-  if (others > 0) parts.push(`${others} Docker mount${others === 1 ? '' : 's'}`);
-  return parts.join(' and ');
 }
 
 /**

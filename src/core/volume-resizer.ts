@@ -6,17 +6,16 @@ import type { Attacher } from './attacher.js';
 import type { Driver, MountSpec } from './driver.js';
 import {
   assertGrowable,
-  describeUsers,
   type GrowResult,
   growOffline,
   growUnmounted,
-  isDeviceRef,
   type OfflinePlan,
   planOffline,
   restoreMounts,
   waitForDeviceSize,
 } from './grow-pipeline.js';
 import type { VolumeLocks } from './locks.js';
+import { describeUsers, isDeviceRef } from './mount-ids.js';
 import type { PipelineDeps } from './mount-pipeline.js';
 import { validateVolumeName } from './names.js';
 import type { DriverRegistry } from './registry.js';
