@@ -63,7 +63,13 @@ const HANDLERS: Record<string, Handler> = {
     const dmp = deviceMountPath(path, ctx.config.flexvolume.kubeletDir, ctx.driver);
     await nodeSide(ctx, rt, o);
     const id = deviceMountId(dmp.volumeName);
-    await rt.manager.publish(ctx.driver, o.name, id, dmp.path, { readOnly: o.readOnly });
+    await rt.manager.publish({
+      driver: ctx.driver,
+      volume: o.name,
+      id,
+      target: dmp.path,
+      readOnly: o.readOnly,
+    });
     return success();
   },
   unmountdevice: async (ctx, rt, _json, [path]) => {
@@ -82,7 +88,13 @@ const HANDLERS: Record<string, Handler> = {
     }
     await nodeSide(ctx, rt, o);
     const id = podMountId(pod.podUid, pod.volDir);
-    await rt.manager.publish(ctx.driver, o.name, id, pod.path, { readOnly: o.readOnly });
+    await rt.manager.publish({
+      driver: ctx.driver,
+      volume: o.name,
+      id,
+      target: pod.path,
+      readOnly: o.readOnly,
+    });
     return success();
   },
   unmount: async (ctx, rt, _json, [path]) => {

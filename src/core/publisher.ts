@@ -37,20 +37,20 @@ export interface PublisherDeps {
   begin(volume: string, op: IntentOp, details: Record<string, unknown>): Promise<number>;
 }
 
-export interface PublishOptions {
+/** What to show where: `volume` (of `driver`, when given) at `target`, counted under `id`. */
+export interface PublishRequest {
+  driver?: string;
+  volume: string;
+  id: string;
+  target: string;
   readOnly?: boolean;
 }
 
 export class Publisher {
   constructor(private readonly d: PublisherDeps) {}
 
-  async publish(
-    driverName: string | undefined,
-    name: string,
-    id: string,
-    target: string,
-    opts: PublishOptions = {},
-  ): Promise<void> {
+  async publish(req: PublishRequest): Promise<void> {
+    const { driver: driverName, volume: name, id, target } = req;
     validateVolumeName(name);
     validateMountId(id);
     const path = cleanTarget(target);
@@ -76,9 +76,9 @@ export class Publisher {
         }
         crashPoint('publish:counted');
         await mkdir(path, { recursive: true, mode: 0o750 });
-        const options = opts.readOnly ? ['bind', 'ro'] : ['bind'];
+        const options = req.readOnly ? ['bind', 'ro'] : ['bind'];
         await this.d.mounter.mount(source as string, path, { options });
-        log.info({ id, target: path, readOnly: opts.readOnly === true }, 'published');
+        log.info({ id, target: path, readOnly: req.readOnly === true }, 'published');
       } catch (err) {
         if (countedNow) await this.d.releaseHere(vol, id, log).catch(() => undefined);
         throw toStowageError(err, `publish of volume ${name} at ${path}`);

@@ -21,7 +21,7 @@ import type { VolumeLocks } from './locks.js';
 import { validateMountId } from './mount-ids.js';
 import { mountAt, unmountAt, unmountDeadlineMs } from './mount-pipeline.js';
 import { validateVolumeName } from './names.js';
-import { Publisher, type PublishOptions } from './publisher.js';
+import { Publisher, type PublishRequest } from './publisher.js';
 import type { DriverRegistry } from './registry.js';
 import { VolumeResizer } from './volume-resizer.js';
 
@@ -294,17 +294,11 @@ export class VolumeManager {
    * Shows the volume at `target` (a path the caller owns, such as a pod's volume directory) as a
    * bind mount of its mountpoint here, counted under `id`; see Publisher.
    */
-  publish(
-    driverName: string | undefined,
-    name: string,
-    id: string,
-    target: string,
-    opts: PublishOptions = {},
-  ): Promise<void> {
-    return this.publisher.publish(driverName, name, id, target, opts);
+  publish(req: PublishRequest): Promise<void> {
+    return this.publisher.publish(req);
   }
 
-  /** Ends what publish(…, id, target) made; a path not published is success. */
+  /** Ends what publish({ id, target, … }) made; a path not published is success. */
   unpublish(id: string, target: string): Promise<void> {
     return this.publisher.unpublish(id, target);
   }

@@ -47,13 +47,13 @@ async function refs(): Promise<Record<string, number>> {
 
 describe('publish and unpublish', () => {
   it('mounts the volume once, binds it at the target, counts the id; a retry changes nothing', async () => {
-    await t.manager.publish('local', 'v1', POD, podDir(), { readOnly: true });
+    await t.manager.publish({ driver: 'local', volume: 'v1', id: POD, target: podDir(), readOnly: true });
     expect(t.mounter.table.get(podDir())).toMatchObject({ options: ['bind', 'ro'] });
     expect(await t.mounter.isMountPoint(mountpoint())).toBe(true);
     expect(await refs()).toEqual({ [POD]: 1 });
     // kubelet retries a call whose reply it lost: nothing is counted or mounted twice.
     const mounts = t.mounter.count('mount');
-    await t.manager.publish('local', 'v1', POD, podDir(), { readOnly: true });
+    await t.manager.publish({ driver: 'local', volume: 'v1', id: POD, target: podDir(), readOnly: true });
     expect(t.mounter.count('mount')).toBe(mounts);
     expect(await refs()).toEqual({ [POD]: 1 });
     expect(await t.store.listIntents(TEST_HOST)).toEqual([]);
@@ -61,7 +61,7 @@ describe('publish and unpublish', () => {
 
   it('shares the mount with Docker users: unpublishing the pod leaves the container its volume', async () => {
     await t.manager.mount('local', 'v1', DOCKER);
-    await t.manager.publish('local', 'v1', POD, podDir());
+    await t.manager.publish({ driver: 'local', volume: 'v1', id: POD, target: podDir() });
     expect(await refs()).toEqual({ [DOCKER]: 1, [POD]: 1 });
     await t.manager.unpublish(POD, podDir());
     expect(t.mounter.table.has(podDir())).toBe(false);
@@ -72,8 +72,8 @@ describe('publish and unpublish', () => {
   });
 
   it('the last unpublish unmounts the volume and detaches its loop device; again is success', async () => {
-    await t.manager.publish('local', 'v1', POD, podDir());
-    await t.manager.publish('local', 'v1', POD_2, podDir(2));
+    await t.manager.publish({ driver: 'local', volume: 'v1', id: POD, target: podDir() });
+    await t.manager.publish({ driver: 'local', volume: 'v1', id: POD_2, target: podDir(2) });
     await t.manager.unpublish(POD, podDir());
     expect(await refs()).toEqual({ [POD_2]: 1 });
     await t.manager.unpublish(POD_2, podDir(2));
@@ -86,7 +86,9 @@ describe('publish and unpublish', () => {
 
   it('refuses a target that is already a mount point it did not make, and changes nothing', async () => {
     await foreignMount(podDir(), 'srv:/somewhere');
-    const err = await failure(t.manager.publish('local', 'v1', POD, podDir()));
+    const err = await failure(
+      t.manager.publish({ driver: 'local', volume: 'v1', id: POD, target: podDir() }),
+    );
     expect(err.code).toBe('IN_USE');
     expect(err.message).toBe(
       `${podDir()} is already a mount point that stowage did not make for ${POD}; unmount it, then try again`,
@@ -99,7 +101,9 @@ describe('publish and unpublish', () => {
     // A file where the target directory should be: making the directory fails after the mount.
     await mkdir(dirname(podDir()), { recursive: true });
     await writeFile(podDir(), '');
-    const err = await failure(t.manager.publish('local', 'v1', POD, podDir()));
+    const err = await failure(
+      t.manager.publish({ driver: 'local', volume: 'v1', id: POD, target: podDir() }),
+    );
     expect(err.message).toContain(`publish of volume v1 at ${podDir()}`);
     expect(await t.store.getMounts('v1')).toEqual([]);
     expect(t.mounter.table.size).toBe(0);
@@ -109,20 +113,25 @@ describe('publish and unpublish', () => {
   it('a bind that fails leaves the other users counted', async () => {
     await t.manager.mount('local', 'v1', DOCKER);
     t.mounter.failNext('mount', new Error('mount: permission denied'));
-    await failure(t.manager.publish('local', 'v1', POD, podDir()));
+    await failure(t.manager.publish({ driver: 'local', volume: 'v1', id: POD, target: podDir() }));
     expect(await refs()).toEqual({ [DOCKER]: 1 });
     expect(await t.mounter.isMountPoint(mountpoint())).toBe(true);
   });
 
   it('refuses targets that are not clean absolute paths, and unknown volumes', async () => {
     for (const bad of ['relative/dir', '/a/../etc', '']) {
-      expect((await failure(t.manager.publish('local', 'v1', POD, bad))).code).toBe('PERMISSION_DENIED');
+      expect(
+        (await failure(t.manager.publish({ driver: 'local', volume: 'v1', id: POD, target: bad }))).code,
+      ).toBe('PERMISSION_DENIED');
       expect((await failure(t.manager.unpublish(POD, bad))).code).toBe('PERMISSION_DENIED');
     }
-    expect((await failure(t.manager.publish('local', 'nope', POD, podDir()))).code).toBe('NOT_FOUND');
-    expect((await failure(t.manager.publish('local', 'v1', 'bad id', podDir()))).code).toBe(
-      'INVALID_ARGUMENT',
-    );
+    expect(
+      (await failure(t.manager.publish({ driver: 'local', volume: 'nope', id: POD, target: podDir() }))).code,
+    ).toBe('NOT_FOUND');
+    expect(
+      (await failure(t.manager.publish({ driver: 'local', volume: 'v1', id: 'bad id', target: podDir() })))
+        .code,
+    ).toBe('INVALID_ARGUMENT');
     expect(await t.store.getMounts('v1')).toEqual([]);
   });
 
@@ -150,12 +159,12 @@ describe('reconcile after a crash inside publish or unpublish', () => {
     expect(t.mounter.table.size).toBe(0);
     expect(await t.store.listIntents(TEST_HOST)).toEqual([]);
     // kubelet's retry publishes afresh.
-    await t.manager.publish('local', 'v1', POD, podDir());
+    await t.manager.publish({ driver: 'local', volume: 'v1', id: POD, target: podDir() });
     expect(await refs()).toEqual({ [POD]: 1 });
   });
 
   it('keeps a publish that finished but was not recorded as ended', async () => {
-    await t.manager.publish('local', 'v1', POD, podDir());
+    await t.manager.publish({ driver: 'local', volume: 'v1', id: POD, target: podDir() });
     await t.store.beginIntent({
       volume: 'v1',
       host: TEST_HOST,
@@ -171,7 +180,7 @@ describe('reconcile after a crash inside publish or unpublish', () => {
 
   it('finishes an unpublish that began: the bind goes, then the count (and the volume with it)', async () => {
     await t.manager.mount('local', 'v1', DOCKER);
-    await t.manager.publish('local', 'v1', POD, podDir());
+    await t.manager.publish({ driver: 'local', volume: 'v1', id: POD, target: podDir() });
     await t.store.beginIntent({
       volume: 'v1',
       host: TEST_HOST,
@@ -186,7 +195,7 @@ describe('reconcile after a crash inside publish or unpublish', () => {
   });
 
   it('finishes an unpublish that had unbound already (crash before the count was released)', async () => {
-    await t.manager.publish('local', 'v1', POD, podDir());
+    await t.manager.publish({ driver: 'local', volume: 'v1', id: POD, target: podDir() });
     await t.mounter.unmount(podDir());
     await t.store.beginIntent({
       volume: 'v1',
