@@ -22,10 +22,11 @@ import {
 } from '../../src/index.js';
 import { DeviceAllocator } from './allocator.js';
 import { EbsCloud } from './cloud.js';
+import type { EbsConfig } from './config.js';
 import { CREATE_TOKEN_TAG, createRequest, createToken, refusedVolume } from './create-request.js';
 import { findEbsDevice } from './devices.js';
 import { parseEbsOptions } from './option-rules.js';
-import { EBS_OPTION_SPECS, type EbsConfig, type EbsOptions } from './options.js';
+import { EBS_OPTION_SPECS, type EbsOptions } from './options.js';
 import { type Ec2Attachment, madeByStowage, notOurAttachment } from './ownership.js';
 
 const NAME_ATTEMPTS = 3;

@@ -20,9 +20,10 @@ import {
   type VolumeRecord,
 } from '../../src/index.js';
 import { accessPointByToken, provideAccessPoint } from './access-point.js';
+import type { EfsConfig } from './config.js';
 import { OwnFileSystems } from './file-system.js';
 import { checkMountTargetPlan } from './network-check.js';
-import { EFS_OPTION_SPECS, type EfsConfig, type EfsOptions, FS_CREATION_OPTIONS } from './options.js';
+import { EFS_OPTION_SPECS, type EfsOptions, FS_CREATION_OPTIONS } from './options.js';
 import { removeEffect } from './remove-effect.js';
 
 const VERSION_KEYS = ['vers', 'nfsvers'];

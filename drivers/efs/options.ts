@@ -2,7 +2,6 @@ import { z } from 'zod';
 import {
   accessOption,
   boolOption,
-  type Config,
   durationOption,
   listOption,
   mountOptionsOption,
@@ -38,9 +37,6 @@ export interface EfsOptions {
   subnets?: string[];
   mountTimeout: string;
 }
-
-/** The `efs` section of the config, as its schema (src/config.ts) parses it: one source, no drift. */
-export type EfsConfig = Config['efs'];
 
 export const EFS_OPTION_SPECS: OptionSpecs = {
   fileSystemId: {

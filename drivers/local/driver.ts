@@ -17,7 +17,8 @@ import {
   type VolumeInput,
   type VolumeRecord,
 } from '../../src/index.js';
-import { LOCAL_OPTION_SPECS, type LocalConfig, type LocalOptions, MIN_BYTES } from './options.js';
+import type { LocalConfig } from './config.js';
+import { LOCAL_OPTION_SPECS, type LocalOptions, MIN_BYTES } from './options.js';
 
 /**
  * Each volume is a sparse image file, attached as a loop device at first mount, formatted if

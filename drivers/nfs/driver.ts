@@ -15,7 +15,8 @@ import {
   type VolumeInput,
   type VolumeRecord,
 } from '../../src/index.js';
-import { NFS_OPTION_SPECS, type NfsConfig, type NfsOptions } from './options.js';
+import type { NfsConfig } from './config.js';
+import { NFS_OPTION_SPECS, type NfsOptions } from './options.js';
 
 const VERSION_KEYS = ['vers', 'nfsvers'];
 

@@ -1,7 +1,6 @@
 import { z } from 'zod';
 import {
   accessOption,
-  type Config,
   durationOption,
   mountOptionsOption,
   numericIdOption,
@@ -30,9 +29,6 @@ export interface NfsOptions {
   access?: 'multi-host' | 'single-host';
   preempt?: boolean;
 }
-
-/** The `nfs` section of the config, as its schema (src/config.ts) parses it: one source, no drift. */
-export type NfsConfig = Config['nfs'];
 
 export const NFS_OPTION_SPECS: OptionSpecs = {
   server: {
