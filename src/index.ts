@@ -44,7 +44,13 @@ export {
   remotePathOption,
   subdirOption,
 } from './core/option-schemas.js';
-export { type OptionSpecs, oneOf, type ParsedOptions, parseOptions } from './core/options.js';
+export {
+  type OptionSpecs,
+  oneOf,
+  type ParsedOptions,
+  parseOptions,
+  recordedOptions,
+} from './core/options.js';
 export type { DriverRegistry } from './core/registry.js';
 export { type Holder, refuseTakeOverUnlessAllowed } from './core/takeover.js';
 export type { AttachmentRecord, HostRecord, MountRecord, RemovePolicy, VolumeRecord } from './state/store.js';

@@ -5,7 +5,7 @@ import { VOLUME_TYPES } from './config.js';
 export type EbsVolumeType = (typeof VOLUME_TYPES)[number];
 
 /** Canonical options of an EBS volume, as recorded at Create. */
-export interface EbsOptions {
+export type EbsOptions = {
   size?: number;
   type: EbsVolumeType;
   iops?: number;
@@ -21,7 +21,7 @@ export interface EbsOptions {
   tags?: Record<string, string>;
   onRemove?: 'delete' | 'retain';
   preempt: boolean;
-}
+};
 
 const int = (min: number, max: number, what: string) =>
   z

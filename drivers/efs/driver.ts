@@ -13,6 +13,7 @@ import {
   parseDuration,
   parseOptions,
   provisionDir,
+  recordedOptions,
   removeDir,
   type ShareLocation,
   StowageError,
@@ -56,7 +57,7 @@ export class EfsDriver implements Driver {
     this.ownFileSystems = new OwnFileSystems(this.efs, ctx.log, parseDuration(cfg.createTimeout));
   }
 
-  parseOptions(raw: Record<string, string>): ParsedOptions<Record<string, unknown>> {
+  parseOptions(raw: Record<string, string>): ParsedOptions<EfsOptions> {
     const parsed = parseOptions<EfsOptions>(this.name, this.optionSpecs, raw, {
       basePath: '/',
       accessPoint: 'none',
@@ -96,11 +97,11 @@ export class EfsDriver implements Driver {
     if ((o.mountOptions ?? []).some((m) => VERSION_KEYS.includes(m.split('=')[0]!.toLowerCase()))) {
       throw bad('EFS speaks NFSv4.1 only; leave nfsvers/vers out of mountOptions');
     }
-    return parsed as unknown as ParsedOptions<Record<string, unknown>>;
+    return parsed;
   }
 
   async provision(volume: VolumeInput): Promise<ProvisionResult> {
-    const o = volume.options as unknown as EfsOptions;
+    const o = recordedOptions<EfsOptions>(volume);
     const fields: Record<string, unknown> = { basePath: o.basePath };
     if (o.createFileSystem) {
       const subnets = await this.subnetsFor(o);
@@ -200,7 +201,7 @@ export class EfsDriver implements Driver {
    * deleted is logged at error level with its ids, and the Create's record keeps naming it.
    */
   async abandon(volume: VolumeRecord): Promise<void> {
-    const o = volume.options as unknown as EfsOptions;
+    const o = recordedOptions<EfsOptions>(volume);
     const f = volume.fields;
     const failed: { what: string; ids: Record<string, unknown>; err: Error }[] = [];
     const step = async (what: string, ids: Record<string, unknown>, fn: () => Promise<void>) => {
@@ -257,7 +258,7 @@ export class EfsDriver implements Driver {
 
   /** Teardown in order: access point, directory, mount targets, file system (each only if ours). */
   async destroy(volume: VolumeRecord): Promise<void> {
-    const o = volume.options as unknown as EfsOptions;
+    const o = recordedOptions<EfsOptions>(volume);
     const f = volume.fields;
     if (volume.removePolicy !== 'delete') {
       this.ctx.log.info({ volume: volume.name, kept: removeEffect(volume) }, 'EFS data kept');
@@ -275,7 +276,7 @@ export class EfsDriver implements Driver {
   }
 
   async mountSpec(volume: VolumeRecord): Promise<MountSpec> {
-    const o = volume.options as unknown as EfsOptions;
+    const o = recordedOptions<EfsOptions>(volume);
     const f = volume.fields;
     const fsId = String(f.fileSystemId);
     const target = await this.mountTarget({ ...o, fileSystemId: fsId }, f);
@@ -395,7 +396,7 @@ function token(volume: VolumeInput): string {
 
 /** What a file system stowage made for the volume was created with. */
 function fileSystemFacts(volume: VolumeRecord): Record<string, unknown> {
-  const o = volume.options as unknown as EfsOptions;
+  const o = recordedOptions<EfsOptions>(volume);
   if (volume.fields.createdFileSystem !== true) return {};
   return {
     throughputMode: o.throughputMode ?? 'bursting',

@@ -14,7 +14,7 @@ import {
 } from '../../src/index.js';
 
 /** Canonical options of an EFS volume, as recorded at Create. */
-export interface EfsOptions {
+export type EfsOptions = {
   fileSystemId?: string;
   basePath: string;
   subdir?: string;
@@ -36,7 +36,7 @@ export interface EfsOptions {
   securityGroups?: string[];
   subnets?: string[];
   mountTimeout: string;
-}
+};
 
 export const EFS_OPTION_SPECS: OptionSpecs = {
   fileSystemId: {

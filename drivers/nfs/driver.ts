@@ -9,6 +9,7 @@ import {
   parseDuration,
   parseOptions,
   provisionDir,
+  recordedOptions,
   removeDir,
   type ShareLocation,
   StowageError,
@@ -37,7 +38,7 @@ export class NfsDriver implements Driver {
     private readonly cfg: NfsConfig,
   ) {}
 
-  parseOptions(raw: Record<string, string>): ParsedOptions<Record<string, unknown>> {
+  parseOptions(raw: Record<string, string>): ParsedOptions<NfsOptions> {
     const parsed = parseOptions<NfsOptions>(this.name, this.optionSpecs, raw, {
       server: this.cfg.server,
       nfsVersion: this.cfg.nfsVersion,
@@ -82,11 +83,11 @@ export class NfsDriver implements Driver {
       o.nfsVersion = (v === '4.0' ? '4' : v) as NfsOptions['nfsVersion'];
       o.mountOptions = (o.mountOptions ?? []).filter((m) => m !== versionInOptions);
     }
-    return parsed as unknown as ParsedOptions<Record<string, unknown>>;
+    return parsed;
   }
 
   async provision(volume: VolumeInput): Promise<ProvisionResult> {
-    const o = volume.options as unknown as NfsOptions;
+    const o = recordedOptions<NfsOptions>(volume);
     if (o.export !== undefined) {
       return { adopted: true, removePolicy: 'retain', fields: { server: o.server, remotePath: o.export } };
     }
@@ -109,7 +110,7 @@ export class NfsDriver implements Driver {
   }
 
   async destroy(volume: VolumeRecord): Promise<void> {
-    const o = volume.options as unknown as NfsOptions;
+    const o = recordedOptions<NfsOptions>(volume);
     const subdir = typeof volume.fields.subdir === 'string' ? volume.fields.subdir : undefined;
     if (volume.removePolicy === 'retain' || subdir === undefined) {
       this.ctx.log.info({ volume: volume.name, policy: 'retain' }, 'directory kept on the server');
@@ -121,13 +122,13 @@ export class NfsDriver implements Driver {
 
   /** An interrupted Create: its directory goes only when it noted making it (never an adopted one). */
   async abandon(volume: VolumeRecord): Promise<void> {
-    const o = volume.options as unknown as NfsOptions;
+    const o = recordedOptions<NfsOptions>(volume);
     if (volume.fields.madeDir !== true || o.export !== undefined) return;
     await removeDir(this.ctx, this.shareOf(o), this.subdirOf(volume.name, o), 'delete');
   }
 
   mountSpec(volume: VolumeRecord): MountSpec {
-    const o = volume.options as unknown as NfsOptions;
+    const o = recordedOptions<NfsOptions>(volume);
     const remotePath = String(volume.fields.remotePath ?? o.export);
     return {
       kind: 'nfs',
@@ -140,7 +141,7 @@ export class NfsDriver implements Driver {
   }
 
   describe(volume: VolumeRecord): Record<string, unknown> {
-    const o = volume.options as unknown as NfsOptions;
+    const o = recordedOptions<NfsOptions>(volume);
     return {
       server: o.server,
       remotePath: volume.fields.remotePath ?? o.export,

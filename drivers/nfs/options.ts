@@ -14,7 +14,7 @@ import {
 export type NfsVersion = '3' | '4' | '4.1' | '4.2';
 
 /** Canonical options of an NFS volume, as recorded at Create. */
-export interface NfsOptions {
+export type NfsOptions = {
   server: string;
   share?: string;
   export?: string;
@@ -28,7 +28,7 @@ export interface NfsOptions {
   mountTimeout: string;
   access?: 'multi-host' | 'single-host';
   preempt?: boolean;
-}
+};
 
 export const NFS_OPTION_SPECS: OptionSpecs = {
   server: {
