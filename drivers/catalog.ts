@@ -79,6 +79,9 @@ const CATALOG = {
 
 export type DriverName = keyof typeof CATALOG;
 
+/** What the config's `drivers` is when nothing sets it. */
+export const DEFAULT_DRIVERS: readonly DriverName[] = ['local'];
+
 /** Every built-in driver name, in the catalog's order. */
 export const DRIVER_NAMES = Object.keys(CATALOG) as DriverName[];
 

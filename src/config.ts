@@ -4,6 +4,7 @@ import { isAbsolute, join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import {
+  DEFAULT_DRIVERS,
   DRIVER_CONFIG_SECTIONS,
   DRIVER_NAMES,
   type DriverConfigSections,
@@ -100,7 +101,10 @@ export const ConfigSchema = z
       .string()
       .regex(/^[a-z0-9][a-z0-9_.-]*$/, { message: 'lower-case letters, digits, "_", "." and "-"' })
       .default('stowage-'),
-    drivers: z.array(z.string().min(1)).min(1).default(['local']),
+    drivers: z
+      .array(z.string().min(1))
+      .min(1)
+      .default([...DEFAULT_DRIVERS]),
     log: z
       .object({
         level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),

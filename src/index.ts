@@ -3,6 +3,7 @@
 export { formatMs, pollUntil } from './base/backoff.js';
 export { parseDuration } from './base/duration.js';
 export { type ErrorCode, isStowageError, StowageError } from './base/errors.js';
+export { isNfsVersionOption, mergeMountOptions } from './base/mount-options.js';
 export { formatSize, parseSize } from './base/size.js';
 export {
   type CreateVolumeInput,
@@ -32,7 +33,14 @@ export type {
   VolumeInput,
 } from './core/driver.js';
 export { blockMountSpec } from './core/mount-pipeline.js';
-export { type DirSpec, provisionDir, removeDir, type ShareLocation, withShare } from './core/nfs-share.js';
+export {
+  type DirSpec,
+  provisionDir,
+  removeDir,
+  type ShareLocation,
+  subdirFor,
+  withShare,
+} from './core/nfs-share.js';
 export {
   accessOption,
   boolOption,

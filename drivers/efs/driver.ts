@@ -6,8 +6,10 @@ import {
   type DriverContext,
   type EfsApi,
   type IdentitySource,
+  isNfsVersionOption,
   isStowageError,
   type MountSpec,
+  mergeMountOptions,
   type ParsedOptions,
   type ProvisionResult,
   parseDuration,
@@ -17,6 +19,7 @@ import {
   removeDir,
   type ShareLocation,
   StowageError,
+  subdirFor,
   type VolumeInput,
   type VolumeRecord,
 } from '../../src/index.js';
@@ -26,8 +29,6 @@ import { OwnFileSystems } from './file-system.js';
 import { checkMountTargetPlan } from './network-check.js';
 import { EFS_OPTION_SPECS, type EfsOptions, FS_CREATION_OPTIONS } from './options.js';
 import { removeEffect } from './remove-effect.js';
-
-const VERSION_KEYS = ['vers', 'nfsvers'];
 
 /**
  * AWS EFS, NFSv4.1 underneath: a subdirectory (or an access point) per volume on a file system,
@@ -94,7 +95,7 @@ export class EfsDriver implements Driver {
     if (o.accessPoint.startsWith('fsap-') && given.has('subdir')) {
       throw bad('an existing access point has its own root directory; subdir cannot be set with it');
     }
-    if ((o.mountOptions ?? []).some((m) => VERSION_KEYS.includes(m.split('=')[0]!.toLowerCase()))) {
+    if ((o.mountOptions ?? []).some(isNfsVersionOption)) {
       throw bad('EFS speaks NFSv4.1 only; leave nfsvers/vers out of mountOptions');
     }
     return parsed;
@@ -154,7 +155,7 @@ export class EfsDriver implements Driver {
         fields: { ...fields, accessPointId: ap.id, remotePath: ap.path },
       };
     }
-    const subdir = (o.subdir ?? '{name}').replaceAll('{name}', volume.name);
+    const subdir = subdirFor(o.subdir, volume.name);
     const remotePath = posix.join(o.basePath, subdir);
     Object.assign(fields, { subdir, remotePath });
     if (o.accessPoint === 'create') {
@@ -180,11 +181,7 @@ export class EfsDriver implements Driver {
     }
     const target = await this.mountTarget({ ...o, fileSystemId: fsId }, fields);
     Object.assign(fields, { mountTargets: { [target.az]: target.ip } });
-    const dir = {
-      mode: o.directoryPerms,
-      ...(o.uid !== undefined ? { uid: o.uid } : {}),
-      ...(o.gid !== undefined ? { gid: o.gid } : {}),
-    };
+    const dir = { mode: o.directoryPerms, uid: o.uid, gid: o.gid };
     const made = await provisionDir(this.ctx, this.share(o, target.ip), subdir, dir, volume);
     if (made.adopted) {
       const kept = volume.givenOptions.includes('onRemove') ? policy : 'retain';
@@ -223,7 +220,7 @@ export class EfsDriver implements Driver {
       });
     }
     if (f.madeDir === true && typeof f.fileSystemToken !== 'string' && fsId) {
-      const subdir = (o.subdir ?? '{name}').replaceAll('{name}', volume.name);
+      const subdir = subdirFor(o.subdir, volume.name);
       await step('directory', { fileSystemId: fsId, subdir }, async () => {
         const target = await this.mountTarget({ ...o, fileSystemId: fsId }, f);
         await removeDir(this.ctx, this.share(o, target.ip), subdir, 'delete');
@@ -382,10 +379,7 @@ export class EfsDriver implements Driver {
 
   /** The configured defaults (AWS's recommended ones), then the volume's over them. */
   private mountOptions(o: EfsOptions): string[] {
-    const merged = new Map<string, string>();
-    for (const opt of [...this.cfg.mountOptions, ...(o.mountOptions ?? [])])
-      merged.set(opt.split('=')[0]!.toLowerCase(), opt);
-    return [...merged.values()];
+    return mergeMountOptions(this.cfg.mountOptions, o.mountOptions ?? []);
   }
 }
 

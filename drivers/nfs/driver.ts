@@ -3,7 +3,9 @@ import {
   type DoctorCheck,
   type Driver,
   type DriverContext,
+  isNfsVersionOption,
   type MountSpec,
+  mergeMountOptions,
   type ParsedOptions,
   type ProvisionResult,
   parseDuration,
@@ -13,13 +15,12 @@ import {
   removeDir,
   type ShareLocation,
   StowageError,
+  subdirFor,
   type VolumeInput,
   type VolumeRecord,
 } from '../../src/index.js';
 import type { NfsConfig } from './config.js';
 import { NFS_OPTION_SPECS, type NfsOptions } from './options.js';
-
-const VERSION_KEYS = ['vers', 'nfsvers'];
 
 /**
  * A subdirectory per volume on a shared export (or, with `export`, the export itself). Create
@@ -68,9 +69,7 @@ export class NfsDriver implements Driver {
       }
       o.onRemove = 'retain';
     }
-    const versionInOptions = (o.mountOptions ?? []).find((m) =>
-      VERSION_KEYS.includes(m.split('=')[0]!.toLowerCase()),
-    );
+    const versionInOptions = (o.mountOptions ?? []).find(isNfsVersionOption);
     if (versionInOptions) {
       const v = versionInOptions.split('=')[1] ?? '';
       if (given.has('nfsVersion') && v !== o.nfsVersion) {
@@ -91,14 +90,10 @@ export class NfsDriver implements Driver {
     if (o.export !== undefined) {
       return { adopted: true, removePolicy: 'retain', fields: { server: o.server, remotePath: o.export } };
     }
-    const subdir = this.subdirOf(volume.name, o);
+    const subdir = subdirFor(o.subdir, volume.name);
     const remotePath = posix.join(o.share!, subdir);
     const fields = { server: o.server, remotePath, share: o.share, subdir };
-    const dir = {
-      mode: o.mode,
-      ...(o.uid !== undefined ? { uid: o.uid } : {}),
-      ...(o.gid !== undefined ? { gid: o.gid } : {}),
-    };
+    const dir = { mode: o.mode, uid: o.uid, gid: o.gid };
     const made = await provisionDir(this.ctx, this.shareOf(o), subdir, dir, volume);
     if (made.adopted) {
       // Existing data: take it over and keep it unless the user asked for delete explicitly.
@@ -124,7 +119,7 @@ export class NfsDriver implements Driver {
   async abandon(volume: VolumeRecord): Promise<void> {
     const o = recordedOptions<NfsOptions>(volume);
     if (volume.fields.madeDir !== true || o.export !== undefined) return;
-    await removeDir(this.ctx, this.shareOf(o), this.subdirOf(volume.name, o), 'delete');
+    await removeDir(this.ctx, this.shareOf(o), subdirFor(o.subdir, volume.name), 'delete');
   }
 
   mountSpec(volume: VolumeRecord): MountSpec {
@@ -173,18 +168,8 @@ export class NfsDriver implements Driver {
 
   /** Configured defaults, then the volume's own options over them (same key: the volume wins). */
   private mountOptions(o: NfsOptions): string[] {
-    const merged = new Map<string, string>();
-    const add = (opt: string) => {
-      const key = opt.split('=')[0]!.toLowerCase();
-      if (!VERSION_KEYS.includes(key)) merged.set(key, opt);
-    };
-    for (const opt of this.cfg.mountOptions) add(opt);
-    for (const opt of o.mountOptions ?? []) add(opt);
-    return [`vers=${o.nfsVersion}`, ...merged.values()];
-  }
-
-  private subdirOf(name: string, o: NfsOptions): string {
-    return (o.subdir ?? '{name}').replaceAll('{name}', name);
+    const merged = mergeMountOptions(this.cfg.mountOptions, o.mountOptions ?? []);
+    return [`vers=${o.nfsVersion}`, ...merged.filter((opt) => !isNfsVersionOption(opt))];
   }
 
   private shareOf(o: NfsOptions): ShareLocation {
