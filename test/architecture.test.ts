@@ -115,4 +115,15 @@ describe('the layers of docs/architecture.md', () => {
     const sectionImports = all('drivers').filter((i) => isDriverConfig(i.from));
     expect(sectionImports.filter((i) => i.to && !i.to.startsWith('src/base/')).map(show)).toEqual([]);
   });
+
+  it('drivers get their config section and their recorded options typed: no casts through unknown, no any', () => {
+    const casts = sources('drivers').flatMap((file) =>
+      readFileSync(join(ROOT, file), 'utf8')
+        .split('\n')
+        .flatMap((line, n) =>
+          /\bas unknown as\b|\bas any\b|:\s*any\b/.test(line) ? [`${file}:${n + 1}`] : [],
+        ),
+    );
+    expect(casts).toEqual([]);
+  });
 });
