@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { DRIVER_NAMES, driverTraits } from '../drivers/catalog.js';
+import { driverTraits } from '../drivers/catalog.js';
 import { registerBuiltins } from '../drivers/index.js';
 import { StowageError } from './base/errors.js';
 import type { AwsCredentials } from './cloud/client-options.js';
@@ -86,11 +86,6 @@ export function createRuntime(config: Config, o: RuntimeOverrides = {}): Runtime
     registerBuiltins(registry);
   }
   const files = o.files ?? new SpawnFileOps(runner);
-  // Each built-in driver gets the config section of its name (a catalog entry without one does
-  // not compile); a driver registered from outside the catalog gets an empty section.
-  const driverConfig: Record<string, Record<string, unknown>> = Object.fromEntries(
-    DRIVER_NAMES.map((name) => [name, config[name]]),
-  );
   const state: StateView = {
     hosts: () => store.listHosts(),
     mounts: (volume) => store.getMounts(volume),
@@ -99,19 +94,24 @@ export function createRuntime(config: Config, o: RuntimeOverrides = {}): Runtime
   const cloud =
     o.cloud ??
     (config.drivers.some((d) => driverTraits(d)?.usesAws) ? awsClients(config, o.awsCredentials) : undefined);
-  registry.enable(config.drivers, (name) => ({
-    host: config.hostId,
-    log: log.child({ driver: name }),
-    mounter,
-    loop,
-    files,
-    probeTcp: o.probeTcp ?? probeTcp,
-    timeouts,
-    stagingDir: config.stagingDir,
-    config: driverConfig[name] ?? {},
-    state,
-    ...(cloud ? { cloud } : {}),
-  }));
+  // Each factory takes its own section of the config (typed by its catalog entry).
+  registry.enable(config.drivers, (name, factory) =>
+    factory(
+      {
+        host: config.hostId,
+        log: log.child({ driver: name }),
+        mounter,
+        loop,
+        files,
+        probeTcp: o.probeTcp ?? probeTcp,
+        timeouts,
+        stagingDir: config.stagingDir,
+        state,
+        ...(cloud ? { cloud } : {}),
+      },
+      config,
+    ),
+  );
   const locks = new VolumeLocks(store, {
     host: config.hostId,
     waitMs: timeouts.lockWaitMs,

@@ -159,7 +159,6 @@ async function setup(ebs: Record<string, unknown> = {}): Promise<void> {
     probeTcp: async () => ({ ok: true, detail: 'unused' }),
     timeouts: config.timeouts,
     stagingDir: config.stagingDir,
-    config: config.ebs,
     state: {
       hosts: async () => structuredClone(state.hosts),
       mounts: async (volume) => structuredClone(state.mounts.filter((m) => m.volume === volume)),
@@ -170,7 +169,7 @@ async function setup(ebs: Record<string, unknown> = {}): Promise<void> {
       identity: new StaticIdentity({ instanceId: ME, availabilityZone: AZ, region: 'us-east-1' }),
     },
   };
-  driver = ebsDriver(ctx);
+  driver = ebsDriver(ctx, config);
 }
 
 useTestAwsCredentials();

@@ -12,7 +12,7 @@ import type {
 } from '../../src/cloud/ec2.js';
 import type { IdentitySource, InstanceIdentity } from '../../src/cloud/imds.js';
 import { loadConfig } from '../../src/config.js';
-import type { CloudClients, Driver, DriverContext } from '../../src/core/driver.js';
+import type { CloudClients, Driver, DriverFactory } from '../../src/core/driver.js';
 import { FakeFileOps } from '../fakes/fake-file-ops.js';
 import { FakeLoopDevices } from '../fakes/fake-loop.js';
 import { FakeMounter } from '../fakes/fake-mounter.js';
@@ -70,14 +70,14 @@ class NoCloud implements Ec2Api, IdentitySource {
   }
 }
 
-function context(ebs: Record<string, unknown>, cloud: CloudClients | undefined): DriverContext {
+function context(ebs: Record<string, unknown>, cloud: CloudClients | undefined): Parameters<DriverFactory> {
   const config = loadConfig({
     file: '/dev/null',
     env: {},
     flags: { dataDir: '/nonexistent/stowage', hostId: 'h1', drivers: ['ebs'], ebs },
   });
   const mounter = new FakeMounter();
-  return {
+  const ctx = {
     host: config.hostId,
     log: pino({ level: 'silent' }),
     mounter,
@@ -86,7 +86,6 @@ function context(ebs: Record<string, unknown>, cloud: CloudClients | undefined):
     probeTcp: async () => ({ ok: true, detail: 'unused' }),
     timeouts: config.timeouts,
     stagingDir: join(config.dataDir, 'staging'),
-    config: config.ebs,
     state: {
       hosts: async () => [],
       mounts: async () => [],
@@ -94,12 +93,13 @@ function context(ebs: Record<string, unknown>, cloud: CloudClients | undefined):
     },
     ...(cloud ? { cloud } : {}),
   };
+  return [ctx, config];
 }
 
 let cloud: NoCloud;
 function driver(ebs: Record<string, unknown> = {}): Driver {
   cloud = new NoCloud();
-  return ebsDriver(context(ebs, { ec2: cloud, identity: cloud }));
+  return ebsDriver(...context(ebs, { ec2: cloud, identity: cloud }));
 }
 
 function parse(raw: Record<string, string>, ebs: Record<string, unknown> = {}) {
@@ -126,7 +126,7 @@ describe('ebs driver construction', () => {
   it('refuses to run without the AWS clients', () => {
     let thrown: unknown;
     try {
-      ebsDriver(context({}, undefined));
+      ebsDriver(...context({}, undefined));
     } catch (err) {
       thrown = err;
     }

@@ -3,9 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { LocalDriver } from '../../drivers/local/driver.js';
-import { localDriver } from '../../drivers/local/index.js';
-import type { LocalConfig } from '../../drivers/local/options.js';
+import type { LocalConfig } from '../../drivers/local/config.js';
+import { LocalDriver } from '../../drivers/local/driver.js';
 import { isStowageError, type StowageError } from '../../src/base/errors.js';
 import type { DriverContext, VolumeInput } from '../../src/core/driver.js';
 import type { AttachmentRecord, VolumeRecord } from '../../src/state/store.js';
@@ -48,9 +47,8 @@ function driver(cfg: Partial<LocalConfig> = {}): LocalDriver {
     stagingDir: join(dir, 'staging'),
     state: { hosts: async () => [], mounts: async () => [], liveHosts: async () => undefined },
     timeouts: { commandMs: 1000, mountMs: 1000, mkfsMs: 1000, deviceWaitMs: 1000, lockWaitMs: 1000 },
-    config: { imageDir, defaultSize: '1G', maxSize: '1T', defaultFsType: 'ext4', ...cfg },
   };
-  return localDriver(ctx) as LocalDriver;
+  return new LocalDriver(ctx, { imageDir, defaultSize: '1G', maxSize: '1T', defaultFsType: 'ext4', ...cfg });
 }
 
 function image(name: string): string {
