@@ -1,5 +1,6 @@
 import type { z } from 'zod';
-import { isNfsVersionOption } from './base/mount-options.js';
+import { DRIVER_CONFIG_SECTIONS } from '../drivers/catalog.js';
+import type { ConfigSection } from './base/config-section.js';
 
 /**
  * Configuration from environment variables, for the container image, the Docker managed plugin
@@ -177,40 +178,17 @@ export const RANCHER_VARIABLES = [
   'RANCHER_DEBUG',
 ];
 
-/** `nfsvers=4.1`, `vers=3`, `4` -> the schema's form; 4.0 is the NFS driver's 4, as in -o vers=4.0. */
-function nfsVersion(text: string): string {
-  const v = text.trim().replace(/^(nfs)?vers=/i, '');
-  return v === '4.0' ? '4' : v;
-}
-
 /** Rancher's onRemove words: `purge` deleted the directory. */
 const RANCHER_ON_REMOVE: Record<string, string> = { purge: 'delete', retain: 'retain', delete: 'delete' };
 
 function rancherSettings(schema: z.ZodType, get: (name: string) => string | undefined): Setting[] {
   const out: Setting[] = [];
-  const server = get('NFS_SERVER');
-  if (server !== undefined) out.push({ path: ['nfs', 'server'], source: 'NFS_SERVER', value: server });
-  const dir = get('MOUNT_DIR');
-  if (dir !== undefined) out.push({ path: ['nfs', 'share'], source: 'MOUNT_DIR', value: dir });
-
-  const opts = get('MOUNT_OPTS');
-  if (opts !== undefined) {
-    // The stacks put the version among the options; stowage keeps it in its own key (the NFS
-    // driver drops vers= from the configured options), so it is moved there rather than lost.
-    const list = splitList(opts);
-    const isVersion = (o: string) => isNfsVersionOption(o.trim());
-    out.push({
-      path: ['nfs', 'mountOptions'],
-      source: 'MOUNT_OPTS',
-      value: list.filter((o) => !isVersion(o)),
-    });
-    const version = list.find(isVersion);
-    // Set even when not one of 3/4/4.1/4.2, so that the schema refuses it naming MOUNT_OPTS.
-    if (version) out.push({ path: ['nfs', 'nfsVersion'], source: 'MOUNT_OPTS', value: nfsVersion(version) });
+  // The driver sections' own older names (Rancher's NFS stack: drivers/nfs/config.ts).
+  for (const [name, section] of Object.entries(DRIVER_CONFIG_SECTIONS) as [string, ConfigSection][]) {
+    for (const { key, ...setting } of section.fromEnvironment?.(get) ?? []) {
+      out.push({ ...setting, path: [name, ...key] });
+    }
   }
-  const vers = get('NFS_VERS');
-  if (vers !== undefined)
-    out.push({ path: ['nfs', 'nfsVersion'], source: 'NFS_VERS', value: nfsVersion(vers) });
 
   const onRemove = get('ON_REMOVE');
   if (onRemove !== undefined) {

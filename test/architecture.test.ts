@@ -73,10 +73,12 @@ describe('the layers of docs/architecture.md', () => {
     const upward = seams.filter(
       (i) => /^src\/(core|docker|cli|runtime|index)/.test(i.to) || /^(drivers|flexvolume)\//.test(i.to),
     );
-    // The one exception: the config composes its schema from the drivers' sections, which it
-    // finds through the catalog (and those import only src/base: checked below).
+    // The one exception: the config composes its schema (and the environment its older variable
+    // names) from the drivers' sections, which it finds through the catalog (and those import only
+    // src/base: checked below).
     const sections = (i: Import) =>
-      i.from === 'src/config.ts' && (i.to === 'drivers/catalog.ts' || isDriverConfig(i.to));
+      ['src/config.ts', 'src/config-env.ts'].includes(i.from) &&
+      (i.to === 'drivers/catalog.ts' || isDriverConfig(i.to));
     expect(upward.filter((i) => !sections(i)).map(show)).toEqual([]);
   });
 
@@ -90,6 +92,14 @@ describe('the layers of docs/architecture.md', () => {
     expect(loaded.filter((i) => i.to.startsWith('src/base/')).map((i) => i.to)).not.toContain(
       'src/base/config-kit.ts',
     );
+  });
+
+  it('the flexvolume door reaches the store and the kernel only through the core and the runtime', () => {
+    expect(
+      all('flexvolume')
+        .filter((i) => /^src\/(state|mount)\//.test(i.to))
+        .map(show),
+    ).toEqual([]);
   });
 
   it('the core uses the seams only through their interfaces (types, and the store record helpers)', () => {
