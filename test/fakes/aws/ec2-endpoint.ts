@@ -1,10 +1,10 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { mkdir, open, readFile, readlink, rm, symlink, truncate } from 'node:fs/promises';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { basename, dirname, join } from 'node:path';
 import { execa } from 'execa';
+import { LoopbackEndpoint, readBody } from './http-endpoint.js';
 import { FakeNetwork } from './network.js';
 
 /**
@@ -574,7 +574,7 @@ export class FakeEc2 {
   private stopped = false;
 
   private constructor(
-    private readonly server: Server,
+    private readonly http: LoopbackEndpoint,
     readonly url: string,
     opts: FakeEc2Options,
   ) {
@@ -589,23 +589,12 @@ export class FakeEc2 {
   }
 
   static async start(opts: FakeEc2Options = {}): Promise<FakeEc2> {
-    const server = createServer();
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(0, '127.0.0.1', () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    const { port } = server.address() as AddressInfo;
-    const fake = new FakeEc2(server, `http://127.0.0.1:${port}`, opts);
-    server.on('request', (req, res) => {
-      fake.onRequest(req, res).catch((err: unknown) => {
-        fake.errors.push(err as Error);
-        if (!res.headersSent) res.writeHead(500);
-        res.end();
-      });
-    });
+    const http = await LoopbackEndpoint.listen();
+    const fake = new FakeEc2(http, http.url, opts);
+    http.serveAsync(
+      (req, res) => fake.onRequest(req, res),
+      (err) => fake.errors.push(err),
+    );
     return fake;
   }
 
@@ -794,9 +783,7 @@ export class FakeEc2 {
     clearTimeout(this.wakeTimer);
     for (const res of this.stalled) res.destroy();
     this.stalled.clear();
-    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    this.server.closeAllConnections();
-    await closed;
+    await this.http.close();
     await this.flush(); // stopped: every loop device and link goes
   }
 
@@ -804,26 +791,14 @@ export class FakeEc2 {
 
   private async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const requestId = randomUUID();
-    const chunks: Buffer[] = [];
-    let size = 0;
-    try {
-      for await (const chunk of req as AsyncIterable<Buffer>) {
-        size += chunk.length;
-        if (size > MAX_BODY_BYTES) {
-          this.sendError(
-            res,
-            requestId,
-            new Ec2ApiError('RequestEntityTooLarge', 'Request body too large', 413),
-          );
-          return;
-        }
-        chunks.push(chunk);
-      }
-    } catch {
-      return; // the client went away (or stop() closed the connection)
+    const raw = await readBody(req, MAX_BODY_BYTES);
+    if (raw === 'gone') return; // the client went away (or stop() closed the connection)
+    if (raw === 'too-large') {
+      this.sendError(res, requestId, new Ec2ApiError('RequestEntityTooLarge', 'Request body too large', 413));
+      return;
     }
     const query = req.method === 'GET' ? new URL(req.url ?? '/', this.url).search.slice(1) : '';
-    const form = new URLSearchParams(req.method === 'GET' ? query : Buffer.concat(chunks).toString('utf8'));
+    const form = new URLSearchParams(req.method === 'GET' ? query : raw);
     const params: Record<string, string> = {};
     for (const [k, v] of form) params[k] = v;
     const action = params.Action ?? '';
