@@ -1,8 +1,6 @@
-import { join } from 'node:path';
-import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { ebsDriver } from '../../drivers/ebs/index.js';
-import { isStowageError, type StowageError } from '../../src/base/errors.js';
+import type { StowageError } from '../../src/base/errors.js';
 import type {
   CreateVolumeInput,
   Ec2Api,
@@ -11,11 +9,9 @@ import type {
   Ec2VolumeModification,
 } from '../../src/cloud/ec2.js';
 import type { IdentitySource, InstanceIdentity } from '../../src/cloud/imds.js';
-import { loadConfig } from '../../src/config.js';
 import type { CloudClients, Driver, DriverContext } from '../../src/core/driver.js';
-import { FakeFileOps } from '../fakes/fake-file-ops.js';
-import { FakeLoopDevices } from '../fakes/fake-loop.js';
-import { FakeMounter } from '../fakes/fake-mounter.js';
+import { buildDriver, driverContextFromConfig } from '../helpers/driver-context.js';
+import { thrown } from '../helpers/failure.js';
 
 /**
  * EbsDriver.parseOptions through the driver factory, with the real config schema's defaults and a
@@ -70,53 +66,31 @@ class NoCloud implements Ec2Api, IdentitySource {
   }
 }
 
+/** The ebs driver's context from the config (`ebs` over the schema's defaults), with `cloud` or none. */
 function context(ebs: Record<string, unknown>, cloud: CloudClients | undefined): DriverContext {
-  const config = loadConfig({
-    file: '/dev/null',
-    env: {},
-    flags: { dataDir: '/nonexistent/stowage', hostId: 'h1', drivers: ['ebs'], ebs },
-  });
-  const mounter = new FakeMounter();
-  return {
-    host: config.hostId,
-    log: pino({ level: 'silent' }),
-    mounter,
-    loop: new FakeLoopDevices(mounter),
-    files: new FakeFileOps(mounter),
-    probeTcp: async () => ({ ok: true, detail: 'unused' }),
-    timeouts: config.timeouts,
-    stagingDir: join(config.dataDir, 'staging'),
-    config: config.ebs,
-    state: {
-      hosts: async () => [],
-      mounts: async () => [],
-      liveHosts: async () => undefined,
-    },
-    ...(cloud ? { cloud } : {}),
-  };
+  return driverContextFromConfig(
+    'ebs',
+    { dataDir: '/nonexistent/stowage', hostId: 'h1', ebs },
+    cloud ? { cloud } : {},
+  ).ctx;
 }
 
 let cloud: NoCloud;
 function driver(ebs: Record<string, unknown> = {}): Driver {
   cloud = new NoCloud();
-  return ebsDriver(context(ebs, { ec2: cloud, identity: cloud }));
+  return buildDriver(ebsDriver, context(ebs, { ec2: cloud, identity: cloud }));
 }
 
 function parse(raw: Record<string, string>, ebs: Record<string, unknown> = {}) {
   return driver(ebs).parseOptions(raw);
 }
 
-/** What parseOptions throws for `raw`; fails the test when it returns. */
+/** What parseOptions throws for `raw`: INVALID_ARGUMENT, without a word to AWS; fails the test when it returns. */
 function refusal(raw: Record<string, string>, ebs: Record<string, unknown> = {}): StowageError {
-  let thrown: unknown;
-  try {
-    parse(raw, ebs);
-  } catch (err) {
-    thrown = err;
-  }
-  expect(isStowageError(thrown, 'INVALID_ARGUMENT'), `not INVALID_ARGUMENT: ${String(thrown)}`).toBe(true);
+  const err = thrown(() => parse(raw, ebs));
+  expect(err.code, `not INVALID_ARGUMENT: ${err.message}`).toBe('INVALID_ARGUMENT');
   expect(cloud.calls).toEqual([]);
-  return thrown as StowageError;
+  return err;
 }
 
 const SNAP = 'snap-0123456789abcdef0';
@@ -124,14 +98,9 @@ const VOL = 'vol-0123456789abcdef0';
 
 describe('ebs driver construction', () => {
   it('refuses to run without the AWS clients', () => {
-    let thrown: unknown;
-    try {
-      ebsDriver(context({}, undefined));
-    } catch (err) {
-      thrown = err;
-    }
-    expect(isStowageError(thrown, 'INTERNAL')).toBe(true);
-    expect((thrown as Error).message).toBe('the ebs driver needs the AWS clients (runtime wiring)');
+    const err = thrown(() => buildDriver(ebsDriver, context({}, undefined)));
+    expect(err.code).toBe('INTERNAL');
+    expect(err.message).toBe('the ebs driver needs the AWS clients (runtime wiring)');
   });
 
   it('is a global, attachable, never lazily unmounted driver', () => {

@@ -1,17 +1,16 @@
-import { mkdir, mkdtemp, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { pino } from 'pino';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import type { LocalDriver } from '../../drivers/local/driver.js';
 import { localDriver } from '../../drivers/local/index.js';
 import type { LocalConfig } from '../../drivers/local/options.js';
-import { isStowageError, type StowageError } from '../../src/base/errors.js';
-import type { DriverContext, VolumeInput } from '../../src/core/driver.js';
+import type { VolumeInput } from '../../src/core/driver.js';
 import type { AttachmentRecord, VolumeRecord } from '../../src/state/store.js';
-import { FakeFileOps } from '../fakes/fake-file-ops.js';
 import { FakeLoopDevices } from '../fakes/fake-loop.js';
 import { FakeMounter } from '../fakes/fake-mounter.js';
+import { buildDriver, driverContext } from '../helpers/driver-context.js';
+import { failure, thrown } from '../helpers/failure.js';
+import { useTempDir } from '../helpers/temp-dir.js';
 
 /**
  * The local driver on its own: option parsing against its config, sparse image files in a temp
@@ -21,36 +20,29 @@ import { FakeMounter } from '../fakes/fake-mounter.js';
 const MiB = 1024 ** 2;
 const GiB = 1024 ** 3;
 
+const tempDir = useTempDir('local');
 let dir: string;
 let imageDir: string;
 let mounter: FakeMounter;
 let loop: FakeLoopDevices;
 
-beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'stowage-local-'));
+beforeEach(() => {
+  dir = tempDir();
   imageDir = join(dir, 'images');
   mounter = new FakeMounter();
   loop = new FakeLoopDevices(mounter);
 });
 
-afterEach(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
-
 function driver(cfg: Partial<LocalConfig> = {}): LocalDriver {
-  const ctx: DriverContext = {
-    host: 'test-host',
-    log: pino({ level: 'silent' }),
-    mounter,
-    loop,
-    files: new FakeFileOps(mounter),
-    probeTcp: async () => ({ ok: true, detail: 'fake' }),
-    stagingDir: join(dir, 'staging'),
-    state: { hosts: async () => [], mounts: async () => [], liveHosts: async () => undefined },
-    timeouts: { commandMs: 1000, mountMs: 1000, mkfsMs: 1000, deviceWaitMs: 1000, lockWaitMs: 1000 },
-    config: { imageDir, defaultSize: '1G', maxSize: '1T', defaultFsType: 'ext4', ...cfg },
-  };
-  return localDriver(ctx) as LocalDriver;
+  return buildDriver<LocalDriver>(
+    localDriver,
+    driverContext({
+      mounter,
+      loop,
+      stagingDir: join(dir, 'staging'),
+      config: { imageDir, defaultSize: '1G', maxSize: '1T', defaultFsType: 'ext4', ...cfg },
+    }),
+  );
 }
 
 function image(name: string): string {
@@ -108,28 +100,6 @@ function attachment(name: string, device: string): AttachmentRecord {
   };
 }
 
-function refusal(fn: () => unknown): StowageError {
-  let thrown: unknown;
-  try {
-    fn();
-  } catch (err) {
-    thrown = err;
-  }
-  expect(isStowageError(thrown), `not a StowageError: ${String(thrown)}`).toBe(true);
-  return thrown as StowageError;
-}
-
-async function rejection(p: Promise<unknown>): Promise<StowageError> {
-  const err = await p.then(
-    () => {
-      throw new Error('expected a rejection, but the call succeeded');
-    },
-    (e: unknown) => e,
-  );
-  expect(isStowageError(err), `not a StowageError: ${String(err)}`).toBe(true);
-  return err as StowageError;
-}
-
 /** Creates an image file of `bytes` (sparse) as something outside stowage would have. */
 async function existingImage(name: string, bytes: number): Promise<void> {
   await mkdir(imageDir, { recursive: true });
@@ -162,16 +132,16 @@ describe('LocalDriver.parseOptions', () => {
 
   it('refuses sizes too small for the filesystem', () => {
     const d = driver();
-    const ext4 = refusal(() => d.parseOptions({ size: '4M' }));
+    const ext4 = thrown(() => d.parseOptions({ size: '4M' }));
     expect(ext4.code).toBe('INVALID_ARGUMENT');
     expect(ext4.message).toBe('option size=4M is too small for ext4: the minimum is 8M');
     expect(d.parseOptions({ size: '8M' }).values).toMatchObject({ size: '8M' });
 
-    const xfs = refusal(() => d.parseOptions({ size: '256M', fsType: 'xfs' }));
+    const xfs = thrown(() => d.parseOptions({ size: '256M', fsType: 'xfs' }));
     expect(xfs.message).toBe('option size=256M is too small for xfs: the minimum is 300M');
     expect(d.parseOptions({ size: '300M', fsType: 'xfs' }).values).toMatchObject({ size: '300M' });
     // A default size too small for the requested filesystem is refused the same way.
-    expect(refusal(() => driver({ defaultSize: '100M' }).parseOptions({ fsType: 'xfs' })).message).toBe(
+    expect(thrown(() => driver({ defaultSize: '100M' }).parseOptions({ fsType: 'xfs' })).message).toBe(
       'option size=100M is too small for xfs: the minimum is 300M',
     );
   });
@@ -179,24 +149,24 @@ describe('LocalDriver.parseOptions', () => {
   it("refuses sizes above the host's maxSize, naming the config key", () => {
     const d = driver({ maxSize: '2G' });
     expect(d.parseOptions({ size: '2G' }).values).toMatchObject({ size: '2G' });
-    const err = refusal(() => d.parseOptions({ size: '3G' }));
+    const err = thrown(() => d.parseOptions({ size: '3G' }));
     expect(err.code).toBe('INVALID_ARGUMENT');
     expect(err.message).toBe("option size=3G is above this host's limit of 2G (config local.maxSize)");
-    expect(refusal(() => driver().parseOptions({ size: '2T' })).message).toContain("host's limit of 1T");
+    expect(thrown(() => driver().parseOptions({ size: '2T' })).message).toContain("host's limit of 1T");
   });
 
   it('refuses malformed sizes, bad enums and unknown options with the valid ones listed', () => {
     const d = driver();
-    expect(refusal(() => d.parseOptions({ size: 'big' })).message).toMatch(
+    expect(thrown(() => d.parseOptions({ size: 'big' })).message).toMatch(
       /^option size="big" for driver local: size "big" is not a size: .*\(image size: /,
     );
-    expect(refusal(() => d.parseOptions({ fsType: 'btrfs' })).message).toBe(
+    expect(thrown(() => d.parseOptions({ fsType: 'btrfs' })).message).toBe(
       'option fsType="btrfs" for driver local: must be one of ext4, xfs (filesystem made at first mount: ext4 or xfs)',
     );
-    expect(refusal(() => d.parseOptions({ onRemove: 'archive' })).message).toMatch(
+    expect(thrown(() => d.parseOptions({ onRemove: 'archive' })).message).toMatch(
       /^option onRemove="archive" for driver local: must be one of delete, retain/,
     );
-    const unknown = refusal(() => d.parseOptions({ size: '1G', type: 'ext4' }));
+    const unknown = thrown(() => d.parseOptions({ size: '1G', type: 'ext4' }));
     expect(unknown.code).toBe('INVALID_ARGUMENT');
     expect(unknown.message).toBe(
       'unknown option "type" for driver local; valid options: size, fsType, onRemove',
@@ -311,7 +281,7 @@ describe('LocalDriver.provision', () => {
   it('refuses a path that exists but is not a regular file', async () => {
     await mkdir(image('dir'), { recursive: true });
     const d = driver();
-    const err = await rejection(d.provision(input(d, 'dir')));
+    const err = await failure(d.provision(input(d, 'dir')));
     expect(err.code).toBe('CONFLICT');
     expect(err.message).toBe(
       `${image('dir')} exists and is not a regular file; move it away and create again`,
@@ -321,7 +291,7 @@ describe('LocalDriver.provision', () => {
   it('refuses fsType=xfs with an apt hint when mkfs.xfs is not installed, creating nothing', async () => {
     mounter.tools.delete('mkfs.xfs');
     const d = driver();
-    const err = await rejection(d.provision(input(d, 'v1', { fsType: 'xfs' })));
+    const err = await failure(d.provision(input(d, 'v1', { fsType: 'xfs' })));
     expect(err.code).toBe('UNAVAILABLE');
     expect(err.message).toBe('fsType=xfs needs mkfs.xfs, which is not installed: apt-get install xfsprogs');
     await expect(stat(image('v1'))).rejects.toMatchObject({ code: 'ENOENT' });
@@ -368,7 +338,7 @@ describe('LocalDriver.destroy', () => {
     const d = driver();
     await d.provision(input(d, 'v1', { size: '64M' }));
     const device = await loop.attach(image('v1'));
-    const err = await rejection(d.destroy(record('v1')));
+    const err = await failure(d.destroy(record('v1')));
     expect(err.code).toBe('IN_USE');
     expect(err.message).toBe(`image ${image('v1')} is still attached as ${device}; nothing was deleted`);
     expect((await stat(image('v1'))).size).toBe(64 * MiB);
@@ -415,7 +385,7 @@ describe('LocalDriver.attach and detach', () => {
   });
 
   it('refuses to attach a missing image with NOT_FOUND', async () => {
-    const err = await rejection(driver().attach(record('gone')));
+    const err = await failure(driver().attach(record('gone')));
     expect(err.code).toBe('NOT_FOUND');
     expect(err.message).toBe(`the image file of volume gone (${image('gone')}) is missing`);
     expect(loop.count('attach')).toBe(0);
@@ -454,7 +424,7 @@ describe('LocalDriver facts', () => {
     expect(
       d.mountSpec(record('v1', { options: { size: '1G', fsType: 'xfs' } }), attachment('v1', '/dev/loop3')),
     ).toEqual({ kind: 'block', device: '/dev/loop3', fsType: 'xfs', mountOptions: [] });
-    const err = refusal(() => d.mountSpec(record('v1'), undefined));
+    const err = thrown(() => d.mountSpec(record('v1'), undefined));
     expect(err.code).toBe('INTERNAL');
     expect(err.message).toBe('volume v1 has no attached device to mount');
   });
