@@ -1,9 +1,9 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { EbsCloud } from '../../drivers/ebs/cloud.js';
-import { pollUntil } from '../../src/base/backoff.js';
 import { type CreateVolumeInput, SdkEc2 } from '../../src/cloud/ec2.js';
 import { FakeEc2 } from '../fakes/aws/ec2-endpoint.js';
 import { useTestAwsCredentials } from '../helpers/aws-credentials.js';
+import { until } from '../helpers/deadline.js';
 import { failure } from '../helpers/failure.js';
 
 /**
@@ -143,10 +143,7 @@ describe('attach', () => {
     expect(out.kind === 'stuck' && (out.error as Error).message).toBe(
       `timed out after 300 ms waiting for EBS volume ${id} to attach to ${ME} as /dev/xvdf.`,
     );
-    await pollUntil(async () => (liveAttachments(id).length === 0 ? true : undefined), {
-      timeoutMs: 3000,
-      what: 'the forced detach',
-    });
+    await until('the forced detach', async () => (liveAttachments(id).length === 0 ? true : undefined), 3000);
   });
 });
 
