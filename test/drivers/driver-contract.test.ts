@@ -1,8 +1,10 @@
 import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { useTestAwsCredentials } from '../helpers/aws-credentials.js';
+import { until } from '../helpers/deadline.js';
 import { createTestRuntime } from '../helpers/runtime.js';
 import { driverContract } from './driver-contract.js';
+import { setupEbs } from './ebs-setup.js';
 import { FS, SUBNET_A, setupEfs } from './efs-runtime.js';
 
 useTestAwsCredentials();
@@ -55,5 +57,22 @@ driverContract('efs', async () => {
         ...(await entries(t.root)),
       ].sort(),
     cleanup: () => t.cleanup(),
+  };
+});
+
+// ebs: the driver on its own (ebs-setup.ts) with the real SDK against the fake EC2 endpoint; storage
+// is the EBS volumes EC2 has, once the ones it is deleting (20 ms here) are gone.
+driverContract('ebs', async () => {
+  const s = await setupEbs({ deleteMs: 20 });
+  return {
+    driver: s.driver().driver,
+    options: { size: '1' },
+    storage: async () => {
+      await until('EC2 to finish deleting', async () =>
+        s.fake.volumes.some((v) => v.state === 'deleting') ? undefined : true,
+      );
+      return s.fake.volumes.map((v) => v.volumeId).sort();
+    },
+    cleanup: () => s.cleanup(),
   };
 });

@@ -132,7 +132,15 @@ export interface EbsSetup {
   cleanup(): Promise<void>;
 }
 
-export async function setupEbs(): Promise<EbsSetup> {
+export interface EbsSetupOptions {
+  /**
+   * How long a deleted volume stays `deleting` (default a minute: longer than any test, which can
+   * then check that state; at 20 ms a loaded machine could pass it before the test looks).
+   */
+  deleteMs?: number;
+}
+
+export async function setupEbs(o: EbsSetupOptions = {}): Promise<EbsSetup> {
   const dir = await makeTempDir('ebs');
   const devDir = join(dir, 'dev');
   const byIdDir = join(dir, 'by-id');
@@ -143,9 +151,7 @@ export async function setupEbs(): Promise<EbsSetup> {
     stateDelayMs: 20,
     deviceDelayMs: 60,
     consistencyDelayMs: 60,
-    // A deleted volume stays `deleting` for the test's life: tests check that state, and 20 ms
-    // could pass before they look on a loaded machine (seen once: 'deleted' instead).
-    delays: { delete: 60_000 },
+    delays: { delete: o.deleteMs ?? 60_000 },
     blockDevices: { imageDir: join(dir, 'images'), devDir, byIdDir, node: blockNode },
   });
   fake.addInstance({ instanceId: ME, availabilityZone: AZ });
