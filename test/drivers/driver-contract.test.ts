@@ -45,8 +45,7 @@ driverContract('nfs', async () => {
 // efs: the real SDK against the fake EFS endpoint (efs-runtime.ts); storage is the file systems
 // other than the configured one, their access points, and the directories in its root.
 driverContract('efs', async () => {
-  const t = await setupEfs();
-  t.efs.addFileSystem({ fileSystemId: FS, mountTargets: [{ subnetId: SUBNET_A }] });
+  const t = await setupEfs({ fileSystem: [SUBNET_A] });
   return {
     driver: t.runtime.registry.get('efs'),
     options: { onRemove: 'delete' },

@@ -1,8 +1,7 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { expect } from 'vitest';
+import { afterEach, expect } from 'vitest';
 import type { Ec2Api } from '../../src/cloud/ec2.js';
 import { SdkEc2Network } from '../../src/cloud/ec2-network.js';
 import { SdkEfs } from '../../src/cloud/efs.js';
@@ -16,6 +15,7 @@ import { FakeEfs } from '../fakes/aws/efs-endpoint.js';
 import { FakeFileOps } from '../fakes/fake-file-ops.js';
 import { FakeLoopDevices } from '../fakes/fake-loop.js';
 import { FakeMounter } from '../fakes/fake-mounter.js';
+import { makeTempDir, removeTempDir } from '../helpers/temp-dir.js';
 
 /**
  * The efs driver's test composition: the real config, store, locks and VolumeManager over the fake
@@ -93,6 +93,33 @@ export interface SetupOptions {
   identity?: Partial<InstanceIdentity>;
   /** false: no EC2 look-ups, so only EFS itself refuses a bad subnet or security group. */
   network?: boolean;
+  /** The file system FS exists, with an available mount target in each of these subnets. */
+  fileSystem?: string[];
+}
+
+/** States the file system FS with an available mount target in each of `subnets`. */
+export function addFs(r: EfsRuntime, subnets: string[] = []): void {
+  r.efs.addFileSystem({ fileSystemId: FS, mountTargets: subnets.map((subnetId) => ({ subnetId })) });
+}
+
+/**
+ * For a whole test file: the returned setup() gives a fresh runtime over fresh endpoints (cleaning
+ * up the one an earlier setup() of the same test made), and each test's is cleaned up after it.
+ */
+export function useEfsRuntime(): (o?: SetupOptions) => Promise<EfsRuntime> {
+  let current: EfsRuntime | undefined;
+  afterEach(async () => {
+    const r = current;
+    current = undefined;
+    await r?.cleanup();
+  });
+  return async (o = {}) => {
+    const previous = current;
+    current = undefined;
+    await previous?.cleanup();
+    current = await setupEfs(o);
+    return current;
+  };
 }
 
 /**
@@ -101,7 +128,7 @@ export interface SetupOptions {
  * environment (stubbed by the test file).
  */
 export async function setupEfs(o: SetupOptions = {}): Promise<EfsRuntime> {
-  const dir = await mkdtemp(join(tmpdir(), 'stowage-efs-'));
+  const dir = await makeTempDir('efs');
   const file = join(dir, 'config.yaml');
   await writeFile(file, '');
   const config = loadConfig({
@@ -148,7 +175,7 @@ export async function setupEfs(o: SetupOptions = {}): Promise<EfsRuntime> {
       identity: new StaticIdentity({ ...AWS, subnetId: SUBNET_A, ...o.identity }),
     },
   });
-  return {
+  const r: EfsRuntime = {
     dir,
     config,
     runtime,
@@ -162,8 +189,10 @@ export async function setupEfs(o: SetupOptions = {}): Promise<EfsRuntime> {
       await runtime.close();
       await efs.stop();
       await ec2.stop();
-      await rm(dir, { recursive: true, force: true });
+      await removeTempDir(dir);
       expect([...efs.errors, ...ec2.errors]).toEqual([]);
     },
   };
+  if (o.fileSystem) addFs(r, o.fileSystem);
+  return r;
 }
