@@ -5,6 +5,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { basename, dirname, join } from 'node:path';
 import { execa } from 'execa';
 import { LoopbackEndpoint, readBody } from './http-endpoint.js';
+import { InjectedFailures } from './injected-failures.js';
 import { FakeNetwork } from './network.js';
 
 /**
@@ -563,7 +564,7 @@ export class FakeEc2 {
   private readonly instances = new Map<string, InstanceRec>();
   private readonly snapshots = new Map<string, SnapshotRec>();
   private readonly history: AttachmentRec[] = [];
-  private readonly failures = new Map<string, FakeEc2Failure[]>();
+  private readonly failures = new InjectedFailures<FakeEc2Failure>();
   private createFailures = 0;
   private modificationFailure: string | undefined;
   private readonly stalled = new Set<ServerResponse>();
@@ -639,9 +640,7 @@ export class FakeEc2 {
    * Throttling: `{ code: 'RequestLimitExceeded' }` (HTTP 503).
    */
   failNext(action: string, failure: FakeEc2Failure): void {
-    const queue = this.failures.get(action) ?? [];
-    queue.push({ ...failure, times: failure.times ?? 1 });
-    this.failures.set(action, queue);
+    this.failures.add(action, failure);
   }
 
   /** The next `n` volumes created go from `creating` to `error` instead of `available`. */
@@ -806,7 +805,7 @@ export class FakeEc2 {
     const call: Ec2Call = { action, params: rest, at: Date.now() };
     this.calls.push(call);
 
-    const failure = this.takeFailure(action);
+    const failure = this.failures.take(action);
     if (failure?.stall) {
       this.stalled.add(res);
       res.on('close', () => this.stalled.delete(res));
@@ -856,18 +855,6 @@ export class FakeEc2 {
       'x-amzn-requestid': requestId,
     });
     res.end(doc);
-  }
-
-  private takeFailure(action: string): FakeEc2Failure | undefined {
-    for (const key of [action, '*']) {
-      const queue = this.failures.get(key);
-      const head = queue?.[0];
-      if (!queue || !head) continue;
-      head.times = (head.times ?? 1) - 1;
-      if (head.times <= 0) queue.shift();
-      return head;
-    }
-    return undefined;
   }
 
   private async dispatch(action: string, p: Params, now: number): Promise<XmlChild[]> {
