@@ -10,6 +10,7 @@ import type { AttachmentRecord, VolumeRecord } from '../../src/state/store.js';
 import type { FakeEc2 } from '../fakes/aws/ec2-endpoint.js';
 import { useTestAwsCredentials } from '../helpers/aws-credentials.js';
 import { until } from '../helpers/deadline.js';
+import { volumeInput, volumeRecord } from '../helpers/driver-context.js';
 import { failure } from '../helpers/failure.js';
 import {
   AZ,
@@ -53,34 +54,20 @@ beforeEach(async () => {
 
 afterEach(() => s.cleanup());
 
+/** Provisions `name` as a Create's first attempt. */
 function provision(name: string, raw: Record<string, string> = {}, createdAt = CREATED_AT) {
-  const parsed = driver.parseOptions(raw);
-  return driver.provision({
-    name,
-    options: parsed.values,
-    givenOptions: parsed.given,
-    resuming: false,
-    createdAt,
-    noted: {},
-    note: async () => undefined,
-  });
+  return driver.provision(volumeInput(driver, name, raw, { createdAt }));
 }
 
 /** Provisions `name` and returns the record the core would keep. */
 async function create(name: string, raw: Record<string, string> = {}): Promise<VolumeRecord> {
-  const parsed = driver.parseOptions(raw);
-  const res: ProvisionResult = await provision(name, raw);
-  return {
-    name,
-    driver: 'ebs',
-    options: parsed.values,
-    givenOptions: parsed.given,
+  const input = volumeInput(driver, name, raw, { createdAt: CREATED_AT });
+  const res: ProvisionResult = await driver.provision(input);
+  return volumeRecord('ebs', input, {
     removePolicy: res.removePolicy,
     adopted: res.adopted,
-    createdAt: CREATED_AT,
-    status: 'ready',
     fields: res.fields,
-  };
+  });
 }
 
 function attachmentOf(vol: VolumeRecord, device: string, host = 'host-a'): AttachmentRecord {
@@ -144,18 +131,7 @@ const createInputs = () => ec2.callsOf('createVolume').map(([input]) => input as
 
 /** What the core does when a Create fails or was interrupted: abandon the record as it stands. */
 function creatingRecord(name: string, fields: Record<string, unknown>, createdAt = CREATED_AT): VolumeRecord {
-  const parsed = driver.parseOptions({});
-  return {
-    name,
-    driver: 'ebs',
-    options: parsed.values,
-    givenOptions: parsed.given,
-    removePolicy: 'retain',
-    adopted: false,
-    createdAt,
-    status: 'creating',
-    fields,
-  };
+  return volumeRecord('ebs', volumeInput(driver, name, {}, { createdAt }), { status: 'creating', fields });
 }
 
 /** Provision with the core's note: returns the result (or error) and what was noted on the way. */
@@ -164,22 +140,9 @@ async function provisionNoting(
   raw: Record<string, string> = {},
   createdAt = CREATED_AT,
 ): Promise<{ noted: Record<string, unknown>; result: ProvisionResult | StowageError }> {
-  const parsed = driver.parseOptions(raw);
-  let noted: Record<string, unknown> = {};
-  const result = await driver
-    .provision({
-      name,
-      options: parsed.values,
-      givenOptions: parsed.given,
-      resuming: false,
-      createdAt,
-      noted: {},
-      note: async (f) => {
-        noted = { ...noted, ...f };
-      },
-    })
-    .catch((err: StowageError) => err);
-  return { noted, result };
+  const input = volumeInput(driver, name, raw, { createdAt });
+  const result = await driver.provision(input).catch((err: StowageError) => err);
+  return { noted: input.notes, result };
 }
 
 describe('ebs provision', () => {

@@ -4,11 +4,10 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import type { LocalDriver } from '../../drivers/local/driver.js';
 import { localDriver } from '../../drivers/local/index.js';
 import type { LocalConfig } from '../../drivers/local/options.js';
-import type { VolumeInput } from '../../src/core/driver.js';
 import type { AttachmentRecord, VolumeRecord } from '../../src/state/store.js';
 import { FakeLoopDevices } from '../fakes/fake-loop.js';
 import { FakeMounter } from '../fakes/fake-mounter.js';
-import { buildDriver, driverContext } from '../helpers/driver-context.js';
+import { buildDriver, driverContext, volumeInput } from '../helpers/driver-context.js';
 import { failure, thrown } from '../helpers/failure.js';
 import { useTempDir } from '../helpers/temp-dir.js';
 
@@ -47,31 +46,6 @@ function driver(cfg: Partial<LocalConfig> = {}): LocalDriver {
 
 function image(name: string): string {
   return join(imageDir, `${name}.img`);
-}
-
-/**
- * What the manager passes to provision(): the parsed options of `raw`. `notes` stands for the
- * volume's record across attempts: given, the call resumes a Create that noted them.
- */
-function input(
-  d: LocalDriver,
-  name: string,
-  raw: Record<string, string> = {},
-  notes?: Record<string, unknown>,
-): VolumeInput {
-  const parsed = d.parseOptions(raw);
-  const record = notes ?? {};
-  return {
-    name,
-    options: parsed.values,
-    givenOptions: parsed.given,
-    resuming: notes !== undefined,
-    createdAt: '2026-01-01T00:00:00.000Z',
-    noted: { ...record },
-    note: async (fields) => {
-      Object.assign(record, fields);
-    },
-  };
 }
 
 /** A volume record as the store holds it after provision(). */
@@ -181,7 +155,7 @@ describe('LocalDriver.parseOptions', () => {
 describe('LocalDriver.provision', () => {
   it('creates a sparse image of exactly the requested size', async () => {
     const d = driver();
-    const res = await d.provision(input(d, 'v1', { size: '64M' }));
+    const res = await d.provision(volumeInput(d, 'v1', { size: '64M' }));
     expect(res).toEqual({
       adopted: false,
       removePolicy: 'delete',
@@ -195,7 +169,7 @@ describe('LocalDriver.provision', () => {
     expect(st.mode & 0o777).toBe(0o600);
     expect((await stat(imageDir)).mode & 0o777).toBe(0o700);
 
-    const big = await d.provision(input(d, 'v2', {}));
+    const big = await d.provision(volumeInput(d, 'v2', {}));
     expect((await stat(image('v2'))).size).toBe(GiB);
     expect(big.fields).toEqual({ image: image('v2'), sizeBytes: GiB });
     // Nothing is attached or formatted at create time.
@@ -205,7 +179,7 @@ describe('LocalDriver.provision', () => {
 
   it('honours onRemove=retain for a new image', async () => {
     const d = driver();
-    expect((await d.provision(input(d, 'v1', { size: '64M', onRemove: 'retain' }))).removePolicy).toBe(
+    expect((await d.provision(volumeInput(d, 'v1', { size: '64M', onRemove: 'retain' }))).removePolicy).toBe(
       'retain',
     );
   });
@@ -213,11 +187,11 @@ describe('LocalDriver.provision', () => {
   it('resuming an interrupted create keeps its own image and does not adopt it', async () => {
     const d = driver();
     const notes: Record<string, unknown> = {};
-    await d.provision(input(d, 'v1', { size: '64M' }, notes));
+    await d.provision(volumeInput(d, 'v1', { size: '64M' }, { notes }));
     expect(notes).toEqual({ image: image('v1'), madeImage: true });
     await writeFile(image('v1'), 'written by the first attempt', { flag: 'r+' });
 
-    const res = await d.provision(input(d, 'v1', { size: '64M' }, notes));
+    const res = await d.provision(volumeInput(d, 'v1', { size: '64M' }, { notes }));
     expect(res).toEqual({
       adopted: false,
       removePolicy: 'delete',
@@ -231,7 +205,7 @@ describe('LocalDriver.provision', () => {
 
   it('resuming when the first attempt had not written the image yet creates it', async () => {
     const d = driver();
-    const res = await d.provision(input(d, 'v1', { size: '64M' }, {}));
+    const res = await d.provision(volumeInput(d, 'v1', { size: '64M' }, { notes: {} }));
     expect(res.adopted).toBe(false);
     expect((await stat(image('v1'))).size).toBe(64 * MiB);
   });
@@ -241,7 +215,7 @@ describe('LocalDriver.provision', () => {
     await mkdir(imageDir, { recursive: true });
     await writeFile(join(imageDir, '.v1.img.partial'), '');
     const d = driver();
-    const res = await d.provision(input(d, 'v1', { size: '64M' }, {}));
+    const res = await d.provision(volumeInput(d, 'v1', { size: '64M' }, { notes: {} }));
     expect(res).toEqual({
       adopted: false,
       removePolicy: 'delete',
@@ -254,14 +228,14 @@ describe('LocalDriver.provision', () => {
   it('a resumed Create adopts an image it did not note making (found there, not made)', async () => {
     await existingImage('old', 100 * MiB);
     const d = driver();
-    const res = await d.provision(input(d, 'old', { size: '64M' }, {}));
+    const res = await d.provision(volumeInput(d, 'old', { size: '64M' }, { notes: {} }));
     expect(res).toMatchObject({ adopted: true, removePolicy: 'retain' });
   });
 
   it('adopts an image that exists without a record, keeping it on remove by default', async () => {
     await existingImage('old', 100 * MiB);
     const d = driver();
-    const res = await d.provision(input(d, 'old', { size: '64M' }));
+    const res = await d.provision(volumeInput(d, 'old', { size: '64M' }));
     // The file is taken as it is: its real size is recorded, it is not truncated to 64M.
     expect(res).toEqual({
       adopted: true,
@@ -274,14 +248,14 @@ describe('LocalDriver.provision', () => {
   it('an adopted image is deleted on remove only when onRemove=delete is given', async () => {
     await existingImage('old', 64 * MiB);
     const d = driver();
-    const res = await d.provision(input(d, 'old', { onRemove: 'delete' }));
+    const res = await d.provision(volumeInput(d, 'old', { onRemove: 'delete' }));
     expect(res).toMatchObject({ adopted: true, removePolicy: 'delete' });
   });
 
   it('refuses a path that exists but is not a regular file', async () => {
     await mkdir(image('dir'), { recursive: true });
     const d = driver();
-    const err = await failure(d.provision(input(d, 'dir')));
+    const err = await failure(d.provision(volumeInput(d, 'dir')));
     expect(err.code).toBe('CONFLICT');
     expect(err.message).toBe(
       `${image('dir')} exists and is not a regular file; move it away and create again`,
@@ -291,17 +265,19 @@ describe('LocalDriver.provision', () => {
   it('refuses fsType=xfs with an apt hint when mkfs.xfs is not installed, creating nothing', async () => {
     mounter.tools.delete('mkfs.xfs');
     const d = driver();
-    const err = await failure(d.provision(input(d, 'v1', { fsType: 'xfs' })));
+    const err = await failure(d.provision(volumeInput(d, 'v1', { fsType: 'xfs' })));
     expect(err.code).toBe('UNAVAILABLE');
     expect(err.message).toBe('fsType=xfs needs mkfs.xfs, which is not installed: apt-get install xfsprogs');
     await expect(stat(image('v1'))).rejects.toMatchObject({ code: 'ENOENT' });
     // ext4 does not need it.
-    await expect(d.provision(input(d, 'v2', { size: '64M' }))).resolves.toMatchObject({ adopted: false });
+    await expect(d.provision(volumeInput(d, 'v2', { size: '64M' }))).resolves.toMatchObject({
+      adopted: false,
+    });
   });
 
   it('accepts fsType=xfs when mkfs.xfs is there', async () => {
     const d = driver();
-    const res = await d.provision(input(d, 'v1', { fsType: 'xfs', size: '300M' }));
+    const res = await d.provision(volumeInput(d, 'v1', { fsType: 'xfs', size: '300M' }));
     expect(res.fields).toEqual({ image: image('v1'), sizeBytes: 300 * MiB });
     expect(mounter.callsOf('hasTool')).toEqual([{ op: 'hasTool', path: 'mkfs.xfs' }]);
   });
@@ -310,7 +286,7 @@ describe('LocalDriver.provision', () => {
 describe('LocalDriver.destroy', () => {
   it('with policy delete removes the image, and is OK when it is already gone', async () => {
     const d = driver();
-    await d.provision(input(d, 'v1', { size: '64M' }));
+    await d.provision(volumeInput(d, 'v1', { size: '64M' }));
     await d.destroy(record('v1'));
     await expect(stat(image('v1'))).rejects.toMatchObject({ code: 'ENOENT' });
     await expect(d.destroy(record('v1'))).resolves.toBeUndefined();
@@ -318,7 +294,7 @@ describe('LocalDriver.destroy', () => {
 
   it('with policy retain keeps the image', async () => {
     const d = driver();
-    await d.provision(input(d, 'v1', { size: '64M' }));
+    await d.provision(volumeInput(d, 'v1', { size: '64M' }));
     await d.destroy(record('v1', { removePolicy: 'retain' }));
     expect((await stat(image('v1'))).size).toBe(64 * MiB);
   });
@@ -336,7 +312,7 @@ describe('LocalDriver.destroy', () => {
 
   it('refuses with IN_USE while a loop device backs the image, deleting nothing', async () => {
     const d = driver();
-    await d.provision(input(d, 'v1', { size: '64M' }));
+    await d.provision(volumeInput(d, 'v1', { size: '64M' }));
     const device = await loop.attach(image('v1'));
     const err = await failure(d.destroy(record('v1')));
     expect(err.code).toBe('IN_USE');
@@ -353,7 +329,7 @@ describe('LocalDriver.abandon', () => {
   it('deletes the image and the partial file that an interrupted Create noted making, whatever the policy', async () => {
     const d = driver();
     const notes: Record<string, unknown> = {};
-    await d.provision(input(d, 'v1', { size: '64M', onRemove: 'retain' }, notes));
+    await d.provision(volumeInput(d, 'v1', { size: '64M', onRemove: 'retain' }, { notes }));
     await writeFile(join(imageDir, '.v1.img.partial'), '');
     await d.abandon(record('v1', { status: 'creating', removePolicy: 'retain', fields: notes }));
     await expect(stat(image('v1'))).rejects.toMatchObject({ code: 'ENOENT' });
@@ -372,8 +348,8 @@ describe('LocalDriver.abandon', () => {
 describe('LocalDriver.attach and detach', () => {
   it('attaches the image as a loop device, and reuses one that already backs the same file', async () => {
     const d = driver();
-    await d.provision(input(d, 'v1', { size: '64M' }));
-    await d.provision(input(d, 'v2', { size: '64M' }));
+    await d.provision(volumeInput(d, 'v1', { size: '64M' }));
+    await d.provision(volumeInput(d, 'v2', { size: '64M' }));
     expect(await d.attach(record('v1'))).toEqual({ device: '/dev/loop0' });
     expect(await d.attach(record('v1'))).toEqual({ device: '/dev/loop0' });
     expect(await d.attach(record('v2'))).toEqual({ device: '/dev/loop1' });
@@ -393,8 +369,8 @@ describe('LocalDriver.attach and detach', () => {
 
   it('detach releases only the devices backing this image, whatever device was recorded', async () => {
     const d = driver();
-    await d.provision(input(d, 'v1', { size: '64M' }));
-    await d.provision(input(d, 'v2', { size: '64M' }));
+    await d.provision(volumeInput(d, 'v1', { size: '64M' }));
+    await d.provision(volumeInput(d, 'v2', { size: '64M' }));
     await d.attach(record('v1')); // loop0
     await d.attach(record('v2')); // loop1
     // The record says loop1 (reused since by v2): v2's device must survive.
@@ -410,7 +386,7 @@ describe('LocalDriver.attach and detach', () => {
 
   it('detach releases every device backing the image (a stray second losetup too)', async () => {
     const d = driver();
-    await d.provision(input(d, 'v1', { size: '64M' }));
+    await d.provision(volumeInput(d, 'v1', { size: '64M' }));
     await loop.attach(image('v1'));
     await loop.attach(image('v1'));
     await d.detach(record('v1'), attachment('v1', '/dev/loop0'));

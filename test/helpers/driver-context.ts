@@ -1,14 +1,23 @@
 import { pino } from 'pino';
 import { type Config, loadConfig } from '../../src/config.js';
-import type { Driver, DriverContext, DriverFactory, StateView, Timeouts } from '../../src/core/driver.js';
+import type {
+  Driver,
+  DriverContext,
+  DriverFactory,
+  StateView,
+  Timeouts,
+  VolumeInput,
+} from '../../src/core/driver.js';
+import type { VolumeRecord } from '../../src/state/store.js';
 import { FakeFileOps } from '../fakes/fake-file-ops.js';
 import { FakeLoopDevices } from '../fakes/fake-loop.js';
 import { FakeMounter } from '../fakes/fake-mounter.js';
 import { TEST_HOST } from './runtime.js';
 
 /**
- * A driver on its own, without the VolumeManager: the context the composition root would inject,
- * over the fake kernel. For a driver inside the whole runtime, use createTestRuntime (runtime.ts).
+ * A driver on its own, without the VolumeManager: the context the composition root would inject
+ * (over the fake kernel), and the inputs and records the VolumeManager would hand it. For a driver
+ * inside the whole runtime, use createTestRuntime (runtime.ts).
  */
 
 /** Deadlines of a second: the fakes answer at once, so nothing in a unit test waits that long. */
@@ -75,4 +84,60 @@ export function driverContextFromConfig(
  */
 export function buildDriver<D extends Driver = Driver>(factory: DriverFactory, ctx: DriverContext): D {
   return factory(ctx) as D;
+}
+
+export interface VolumeInputOptions {
+  /**
+   * The volume's record across attempts: given, the call resumes a Create that noted these
+   * (even none); what provision notes is merged into this same object.
+   */
+  notes?: Record<string, unknown>;
+  /** The record's creation time (default 2026-01-01T00:00:00.000Z). */
+  createdAt?: string;
+}
+
+/**
+ * What the VolumeManager's Create hands provision(): `raw` as the driver parses it. `notes` is
+ * what provision noted through this input (the object given as `o.notes`, else a new one).
+ */
+export function volumeInput(
+  driver: Driver,
+  name: string,
+  raw: Record<string, string> = {},
+  o: VolumeInputOptions = {},
+): VolumeInput & { readonly notes: Record<string, unknown> } {
+  const parsed = driver.parseOptions(raw);
+  const notes = o.notes ?? {};
+  return {
+    name,
+    options: parsed.values,
+    givenOptions: parsed.given,
+    resuming: o.notes !== undefined,
+    createdAt: o.createdAt ?? '2026-01-01T00:00:00.000Z',
+    noted: { ...notes },
+    note: async (fields) => {
+      Object.assign(notes, fields);
+    },
+    notes,
+  };
+}
+
+/** The record the store keeps of `input`'s volume: by default ready, retained, not adopted, no fields. */
+export function volumeRecord(
+  driver: string,
+  input: VolumeInput,
+  over: Partial<VolumeRecord> = {},
+): VolumeRecord {
+  return {
+    name: input.name,
+    driver,
+    options: input.options,
+    givenOptions: input.givenOptions,
+    removePolicy: 'retain',
+    adopted: false,
+    createdAt: input.createdAt,
+    status: 'ready',
+    fields: {},
+    ...over,
+  };
 }
