@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SdkEc2Network } from '../../src/cloud/ec2-network.js';
 import { FakeEc2 } from '../fakes/aws/ec2-endpoint.js';
 import { useTestAwsCredentials } from '../helpers/aws-credentials.js';
+import { fakeEndpointOptions } from '../helpers/aws-sdk.js';
 import { failure } from '../helpers/failure.js';
 
 /** SdkEc2Network with the real @aws-sdk/client-ec2 against the fake EC2 endpoint's network model. */
@@ -15,12 +16,7 @@ beforeAll(async () => {
   fake = await FakeEc2.start({ stateDelayMs: 0 });
   fake.network.addSubnet({ subnetId: 'subnet-0aaaaaaaaaaaaaaa1', availabilityZone: 'us-east-1a' });
   fake.network.addSecurityGroup({ groupId: 'sg-0123456789abcdef0', vpcId: 'vpc-0000000000000b0b0' });
-  net = new SdkEc2Network({
-    region: 'us-east-1',
-    endpoint: fake.url,
-    maxAttempts: 1,
-    requestTimeoutMs: 5000,
-  });
+  net = new SdkEc2Network(fakeEndpointOptions(fake.url));
 });
 
 afterAll(async () => {

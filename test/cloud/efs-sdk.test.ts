@@ -2,6 +2,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { SdkEfs } from '../../src/cloud/efs.js';
 import { FakeEfs } from '../fakes/aws/efs-endpoint.js';
 import { useTestAwsCredentials } from '../helpers/aws-credentials.js';
+import { fakeEndpointOptions } from '../helpers/aws-sdk.js';
 import { failure } from '../helpers/failure.js';
 
 /**
@@ -17,7 +18,7 @@ let fake: FakeEfs;
 let efs: SdkEfs;
 
 function client(maxAttempts = 1): SdkEfs {
-  return new SdkEfs({ region: 'us-east-1', endpoint: fake.url, maxAttempts, requestTimeoutMs: 5000 });
+  return new SdkEfs(fakeEndpointOptions(fake.url, maxAttempts));
 }
 
 useTestAwsCredentials();

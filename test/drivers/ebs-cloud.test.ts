@@ -3,6 +3,7 @@ import { EbsCloud } from '../../drivers/ebs/cloud.js';
 import { type CreateVolumeInput, SdkEc2 } from '../../src/cloud/ec2.js';
 import { FakeEc2 } from '../fakes/aws/ec2-endpoint.js';
 import { useTestAwsCredentials } from '../helpers/aws-credentials.js';
+import { fakeEndpointOptions } from '../helpers/aws-sdk.js';
 import { until } from '../helpers/deadline.js';
 import { failure } from '../helpers/failure.js';
 
@@ -27,7 +28,7 @@ beforeEach(async () => {
   fake = await FakeEc2.start({ stateDelayMs: 20, consistencyDelayMs: 60 });
   fake.addInstance({ instanceId: ME, availabilityZone: AZ, blockDevices: false });
   fake.addInstance({ instanceId: OTHER, availabilityZone: AZ, blockDevices: false });
-  sdk = new SdkEc2({ region: 'us-east-1', endpoint: fake.url, maxAttempts: 1, requestTimeoutMs: 5000 });
+  sdk = new SdkEc2(fakeEndpointOptions(fake.url));
   cloud = new EbsCloud(sdk);
 });
 

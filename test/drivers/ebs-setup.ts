@@ -9,6 +9,7 @@ import { StaticIdentity } from '../../src/cloud/imds.js';
 import type { Driver } from '../../src/core/driver.js';
 import type { HostRecord, MountRecord } from '../../src/state/store.js';
 import { FakeEc2 } from '../fakes/aws/ec2-endpoint.js';
+import { fakeEndpointOptions } from '../helpers/aws-sdk.js';
 import { buildDriver, driverContextFromConfig } from '../helpers/driver-context.js';
 import { makeTempDir, removeTempDir } from '../helpers/temp-dir.js';
 
@@ -157,9 +158,7 @@ export async function setupEbs(o: EbsSetupOptions = {}): Promise<EbsSetup> {
   fake.addInstance({ instanceId: ME, availabilityZone: AZ });
   fake.addInstance({ instanceId: OTHER, availabilityZone: AZ, blockDevices: false });
   fake.addInstance({ instanceId: STRANGER, availabilityZone: AZ, blockDevices: false });
-  const ec2 = new RecordingEc2(
-    new SdkEc2({ region: 'us-east-1', endpoint: fake.url, maxAttempts: 1, requestTimeoutMs: 5000 }),
-  );
+  const ec2 = new RecordingEc2(new SdkEc2(fakeEndpointOptions(fake.url)));
   const state = new FakeState();
   state.host('host-a', ME);
   state.host('host-b', OTHER);

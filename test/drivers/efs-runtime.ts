@@ -15,6 +15,7 @@ import { FakeEfs } from '../fakes/aws/efs-endpoint.js';
 import { FakeFileOps } from '../fakes/fake-file-ops.js';
 import { FakeLoopDevices } from '../fakes/fake-loop.js';
 import { FakeMounter } from '../fakes/fake-mounter.js';
+import { fakeEndpointOptions } from '../helpers/aws-sdk.js';
 import { makeTempDir, removeTempDir } from '../helpers/temp-dir.js';
 
 /**
@@ -155,8 +156,7 @@ export async function setupEfs(o: SetupOptions = {}): Promise<EfsRuntime> {
   ec2.network.addSubnet({ subnetId: SUBNET_A2, availabilityZone: 'us-east-1a' });
   ec2.network.addSubnet({ subnetId: SUBNET_OTHER_VPC, availabilityZone: 'us-east-1c', vpcId: OTHER_VPC });
   ec2.network.addSecurityGroup({ groupId: SG });
-  const aws = { region: 'us-east-1', maxAttempts: 1, requestTimeoutMs: 5000 };
-  const sdk = new SdkEfs({ ...aws, endpoint: efs.url });
+  const sdk = new SdkEfs(fakeEndpointOptions(efs.url));
   const logged: Logged[] = [];
   const root = join(dir, 'efs-root');
   await mkdir(root, { recursive: true });
@@ -171,7 +171,7 @@ export async function setupEfs(o: SetupOptions = {}): Promise<EfsRuntime> {
     cloud: {
       ec2: ec2Stub,
       efs: sdk,
-      ...(o.network === false ? {} : { network: new SdkEc2Network({ ...aws, endpoint: ec2.url }) }),
+      ...(o.network === false ? {} : { network: new SdkEc2Network(fakeEndpointOptions(ec2.url)) }),
       identity: new StaticIdentity({ ...AWS, subnetId: SUBNET_A, ...o.identity }),
     },
   });
