@@ -1,70 +1,17 @@
 import { describe, expect, it } from 'vitest';
 import { ebsDriver } from '../../drivers/ebs/index.js';
 import type { StowageError } from '../../src/base/errors.js';
-import type {
-  CreateVolumeInput,
-  Ec2Api,
-  Ec2Instance,
-  Ec2Volume,
-  Ec2VolumeModification,
-} from '../../src/cloud/ec2.js';
-import type { IdentitySource, InstanceIdentity } from '../../src/cloud/imds.js';
+import type { Ec2Api } from '../../src/cloud/ec2.js';
+import type { IdentitySource } from '../../src/cloud/imds.js';
 import type { CloudClients, Driver, DriverContext } from '../../src/core/driver.js';
 import { buildDriver, driverContextFromConfig } from '../helpers/driver-context.js';
 import { thrown } from '../helpers/failure.js';
+import { forbidden } from '../helpers/forbidden.js';
 
 /**
  * EbsDriver.parseOptions through the driver factory, with the real config schema's defaults and a
  * cloud that records calls: parsing options never talks to AWS.
  */
-
-/** An Ec2Api and identity that must not be used: option parsing is local. */
-class NoCloud implements Ec2Api, IdentitySource {
-  readonly calls: string[] = [];
-  private called(op: string): never {
-    this.calls.push(op);
-    throw new Error(`option parsing called ${op}`);
-  }
-  async identity(): Promise<InstanceIdentity> {
-    return this.called('identity');
-  }
-  async createVolume(_i: CreateVolumeInput): Promise<Ec2Volume> {
-    return this.called('createVolume');
-  }
-  async describeVolume(_id: string): Promise<Ec2Volume | undefined> {
-    return this.called('describeVolume');
-  }
-  async findVolumesByTag(_key: string, _value: string): Promise<Ec2Volume[]> {
-    return this.called('findVolumesByTag');
-  }
-  async deleteVolume(_id: string): Promise<void> {
-    this.called('deleteVolume');
-  }
-  async attachVolume(_id: string, _instanceId: string, _device: string): Promise<void> {
-    this.called('attachVolume');
-  }
-  async detachVolume(_id: string, _instanceId: string): Promise<void> {
-    this.called('detachVolume');
-  }
-  async describeInstance(_id: string): Promise<Ec2Instance | undefined> {
-    return this.called('describeInstance');
-  }
-  async findInstanceByPrivateDnsName(_name: string): Promise<Ec2Instance | undefined> {
-    return this.called('findInstanceByPrivateDnsName');
-  }
-  async describeSnapshot(_id: string): Promise<{ id: string; sizeGiB: number } | undefined> {
-    return this.called('describeSnapshot');
-  }
-  async findSnapshotByTag(_k: string, _v: string): Promise<{ id: string; sizeGiB: number } | undefined> {
-    return this.called('findSnapshotByTag');
-  }
-  async modifyVolume(_id: string, _sizeGiB: number): Promise<Ec2VolumeModification> {
-    return this.called('modifyVolume');
-  }
-  async describeVolumeModification(_id: string): Promise<Ec2VolumeModification | undefined> {
-    return this.called('describeVolumeModification');
-  }
-}
 
 /** The ebs driver's context from the config (`ebs` over the schema's defaults), with `cloud` or none. */
 function context(ebs: Record<string, unknown>, cloud: CloudClients | undefined): DriverContext {
@@ -75,9 +22,10 @@ function context(ebs: Record<string, unknown>, cloud: CloudClients | undefined):
   ).ctx;
 }
 
-let cloud: NoCloud;
+/** The AWS clients, which option parsing must not use: it is local. */
+let cloud: ReturnType<typeof forbidden<Ec2Api & IdentitySource>>;
 function driver(ebs: Record<string, unknown> = {}): Driver {
-  cloud = new NoCloud();
+  cloud = forbidden<Ec2Api & IdentitySource>('option parsing called AWS');
   return buildDriver(ebsDriver, context(ebs, { ec2: cloud, identity: cloud }));
 }
 

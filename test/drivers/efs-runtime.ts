@@ -16,6 +16,7 @@ import { FakeFileOps } from '../fakes/fake-file-ops.js';
 import { FakeLoopDevices } from '../fakes/fake-loop.js';
 import { FakeMounter } from '../fakes/fake-mounter.js';
 import { fakeEndpointOptions } from '../helpers/aws-sdk.js';
+import { forbidden } from '../helpers/forbidden.js';
 import { makeTempDir, removeTempDir } from '../helpers/temp-dir.js';
 
 /**
@@ -82,12 +83,6 @@ export interface EfsRuntime {
   logged: Logged[];
   cleanup(): Promise<void>;
 }
-
-const ec2Stub = new Proxy({} as Ec2Api, {
-  get: (_t, prop) => () => {
-    throw new Error(`the efs driver must not call EC2 (${String(prop)})`);
-  },
-});
 
 export interface SetupOptions {
   efs?: Record<string, unknown>;
@@ -157,6 +152,7 @@ export async function setupEfs(o: SetupOptions = {}): Promise<EfsRuntime> {
   ec2.network.addSubnet({ subnetId: SUBNET_OTHER_VPC, availabilityZone: 'us-east-1c', vpcId: OTHER_VPC });
   ec2.network.addSecurityGroup({ groupId: SG });
   const sdk = new SdkEfs(fakeEndpointOptions(efs.url));
+  const ec2Api = forbidden<Ec2Api>('the efs driver must not call EC2');
   const logged: Logged[] = [];
   const root = join(dir, 'efs-root');
   await mkdir(root, { recursive: true });
@@ -169,7 +165,7 @@ export async function setupEfs(o: SetupOptions = {}): Promise<EfsRuntime> {
     store,
     log: pino({ level: 'info' }, { write: (line: string) => logged.push(JSON.parse(line) as Logged) }),
     cloud: {
-      ec2: ec2Stub,
+      ec2: ec2Api,
       efs: sdk,
       ...(o.network === false ? {} : { network: new SdkEc2Network(fakeEndpointOptions(ec2.url)) }),
       identity: new StaticIdentity({ ...AWS, subnetId: SUBNET_A, ...o.identity }),
@@ -191,6 +187,7 @@ export async function setupEfs(o: SetupOptions = {}): Promise<EfsRuntime> {
       await ec2.stop();
       await removeTempDir(dir);
       expect([...efs.errors, ...ec2.errors]).toEqual([]);
+      expect(ec2Api.calls).toEqual([]);
     },
   };
   if (o.fileSystem) addFs(r, o.fileSystem);
