@@ -1,11 +1,11 @@
-import { mkdir, readdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readdir } from 'node:fs/promises';
 import { useTestAwsCredentials } from '../helpers/aws-credentials.js';
 import { until } from '../helpers/deadline.js';
 import { createTestRuntime } from '../helpers/runtime.js';
 import { driverContract } from './driver-contract.js';
 import { setupEbs } from './ebs-setup.js';
 import { FS, SUBNET_A, setupEfs } from './efs-runtime.js';
+import { setupNfs } from './nfs-runtime.js';
 
 useTestAwsCredentials();
 
@@ -27,13 +27,7 @@ driverContract('local', async () => {
 
 // nfs: directories in the share of a fake server (a local directory the fake mounter reaches).
 driverContract('nfs', async () => {
-  const t = await createTestRuntime({
-    flags: { drivers: ['local', 'nfs'], nfs: { server: 'nfs1', share: '/exports' } },
-  });
-  const server = join(t.dir, 'server');
-  const exportsDir = join(server, 'exports');
-  await mkdir(exportsDir, { recursive: true });
-  t.mounter.nfsServers.set('nfs1', server);
+  const { t, exportsDir } = await setupNfs();
   return {
     driver: t.runtime.registry.get('nfs'),
     options: { onRemove: 'delete' },
