@@ -9,6 +9,7 @@ import {
   type EfsRuntime,
   FS,
   OTHER_VPC,
+  outsideAccessPoint,
   SG,
   SUBNET_A,
   SUBNET_A2,
@@ -235,15 +236,7 @@ describe('efs Create and Remove against SIGKILL', () => {
 
   it('a Create killed after CreateAccessPoint (id never noted): Remove finds it by its client token, keeps the file system', async () => {
     const s = await setup();
-    await s.sdk.createAccessPoint({
-      clientToken: 'someone-else',
-      fileSystemId: FS,
-      path: '/theirs',
-      uid: 0,
-      gid: 0,
-      permissions: '755',
-      tags: {},
-    });
+    await outsideAccessPoint(s, FS, '/theirs', 'someone-else');
     killAfter(s, 'createAccessPoint');
     await failure(create(s, 'v1', { accessPoint: 'create' }));
     expect(efs.accessPoints).toHaveLength(2);

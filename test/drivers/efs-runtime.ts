@@ -98,6 +98,24 @@ export function addFs(r: EfsRuntime, subnets: string[] = []): void {
   r.efs.addFileSystem({ fileSystemId: FS, mountTargets: subnets.map((subnetId) => ({ subnetId })) });
 }
 
+/** An access point made outside stowage (by someone with the same account), on its own client token. */
+export function outsideAccessPoint(
+  r: EfsRuntime,
+  fileSystemId: string,
+  path: string,
+  clientToken = `outside-${path}`,
+): Promise<{ id: string }> {
+  return r.sdk.createAccessPoint({
+    clientToken,
+    fileSystemId,
+    path,
+    uid: 0,
+    gid: 0,
+    permissions: '755',
+    tags: {},
+  });
+}
+
 /**
  * For a whole test file: the returned setup() gives a fresh runtime over fresh endpoints (cleaning
  * up the one an earlier setup() of the same test made), and each test's is cleaned up after it.

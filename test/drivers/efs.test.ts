@@ -10,6 +10,7 @@ import {
   IP_A,
   IP_B,
   IP_C,
+  outsideAccessPoint,
   type SetupOptions,
   SG,
   SUBNET_A,
@@ -29,17 +30,6 @@ const setup = useEfsRuntime();
 
 /** The EFS operations the driver sent, in order. */
 const ops = (r: EfsRuntime) => r.efs.calls.map((c) => c.operation);
-/** An access point made outside stowage. */
-const outsideAccessPoint = (r: EfsRuntime, fileSystemId: string, path: string) =>
-  r.sdk.createAccessPoint({
-    clientToken: `outside-${path}`,
-    fileSystemId,
-    path,
-    uid: 0,
-    gid: 0,
-    permissions: '755',
-    tags: {},
-  });
 const requests = (r: EfsRuntime, op: string) => r.efs.calls.filter((c) => c.operation === op);
 const mountOf = (r: EfsRuntime, name: string) =>
   r.mounter.callsOf('mount').find((c) => c.path === join(r.config.mountRoot, name))?.detail;
