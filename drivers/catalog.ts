@@ -1,13 +1,20 @@
+import type { ConfigSection } from '../src/base/config-section.js';
 import type { DriverFactory } from '../src/index.js';
+import { ebsConfig } from './ebs/config.js';
+import { efsConfig } from './efs/config.js';
+import { localConfig } from './local/config.js';
+import { nfsConfig } from './nfs/config.js';
 
 /**
  * The one list of the drivers that ship with stowage. Everything outside the driver folders that
- * needs a driver's name or a fact about it (the registry, the flexvolume executable, the runtime,
- * the managed-plugin configs) reads it here, so adding a driver touches its folder and this file.
+ * needs a driver's name or a fact about it (the config schema, the registry, the flexvolume
+ * executable, the runtime, the managed-plugin configs) reads it here, so adding a driver touches
+ * its folder and this file.
  *
  * This module must stay cheap to import: the flexvolume executable reads the traits at every
  * `init` probe, and loads one driver per call. So each driver is behind a dynamic import (the
- * bundler splits it, with its SDK, into a chunk of its own) and nothing here imports a driver.
+ * bundler splits it, with its SDK, into a chunk of its own), and the only driver files imported
+ * here are their config sections, which load no zod (src/base/config-kit.ts says why).
  */
 export interface DriverTraits {
   /** Goes through the controller-manager's attach/detach under Kubernetes (an EBS disk does). */
@@ -29,57 +36,51 @@ export interface DriverTraits {
 
 interface CatalogEntry {
   traits: DriverTraits;
+  /** The driver's section of the config (its key is the driver's name). */
+  config: ConfigSection;
   load: () => Promise<DriverFactory>;
+}
+
+/** The traits a driver has; every other one is false. */
+function traits(...on: (keyof DriverTraits)[]): DriverTraits {
+  const has = (t: keyof DriverTraits) => on.includes(t);
+  return {
+    flexAttach: has('flexAttach'),
+    fsGroup: has('fsGroup'),
+    requiresFSResize: has('requiresFSResize'),
+    blockFs: has('blockFs'),
+    usesDevices: has('usesDevices'),
+    usesAws: has('usesAws'),
+  };
 }
 
 const CATALOG = {
   local: {
-    traits: {
-      flexAttach: false,
-      fsGroup: true,
-      requiresFSResize: false,
-      blockFs: true,
-      usesDevices: true,
-      usesAws: false,
-    },
+    traits: traits('fsGroup', 'blockFs', 'usesDevices'),
+    config: localConfig,
     load: async () => (await import('./local/index.js')).localDriver,
   },
   nfs: {
-    traits: {
-      flexAttach: false,
-      fsGroup: false,
-      requiresFSResize: false,
-      blockFs: false,
-      usesDevices: false,
-      usesAws: false,
-    },
+    traits: traits(),
+    config: nfsConfig,
     load: async () => (await import('./nfs/index.js')).nfsDriver,
   },
   efs: {
-    traits: {
-      flexAttach: false,
-      fsGroup: false,
-      requiresFSResize: false,
-      blockFs: false,
-      usesDevices: false,
-      usesAws: true,
-    },
+    traits: traits('usesAws'),
+    config: efsConfig,
     load: async () => (await import('./efs/index.js')).efsDriver,
   },
   ebs: {
-    traits: {
-      flexAttach: true,
-      fsGroup: true,
-      requiresFSResize: true,
-      blockFs: true,
-      usesDevices: true,
-      usesAws: true,
-    },
+    traits: traits('flexAttach', 'fsGroup', 'requiresFSResize', 'blockFs', 'usesDevices', 'usesAws'),
+    config: ebsConfig,
     load: async () => (await import('./ebs/index.js')).ebsDriver,
   },
 } as const satisfies Record<string, CatalogEntry>;
 
 export type DriverName = keyof typeof CATALOG;
+
+/** What the config's `drivers` is when nothing sets it. */
+export const DEFAULT_DRIVERS: readonly DriverName[] = ['local'];
 
 /** Every built-in driver name, in the catalog's order. */
 export const DRIVER_NAMES = Object.keys(CATALOG) as DriverName[];
@@ -92,6 +93,12 @@ export function isDriverName(name: string): name is DriverName {
 export const DRIVER_TRAITS: Record<DriverName, DriverTraits> = Object.fromEntries(
   DRIVER_NAMES.map((name) => [name, CATALOG[name].traits]),
 ) as Record<DriverName, DriverTraits>;
+
+/** Each driver's config section, by name, with its own type (src/config.ts composes the schema). */
+export type DriverConfigSections = { [N in DriverName]: (typeof CATALOG)[N]['config'] };
+export const DRIVER_CONFIG_SECTIONS = Object.fromEntries(
+  DRIVER_NAMES.map((name) => [name, CATALOG[name].config]),
+) as DriverConfigSections;
 
 /** A built-in driver's traits, or undefined for a name that is not one (no driver is loaded). */
 export function driverTraits(name: string): DriverTraits | undefined {

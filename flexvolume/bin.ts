@@ -1,7 +1,7 @@
 import { writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { killTrackedChildren } from '../src/mount/children.js';
+import { killTrackedChildren } from '../src/base/children.js';
 import { flexMain } from './main.js';
 import { exitCodeOf } from './reply.js';
 

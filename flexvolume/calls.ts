@@ -1,12 +1,11 @@
-import { mkdir } from 'node:fs/promises';
 import { isStowageError, StowageError } from '../src/base/errors.js';
 import type { Config } from '../src/config.js';
-import { registerHost, resolveNode } from '../src/core/hosts.js';
+import { deviceMountId, podMountId } from '../src/core/mount-ids.js';
 import { validateVolumeName } from '../src/core/names.js';
 import type { Runtime } from '../src/runtime.js';
 import type { FlexDriverTraits } from './capabilities.js';
-import { applyAwsEnv, type FlexOptions, isJson, parseFlexOptions } from './options.js';
-import { deviceMountId, deviceMountPath, podMountId, podVolumeDir } from './paths.js';
+import { type FlexOptions, isJson, parseFlexOptions } from './options.js';
+import { deviceMountPath, podVolumeDir } from './paths.js';
 import { type FlexReply, notSupported, success } from './reply.js';
 import { openFlexRuntime } from './runtime.js';
 
@@ -25,15 +24,16 @@ type Handler = (
 ) => Promise<FlexReply>;
 
 /**
- * The calls that need the store: kubelet's and the controller-manager's sequences mapped onto the
- * same VolumeManager the Docker daemon uses. The volume is mounted once per host under stowage's
- * mount root and counted per user (Docker mount ids, `pod:<uid>:<dir>`, `device:<name>`); kubelet's
- * paths are bind mounts of it, so neither side can unmount the other's users.
+ * kubelet's and the controller-manager's calls mapped onto the same VolumeManager the Docker
+ * daemon uses: this file only reads arguments and options and words the reply. The volume is
+ * mounted once per host and counted per user; kubelet's paths are published (bind mounts of it)
+ * under mount ids `pod:<uid>:<dir>` and `device:<name>` (src/core/mount-ids.ts), so neither
+ * Docker nor kubelet can unmount the other's users.
  */
 const HANDLERS: Record<string, Handler> = {
   attach: async (ctx, rt, json, [nodeName]) => {
     const o = parseFlexOptions(json, ctx.traits);
-    const target = await resolveNode(rt.store, required(nodeName, 'node name'), rt.cloud?.ec2);
+    const target = await rt.hosts.resolveNode(required(nodeName, 'node name'));
     // A new EBS volume belongs in the node's zone, not in the controller-manager's.
     const zone = target.identity.availabilityZone;
     const zoneGiven = Object.keys(o.driverOptions).some((k) => /zone/i.test(k));
@@ -44,12 +44,12 @@ const HANDLERS: Record<string, Handler> = {
   },
   isattached: async (ctx, rt, json, [nodeName]) => {
     const o = parseFlexOptions(json, ctx.traits);
-    const target = await resolveNode(rt.store, required(nodeName, 'node name'), rt.cloud?.ec2);
+    const target = await rt.hosts.resolveNode(required(nodeName, 'node name'));
     return success({ attached: await rt.manager.isAttached(ctx.driver, o.name, target.host) });
   },
   detach: async (ctx, rt, _json, [volumeName, nodeName]) => {
     const name = validateVolumeName(required(volumeName, 'volume name'));
-    const target = await resolveNode(rt.store, required(nodeName, 'node name'), rt.cloud?.ec2);
+    const target = await rt.hosts.resolveNode(required(nodeName, 'node name'));
     await rt.manager.detach(ctx.driver, name, target);
     return success();
   },
@@ -62,12 +62,19 @@ const HANDLERS: Record<string, Handler> = {
     const o = parseFlexOptions(json, ctx.traits);
     const dmp = deviceMountPath(path, ctx.config.flexvolume.kubeletDir, ctx.driver);
     await nodeSide(ctx, rt, o);
-    await bindFor(ctx, rt, o, deviceMountId(dmp.volumeName), dmp.path);
+    const id = deviceMountId(dmp.volumeName);
+    await rt.manager.publish({
+      driver: ctx.driver,
+      volume: o.name,
+      id,
+      target: dmp.path,
+      readOnly: o.readOnly,
+    });
     return success();
   },
   unmountdevice: async (ctx, rt, _json, [path]) => {
     const dmp = deviceMountPath(path, ctx.config.flexvolume.kubeletDir, ctx.driver);
-    await unbindFor(ctx, rt, deviceMountId(dmp.volumeName), dmp.path);
+    await rt.manager.unpublish(deviceMountId(dmp.volumeName), dmp.path);
     return success();
   },
   mount: async (ctx, rt, json, [path]) => {
@@ -80,12 +87,19 @@ const HANDLERS: Record<string, Handler> = {
       );
     }
     await nodeSide(ctx, rt, o);
-    await bindFor(ctx, rt, o, podMountId(pod.podUid, pod.volDir), pod.path);
+    const id = podMountId(pod.podUid, pod.volDir);
+    await rt.manager.publish({
+      driver: ctx.driver,
+      volume: o.name,
+      id,
+      target: pod.path,
+      readOnly: o.readOnly,
+    });
     return success();
   },
   unmount: async (ctx, rt, _json, [path]) => {
     const pod = podVolumeDir(path, ctx.config.flexvolume.kubeletDir, ctx.driver);
-    await unbindFor(ctx, rt, podMountId(pod.podUid, pod.volDir), pod.path);
+    await rt.manager.unpublish(podMountId(pod.podUid, pod.volDir), pod.path);
     return success();
   },
   // Controller-manager: `expandvolume <json> <deviceMountPath> <newBytes> <oldBytes>`; the
@@ -113,7 +127,12 @@ export async function runCall(ctx: CallContext, call: string, args: string[]): P
   const jsonAt = args.findIndex(isJson);
   const json = jsonAt >= 0 ? args[jsonAt] : undefined;
   const rest = args.filter((_, i) => i !== jsonAt);
-  const rt = await openFlexRuntime(ctx.driver, ctx.config, ctx.installDir ? { dir: ctx.installDir } : {});
+  // kubelet sends a PV's Secret with the node-side calls: its AWS keys are this call's credentials.
+  const awsCredentials = json === undefined ? undefined : parseFlexOptions(json, ctx.traits).awsCredentials;
+  const rt = await openFlexRuntime(ctx.driver, ctx.config, {
+    ...(ctx.installDir ? { dir: ctx.installDir } : {}),
+    ...(awsCredentials ? { awsCredentials } : {}),
+  });
   try {
     rt.log.debug({ call, args: rest }, 'flexvolume call');
     const reply = await handler(ctx, rt, json, rest);
@@ -166,11 +185,7 @@ function required(value: string | undefined, what: string): string {
  * second cloud disk.
  */
 async function nodeSide(ctx: CallContext, rt: Runtime, o: FlexOptions): Promise<void> {
-  applyAwsEnv(o); // kubelet sends the PV's Secret with these calls only
-  const hosts = await rt.store.listHosts();
-  if (!hosts.some((h) => h.id === rt.config.hostId)) {
-    await registerHost(rt.store, rt.config.hostId, rt.manager.drivers(), rt.log);
-  }
+  await rt.hosts.ensureRegistered();
   if (!ctx.traits.attach) {
     await ensureVolume(ctx, rt, o);
     return;
@@ -200,39 +215,4 @@ async function ensureVolume(
     exists = false;
   }
   await rt.manager.create(ctx.driver, o.name, exists ? o.driverOptions : { ...whenNew, ...o.driverOptions });
-}
-
-/** Mounts the volume on this host (counted under `id`) and bind-mounts it at kubelet's path. */
-async function bindFor(
-  ctx: CallContext,
-  rt: Runtime,
-  o: FlexOptions,
-  id: string,
-  target: string,
-): Promise<void> {
-  if (await rt.mounter.isMountPoint(target)) return; // done by an earlier try whose reply was lost
-  const counted = (await rt.store.getMounts(o.name)).find(
-    (m) => m.host === rt.config.hostId && m.state === 'mounted' && (m.refs[id] ?? 0) > 0,
-  );
-  const source =
-    counted && (await rt.mounter.isMountPoint(counted.mountpoint))
-      ? counted.mountpoint
-      : await rt.manager.mount(ctx.driver, o.name, id);
-  try {
-    await mkdir(target, { recursive: true, mode: 0o750 });
-    await rt.mounter.mount(source, target, { options: o.readOnly ? ['bind', 'ro'] : ['bind'] });
-  } catch (err) {
-    if (!counted) await rt.manager.unmount(ctx.driver, o.name, id).catch(() => undefined);
-    throw err;
-  }
-  rt.log.info({ volume: o.name, id, target, readOnly: o.readOnly }, 'bind-mounted for kubelet');
-}
-
-/** Inverse of bindFor: the bind mount first (the user's view ends), then the count. */
-async function unbindFor(ctx: CallContext, rt: Runtime, id: string, target: string): Promise<void> {
-  await rt.mounter.unmount(target);
-  const mount = (await rt.store.listMountsByHost(rt.config.hostId)).find((m) => (m.refs[id] ?? 0) > 0);
-  if (!mount) return;
-  await rt.manager.unmount(ctx.driver, mount.volume, id);
-  rt.log.info({ volume: mount.volume, id, target }, 'bind mount released');
 }

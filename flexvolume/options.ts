@@ -1,4 +1,5 @@
 import { StowageError } from '../src/base/errors.js';
+import type { AwsCredentials } from '../src/cloud/client-options.js';
 import { validateVolumeName } from '../src/core/names.js';
 import type { FlexDriverTraits } from './capabilities.js';
 
@@ -15,16 +16,16 @@ export interface FlexOptions {
   readOnly: boolean;
   podUid?: string;
   /**
-   * AWS credentials from the PV's Secret (keys awsAccessKeyId, awsSecretAccessKey, awsSessionToken),
-   * as the SDK's environment variables: for nodes without an instance profile. Never options.
+   * AWS credentials from the PV's Secret (keys awsAccessKeyId, awsSecretAccessKey, awsSessionToken):
+   * for nodes without an instance profile. Handed to this call's AWS clients; never options.
    */
-  awsEnv?: Record<string, string>;
+  awsCredentials?: AwsCredentials;
 }
 
-const AWS_SECRET_KEYS: Record<string, string> = {
-  awsAccessKeyId: 'AWS_ACCESS_KEY_ID',
-  awsSecretAccessKey: 'AWS_SECRET_ACCESS_KEY',
-  awsSessionToken: 'AWS_SESSION_TOKEN',
+const AWS_SECRET_KEYS: Record<string, keyof AwsCredentials> = {
+  awsAccessKeyId: 'accessKeyId',
+  awsSecretAccessKey: 'secretAccessKey',
+  awsSessionToken: 'sessionToken',
 };
 
 /**
@@ -47,11 +48,11 @@ export function parseFlexOptions(json: string | undefined, traits: FlexDriverTra
       driverOptions[key] = value;
     }
   }
-  const awsEnv: Record<string, string> = {};
+  const aws: Partial<AwsCredentials> = {};
   for (const [key, value] of Object.entries(secrets)) {
-    const envName = AWS_SECRET_KEYS[key];
-    if (envName) {
-      awsEnv[envName] = value;
+    const field = AWS_SECRET_KEYS[key];
+    if (field) {
+      aws[field] = value;
       continue;
     }
     if (key in driverOptions) {
@@ -84,8 +85,21 @@ export function parseFlexOptions(json: string | undefined, traits: FlexDriverTra
     driverOptions,
     readOnly: readwrite === 'ro',
     ...(podUid ? { podUid } : {}),
-    ...(Object.keys(awsEnv).length > 0 ? { awsEnv } : {}),
+    ...credentialsOf(aws),
   };
+}
+
+/** The Secret's AWS keys as credentials: none, or a key id with its secret (and maybe a token). */
+function credentialsOf(aws: Partial<AwsCredentials>): { awsCredentials?: AwsCredentials } {
+  if (Object.keys(aws).length === 0) return {};
+  const { accessKeyId, secretAccessKey } = aws;
+  if (accessKeyId === undefined || secretAccessKey === undefined) {
+    throw new StowageError(
+      'INVALID_ARGUMENT',
+      'the secret must hold both awsAccessKeyId and awsSecretAccessKey (and optionally awsSessionToken), or none of them',
+    );
+  }
+  return { awsCredentials: { ...aws, accessKeyId, secretAccessKey } };
 }
 
 function parseJsonObject(json: string | undefined): Record<string, string> {
@@ -126,12 +140,4 @@ function hasKey(options: Record<string, string>, key: string): boolean {
 /** Old kubelets passed arguments in other orders: the options are the argument that is JSON. */
 export function isJson(arg: string): boolean {
   return /^\s*[{[]/.test(arg);
-}
-
-/**
- * Puts the Secret's AWS credentials where the SDK's default provider chain looks first. The SDK
- * clients are made on first use, after this; the process serves this one call only.
- */
-export function applyAwsEnv(o: Pick<FlexOptions, 'awsEnv'>, env: NodeJS.ProcessEnv = process.env): void {
-  if (o.awsEnv) Object.assign(env, o.awsEnv);
 }

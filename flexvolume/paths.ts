@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { isAbsolute, join, normalize } from 'node:path';
 import { StowageError } from '../src/base/errors.js';
 import { VENDOR } from './capabilities.js';
@@ -60,22 +59,4 @@ export function deviceMountPath(
     );
   }
   return { path: p, volumeName: m[1]! };
-}
-
-/**
- * Mount ids in the store's refs: the pod's UID, plus its volume directory so that two stowage
- * volumes of one pod are told apart (hashed when the two would not fit the 128-character id).
- */
-export function podMountId(podUid: string, volDir: string): string {
-  const id = `pod:${podUid}:${volDir}`;
-  return id.length <= 128
-    ? id
-    : `pod:${podUid}:${createHash('sha256').update(volDir).digest('hex').slice(0, 32)}`;
-}
-
-export function deviceMountId(volumeName: string): string {
-  const id = `device:${volumeName}`;
-  return id.length <= 128
-    ? id
-    : `device:${createHash('sha256').update(volumeName).digest('hex').slice(0, 32)}`;
 }

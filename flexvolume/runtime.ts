@@ -2,15 +2,17 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadDriver } from '../drivers/load.js';
 import { StowageError } from '../src/base/errors.js';
+import type { AwsCredentials } from '../src/cloud/client-options.js';
 import { type Config, loadConfig } from '../src/config.js';
 import { DriverRegistry } from '../src/core/registry.js';
 import { createLogger } from '../src/log.js';
-import { createRuntime, type Runtime } from '../src/runtime.js';
-import { openStore } from '../src/state/open.js';
+import { openRuntime, type Runtime } from '../src/runtime.js';
 
 /** Where the executable's files are: the SQLite addon ships next to the bundle. */
 export interface FlexInstall {
   dir?: string;
+  /** This call's AWS credentials (from the PV's Secret), for the AWS clients. */
+  awsCredentials?: AwsCredentials;
 }
 
 /** The config the executable reads: the daemon's own (/etc/stowage/config.yaml or $STOWAGE_CONFIG). */
@@ -40,6 +42,10 @@ export async function openFlexRuntime(
     base: { host: config.hostId, driver, pid: process.pid, via: 'flexvolume' },
   });
   const addon = install.dir ? join(install.dir, 'better_sqlite3.node') : undefined;
-  const store = await openStore(config, addon && existsSync(addon) ? { nativeBinding: addon } : {});
-  return createRuntime(config, { log, registry, store });
+  return openRuntime(config, {
+    log,
+    registry,
+    ...(addon && existsSync(addon) ? { nativeBinding: addon } : {}),
+    ...(install.awsCredentials ? { awsCredentials: install.awsCredentials } : {}),
+  });
 }

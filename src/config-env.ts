@@ -1,4 +1,5 @@
 import type { z } from 'zod';
+import { isNfsVersionOption } from './base/mount-options.js';
 
 /**
  * Configuration from environment variables, for the container image, the Docker managed plugin
@@ -176,8 +177,6 @@ export const RANCHER_VARIABLES = [
   'RANCHER_DEBUG',
 ];
 
-const VERSION_KEYS = ['vers', 'nfsvers'];
-
 /** `nfsvers=4.1`, `vers=3`, `4` -> the schema's form; 4.0 is the NFS driver's 4, as in -o vers=4.0. */
 function nfsVersion(text: string): string {
   const v = text.trim().replace(/^(nfs)?vers=/i, '');
@@ -199,7 +198,7 @@ function rancherSettings(schema: z.ZodType, get: (name: string) => string | unde
     // The stacks put the version among the options; stowage keeps it in its own key (the NFS
     // driver drops vers= from the configured options), so it is moved there rather than lost.
     const list = splitList(opts);
-    const isVersion = (o: string) => VERSION_KEYS.includes(o.split('=')[0]!.trim().toLowerCase());
+    const isVersion = (o: string) => isNfsVersionOption(o.trim());
     out.push({
       path: ['nfs', 'mountOptions'],
       source: 'MOUNT_OPTS',

@@ -3,49 +3,49 @@ import { hostname } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { parseDuration } from './base/duration.js';
+import {
+  DEFAULT_DRIVERS,
+  DRIVER_CONFIG_SECTIONS,
+  DRIVER_NAMES,
+  type DriverConfigSections,
+  type DriverName,
+} from '../drivers/catalog.js';
+import { absPath, configKit, ms } from './base/config-kit.js';
+import type { ConfigSection, SectionSchema, SectionValue } from './base/config-section.js';
 import { StowageError } from './base/errors.js';
-import { parseSize } from './base/size.js';
 import { readEnvironment } from './config-env.js';
 
 export const DEFAULT_CONFIG_FILE = '/etc/stowage/config.yaml';
 
-/** What AWS recommends for EFS over NFSv4.1. */
-export const EFS_MOUNT_DEFAULTS = [
-  'nfsvers=4.1',
-  'rsize=1048576',
-  'wsize=1048576',
-  'hard',
-  'timeo=600',
-  'retrans=2',
-  'noresvport',
-];
-
-const absPath = z.string().refine(isAbsolute, { message: 'must be an absolute path' });
-const ms = z
-  .number()
-  .int()
-  .positive()
-  .max(24 * 3600 * 1000);
+/**
+ * Re-exported for the tests that mount EFS-like shares by hand. (Defined in the driver's section:
+ * drivers/efs/config.ts.)
+ */
+export { EFS_MOUNT_DEFAULTS } from '../drivers/efs/config.js';
 
 /**
- * Sizes and durations stay text in the config (drivers parse them, and volumes override them),
- * but are checked here with the same parsers, so a typo stops the daemon at start with the key
- * named instead of failing the first volume that uses it.
+ * Each driver's section, keyed by the driver's name, as the driver declares it
+ * (drivers/<name>/config.ts, named by its catalog entry): the driver names are not written here.
  */
-const size = z.string().superRefine(parsesWith(parseSize));
-const duration = z.string().superRefine(parsesWith(parseDuration));
+type DriverSectionSchemas = { [N in DriverName]: SectionSchema<DriverConfigSections[N]> };
+/** The sections as the drivers receive them (with their defaults that depend on dataDir). */
+export type DriverSections = { [N in DriverName]: SectionValue<DriverConfigSections[N]> };
 
-function parsesWith(parse: (text: string) => number) {
-  return (text: string, ctx: z.RefinementCtx) => {
-    try {
-      parse(text);
-    } catch (err) {
-      ctx.addIssue({ code: 'custom', message: (err as Error).message });
-    }
-  };
+/** The one section of driver `name`, seen as any section (its own type is in DriverSections). */
+const sectionOf = (name: DriverName): ConfigSection => DRIVER_CONFIG_SECTIONS[name];
+
+// Object.fromEntries cannot keep a type per key; the mapped types above say what each key holds.
+const driverSectionSchemas = Object.fromEntries(
+  DRIVER_NAMES.map((name) => [name, sectionOf(name).schema(configKit)]),
+) as DriverSectionSchemas;
+
+function resolveDriverSections(parsed: Record<DriverName, unknown>, dataDir: string): DriverSections {
+  return Object.fromEntries(
+    DRIVER_NAMES.map((name) => [name, sectionOf(name).resolve(parsed[name], { dataDir })]),
+  ) as DriverSections;
 }
 
+/** stowage's own keys, then one section per driver (`local`, `nfs`, ... from the catalog). */
 export const ConfigSchema = z
   .object({
     /** This host's id in the store; defaults to the hostname. */
@@ -101,7 +101,10 @@ export const ConfigSchema = z
       .string()
       .regex(/^[a-z0-9][a-z0-9_.-]*$/, { message: 'lower-case letters, digits, "_", "." and "-"' })
       .default('stowage-'),
-    drivers: z.array(z.string().min(1)).min(1).default(['local']),
+    drivers: z
+      .array(z.string().min(1))
+      .min(1)
+      .default([...DEFAULT_DRIVERS]),
     log: z
       .object({
         level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
@@ -118,24 +121,6 @@ export const ConfigSchema = z
         deviceWaitMs: ms.default(30_000),
         lockWaitMs: ms.default(10_000),
         lockTtlMs: ms.default(10 * 60_000),
-      })
-      .strict()
-      .prefault({}),
-    nfs: z
-      .object({
-        /** Default server for volumes that give none (`-o server=`). */
-        server: z.string().min(1).optional(),
-        /** Default base export under which each volume gets its subdirectory. */
-        share: z.string().startsWith('/', { message: 'must be an absolute export path' }).optional(),
-        /** Mount options every NFS mount gets; a volume's own mountOptions are merged over them. */
-        mountOptions: z.array(z.string().min(1)).default([]),
-        nfsVersion: z.enum(['3', '4', '4.1', '4.2']).default('4.1'),
-        onRemove: z.enum(['retain', 'delete', 'archive']).default('retain'),
-        mode: z
-          .string()
-          .regex(/^0?[0-7]{3,4}$/, { message: 'must be an octal mode such as 0755' })
-          .default('0755'),
-        mountTimeout: duration.default('30s'),
       })
       .strict()
       .prefault({}),
@@ -161,40 +146,6 @@ export const ConfigSchema = z
       })
       .strict()
       .prefault({}),
-    ebs: z
-      .object({
-        /** EC2 API endpoint; default the SDK's (which honours AWS_ENDPOINT_URL_EC2). */
-        endpoint: z.url().optional(),
-        defaultSizeGiB: z.number().int().min(1).max(65536).default(10),
-        defaultType: z.enum(['gp3', 'gp2', 'io1', 'io2', 'st1', 'sc1', 'standard']).default('gp3'),
-        defaultFsType: z.enum(['ext4', 'xfs']).default('ext4'),
-        createTimeout: duration.default('5m'),
-        attachTimeout: duration.default('2m'),
-        /** How long a size change (ModifyVolume) may take to reach `optimizing`. */
-        modifyTimeout: duration.default('2m'),
-        /** Where attached devices appear; only tests and unusual hosts change these. */
-        devDir: absPath.default('/dev'),
-        byIdDir: absPath.default('/dev/disk/by-id'),
-        sysBlockDir: absPath.default('/sys/block'),
-      })
-      .strict()
-      .prefault({}),
-    efs: z
-      .object({
-        /** EFS API endpoint; default the SDK's (which honours AWS_ENDPOINT_URL_EFS). */
-        endpoint: z.url().optional(),
-        /** Default file system for volumes that name none. */
-        fileSystemId: z
-          .string()
-          .regex(/^fs-[0-9a-f]{8,17}$/, { message: 'must be a file system id' })
-          .optional(),
-        mountOptions: z.array(z.string().min(1)).default(EFS_MOUNT_DEFAULTS),
-        onRemove: z.enum(['retain', 'delete']).default('retain'),
-        mountTimeout: duration.default('30s'),
-        createTimeout: duration.default('10m'),
-      })
-      .strict()
-      .prefault({}),
     flexvolume: z
       .object({
         /** kubelet's root directory: pod and device mount paths must lie under it. */
@@ -206,27 +157,19 @@ export const ConfigSchema = z
       })
       .strict()
       .prefault({}),
-    local: z
-      .object({
-        imageDir: absPath.optional(),
-        defaultSize: size.default('1G'),
-        maxSize: size.default('1T'),
-        defaultFsType: z.enum(['ext4', 'xfs']).default('ext4'),
-      })
-      .strict()
-      .prefault({}),
+    ...driverSectionSchemas,
   })
   .strict();
 
 type Parsed = z.infer<typeof ConfigSchema>;
-export type Config = Parsed & {
-  state: string;
-  mountRoot: string;
-  stagingDir: string;
-  local: Parsed['local'] & { imageDir: string };
-  /** Where the file part came from, for messages; undefined when none was read. */
-  source?: string;
-};
+export type Config = Omit<Parsed, DriverName> &
+  DriverSections & {
+    state: string;
+    mountRoot: string;
+    stagingDir: string;
+    /** Where the file part came from, for messages; undefined when none was read. */
+    source?: string;
+  };
 
 export interface ConfigSources {
   /** Explicit file (flag); missing file is an error. Without it, $STOWAGE_CONFIG, then the default path if present. */
@@ -281,7 +224,7 @@ export function loadConfig(sources: ConfigSources = {}): Config {
     state: c.state ?? join(c.dataDir, 'state.db'),
     mountRoot: c.mountRoot ?? join(c.dataDir, 'volumes'),
     stagingDir: c.stagingDir ?? join(c.dataDir, 'staging'),
-    local: { ...c.local, imageDir: c.local.imageDir ?? join(c.dataDir, 'local') },
+    ...resolveDriverSections(c, c.dataDir),
   };
   if (file) config.source = file;
   return config;

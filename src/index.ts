@@ -3,6 +3,7 @@
 export { formatMs, pollUntil } from './base/backoff.js';
 export { parseDuration } from './base/duration.js';
 export { type ErrorCode, isStowageError, StowageError } from './base/errors.js';
+export { isNfsVersionOption, mergeMountOptions } from './base/mount-options.js';
 export { formatSize, parseSize } from './base/size.js';
 export {
   type CreateVolumeInput,
@@ -32,7 +33,14 @@ export type {
   VolumeInput,
 } from './core/driver.js';
 export { blockMountSpec } from './core/mount-pipeline.js';
-export { type DirSpec, provisionDir, removeDir, type ShareLocation, withShare } from './core/nfs-share.js';
+export {
+  type DirSpec,
+  provisionDir,
+  removeDir,
+  type ShareLocation,
+  subdirFor,
+  withShare,
+} from './core/nfs-share.js';
 export {
   accessOption,
   boolOption,
@@ -44,7 +52,13 @@ export {
   remotePathOption,
   subdirOption,
 } from './core/option-schemas.js';
-export { type OptionSpecs, oneOf, type ParsedOptions, parseOptions } from './core/options.js';
+export {
+  type OptionSpecs,
+  oneOf,
+  type ParsedOptions,
+  parseOptions,
+  recordedOptions,
+} from './core/options.js';
 export type { DriverRegistry } from './core/registry.js';
 export { type Holder, refuseTakeOverUnlessAllowed } from './core/takeover.js';
 export type { AttachmentRecord, HostRecord, MountRecord, RemovePolicy, VolumeRecord } from './state/store.js';

@@ -1,13 +1,16 @@
 import type { Logger } from 'pino';
-import { DRIVER_NAMES, driverTraits } from '../drivers/catalog.js';
+import { driverTraits } from '../drivers/catalog.js';
 import { registerBuiltins } from '../drivers/index.js';
 import { StowageError } from './base/errors.js';
+import type { AwsCredentials } from './cloud/client-options.js';
 import { SdkEc2 } from './cloud/ec2.js';
 import { SdkEc2Network } from './cloud/ec2-network.js';
 import { SdkEfs } from './cloud/efs.js';
 import { DEFAULT_IMDS_ENDPOINT, type IdentitySource, Imdsv2, StaticIdentity } from './cloud/imds.js';
+import { Ec2NodeLookup } from './cloud/node-lookup.js';
 import type { Config } from './config.js';
 import type { CloudClients, StateView, Timeouts } from './core/driver.js';
+import { HostDirectory } from './core/hosts.js';
 import { VolumeLocks } from './core/locks.js';
 import { DriverRegistry } from './core/registry.js';
 import { VolumeManager } from './core/volume-manager.js';
@@ -28,7 +31,9 @@ export interface Runtime {
   mounter: Mounter;
   registry: DriverRegistry;
   manager: VolumeManager;
-  /** The AWS seams when a cloud driver is enabled (EBS attach resolves nodes through EC2). */
+  /** This host's registration and the lookup of other nodes (through EC2 when a cloud driver is on). */
+  hosts: HostDirectory;
+  /** The AWS seams when a cloud driver is enabled. */
   cloud?: CloudClients;
   close(): Promise<void>;
 }
@@ -44,6 +49,10 @@ export interface RuntimeOverrides {
   cloud?: CloudClients;
   store?: StateStore;
   registry?: DriverRegistry;
+  /** The SQLite addon's path when it is not where the package manager put it (the flexvolume bundle). */
+  nativeBinding?: string;
+  /** AWS credentials for this process's clients instead of the SDK's default chain (a PV's Secret). */
+  awsCredentials?: AwsCredentials;
 }
 
 /** The composition root: config -> logger, store, mounter, registry, manager. */
@@ -77,31 +86,32 @@ export function createRuntime(config: Config, o: RuntimeOverrides = {}): Runtime
     registerBuiltins(registry);
   }
   const files = o.files ?? new SpawnFileOps(runner);
-  // Each built-in driver gets the config section of its name (a catalog entry without one does
-  // not compile); a driver registered from outside the catalog gets an empty section.
-  const driverConfig: Record<string, Record<string, unknown>> = Object.fromEntries(
-    DRIVER_NAMES.map((name) => [name, config[name]]),
-  );
   const state: StateView = {
     hosts: () => store.listHosts(),
     mounts: (volume) => store.getMounts(volume),
     liveHosts: async () => (store.liveHosts ? store.liveHosts() : undefined),
   };
   const cloud =
-    o.cloud ?? (config.drivers.some((d) => driverTraits(d)?.usesAws) ? awsClients(config) : undefined);
-  registry.enable(config.drivers, (name) => ({
-    host: config.hostId,
-    log: log.child({ driver: name }),
-    mounter,
-    loop,
-    files,
-    probeTcp: o.probeTcp ?? probeTcp,
-    timeouts,
-    stagingDir: config.stagingDir,
-    config: driverConfig[name] ?? {},
-    state,
-    ...(cloud ? { cloud } : {}),
-  }));
+    o.cloud ??
+    (config.drivers.some((d) => driverTraits(d)?.usesAws) ? awsClients(config, o.awsCredentials) : undefined);
+  // Each factory takes its own section of the config (typed by its catalog entry).
+  registry.enable(config.drivers, (name, factory) =>
+    factory(
+      {
+        host: config.hostId,
+        log: log.child({ driver: name }),
+        mounter,
+        loop,
+        files,
+        probeTcp: o.probeTcp ?? probeTcp,
+        timeouts,
+        stagingDir: config.stagingDir,
+        state,
+        ...(cloud ? { cloud } : {}),
+      },
+      config,
+    ),
+  );
   const locks = new VolumeLocks(store, {
     host: config.hostId,
     waitMs: timeouts.lockWaitMs,
@@ -123,6 +133,13 @@ export function createRuntime(config: Config, o: RuntimeOverrides = {}): Runtime
     log,
     takeOverGone: config.hosts.takeOverGone,
   });
+  const hosts = new HostDirectory({
+    store,
+    host: config.hostId,
+    drivers: () => manager.drivers(),
+    log,
+    ...(cloud ? { nodes: new Ec2NodeLookup(cloud.ec2) } : {}),
+  });
   return {
     config,
     log,
@@ -130,6 +147,7 @@ export function createRuntime(config: Config, o: RuntimeOverrides = {}): Runtime
     mounter,
     registry,
     manager,
+    hosts,
     ...(cloud ? { cloud } : {}),
     close: () => store.close(),
   };
@@ -137,14 +155,16 @@ export function createRuntime(config: Config, o: RuntimeOverrides = {}): Runtime
 
 /** createRuntime with the configured store opened first (etcd's client is loaded only if used). */
 export async function openRuntime(config: Config, o: RuntimeOverrides = {}): Promise<Runtime> {
-  return createRuntime(config, { ...o, store: o.store ?? (await openStore(config)) });
+  const opened =
+    o.store ?? (await openStore(config, o.nativeBinding ? { nativeBinding: o.nativeBinding } : {}));
+  return createRuntime(config, { ...o, store: opened });
 }
 
 /**
  * The AWS seams, built only when a cloud driver is enabled. Identity: static from config when
  * aws.instanceId is set, else IMDSv2. Region: config, $AWS_REGION, then the instance's own.
  */
-function awsClients(config: Config): CloudClients {
+function awsClients(config: Config, credentials?: AwsCredentials): CloudClients {
   dropEmptyAwsVariables();
   const a = config.aws;
   let identity: IdentitySource;
@@ -171,7 +191,12 @@ function awsClients(config: Config): CloudClients {
     process.env.AWS_REGION ??
     process.env.AWS_DEFAULT_REGION ??
     (async () => (await identity.identity()).region);
-  const base = { region, maxAttempts: a.maxAttempts, requestTimeoutMs: a.requestTimeoutMs };
+  const base = {
+    region,
+    maxAttempts: a.maxAttempts,
+    requestTimeoutMs: a.requestTimeoutMs,
+    ...(credentials ? { credentials } : {}),
+  };
   const ec2 = new SdkEc2({ ...base, ...(config.ebs.endpoint ? { endpoint: config.ebs.endpoint } : {}) });
   const efs = new SdkEfs({ ...base, ...(config.efs.endpoint ? { endpoint: config.efs.endpoint } : {}) });
   const network = new SdkEc2Network({

@@ -11,6 +11,7 @@ const ROOT = resolve(import.meta.dirname, '..');
 interface Import {
   from: string; // the importing file, relative to the root
   to: string; // the imported file, relative to the root ('' for a package)
+  spec: string; // as written: './x.js', 'zod', 'node:path'
   typeOnly: boolean;
 }
 
@@ -28,7 +29,7 @@ function importsOf(file: string): Import[] {
     const to = spec.startsWith('.')
       ? relative(ROOT, resolve(ROOT, dirname(file), spec)).replace(/\.js$/, '.ts')
       : '';
-    out.push({ from: file, to, typeOnly: m[2] !== undefined });
+    out.push({ from: file, to, spec, typeOnly: m[2] !== undefined });
   }
   return out;
 }
@@ -37,7 +38,26 @@ function all(...dirs: string[]): Import[] {
   return dirs.flatMap((d) => (d.endsWith('.ts') ? importsOf(d) : sources(d).flatMap(importsOf)));
 }
 
-const show = (i: Import) => `${i.from} -> ${i.to}`;
+const show = (i: Import) => `${i.from} -> ${i.to || i.spec}`;
+
+/** A driver's config section: drivers/<name>/config.ts. */
+const isDriverConfig = (file: string) => /^drivers\/[^/]+\/config\.ts$/.test(file);
+
+/** Every file `entry` loads when imported (type-only imports load nothing), with their imports. */
+function loadedBy(entry: string): Import[] {
+  const seen = new Set<string>();
+  const out: Import[] = [];
+  const visit = (file: string) => {
+    if (seen.has(file)) return;
+    seen.add(file);
+    for (const i of importsOf(file).filter((x) => !x.typeOnly)) {
+      out.push(i);
+      if (i.to) visit(i.to);
+    }
+  };
+  visit(entry);
+  return out;
+}
 
 describe('the layers of docs/architecture.md', () => {
   it('src/base imports nothing of stowage outside itself', () => {
@@ -53,7 +73,23 @@ describe('the layers of docs/architecture.md', () => {
     const upward = seams.filter(
       (i) => /^src\/(core|docker|cli|runtime|index)/.test(i.to) || /^(drivers|flexvolume)\//.test(i.to),
     );
-    expect(upward.map(show)).toEqual([]);
+    // The one exception: the config composes its schema from the drivers' sections, which it
+    // finds through the catalog (and those import only src/base: checked below).
+    const sections = (i: Import) =>
+      i.from === 'src/config.ts' && (i.to === 'drivers/catalog.ts' || isDriverConfig(i.to));
+    expect(upward.filter((i) => !sections(i)).map(show)).toEqual([]);
+  });
+
+  it("loading the driver catalog loads its drivers' config sections and src/base only: no zod, no driver", () => {
+    // flexvolume `init` imports the catalog at every kubelet probe: zod alone costs ~27 ms to load.
+    const loaded = loadedBy('drivers/catalog.ts');
+    const allowed = (i: Import) =>
+      i.to ? isDriverConfig(i.to) || i.to.startsWith('src/base/') : i.spec.startsWith('node:');
+    expect(loaded.filter((i) => !allowed(i)).map(show)).toEqual([]);
+    expect(loaded.filter((i) => isDriverConfig(i.to)).length).toBeGreaterThan(0);
+    expect(loaded.filter((i) => i.to.startsWith('src/base/')).map((i) => i.to)).not.toContain(
+      'src/base/config-kit.ts',
+    );
   });
 
   it('the core uses the seams only through their interfaces (types, and the store record helpers)', () => {
@@ -67,8 +103,27 @@ describe('the layers of docs/architecture.md', () => {
     expect(above.map(show)).toEqual([]);
   });
 
-  it('drivers import stowage only through src/index.ts', () => {
-    const direct = all('drivers').filter((i) => i.to.startsWith('src/') && i.to !== 'src/index.ts');
+  it('drivers import stowage only through src/index.ts (their config sections and the catalog: src/base)', () => {
+    const sectionFile = (f: string) => f === 'drivers/catalog.ts' || isDriverConfig(f);
+    const direct = all('drivers').filter(
+      (i) =>
+        i.to.startsWith('src/') &&
+        i.to !== 'src/index.ts' &&
+        !(sectionFile(i.from) && i.to.startsWith('src/base/')),
+    );
     expect(direct.map(show)).toEqual([]);
+    const sectionImports = all('drivers').filter((i) => isDriverConfig(i.from));
+    expect(sectionImports.filter((i) => i.to && !i.to.startsWith('src/base/')).map(show)).toEqual([]);
+  });
+
+  it('drivers get their config section and their recorded options typed: no casts through unknown, no any', () => {
+    const casts = sources('drivers').flatMap((file) =>
+      readFileSync(join(ROOT, file), 'utf8')
+        .split('\n')
+        .flatMap((line, n) =>
+          /\bas unknown as\b|\bas any\b|:\s*any\b/.test(line) ? [`${file}:${n + 1}`] : [],
+        ),
+    );
+    expect(casts).toEqual([]);
   });
 });

@@ -14,6 +14,7 @@ import {
   type ProvisionResult,
   parseDuration,
   pollUntil,
+  recordedOptions,
   refuseTakeOverUnlessAllowed,
   StowageError,
   totalRefs,
@@ -22,10 +23,11 @@ import {
 } from '../../src/index.js';
 import { DeviceAllocator } from './allocator.js';
 import { EbsCloud } from './cloud.js';
+import type { EbsConfig } from './config.js';
 import { CREATE_TOKEN_TAG, createRequest, createToken, refusedVolume } from './create-request.js';
 import { findEbsDevice } from './devices.js';
 import { parseEbsOptions } from './option-rules.js';
-import { EBS_OPTION_SPECS, type EbsConfig, type EbsOptions } from './options.js';
+import { EBS_OPTION_SPECS, type EbsOptions } from './options.js';
 import { type Ec2Attachment, madeByStowage, notOurAttachment } from './ownership.js';
 
 const NAME_ATTEMPTS = 3;
@@ -59,12 +61,12 @@ export class EbsDriver implements Driver {
     this.ebs = new EbsCloud(ctx.cloud.ec2);
   }
 
-  parseOptions(raw: Record<string, string>): ParsedOptions<Record<string, unknown>> {
-    return parseEbsOptions(raw, this.cfg) as unknown as ParsedOptions<Record<string, unknown>>;
+  parseOptions(raw: Record<string, string>): ParsedOptions<EbsOptions> {
+    return parseEbsOptions(raw, this.cfg);
   }
 
   async provision(volume: VolumeInput): Promise<ProvisionResult> {
-    const o = volume.options as unknown as EbsOptions;
+    const o = recordedOptions<EbsOptions>(volume);
     const { ec2 } = this.cloud;
     if (o.volumeId !== undefined) {
       const v = await ec2.describeVolume(o.volumeId);

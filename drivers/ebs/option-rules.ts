@@ -1,5 +1,6 @@
 import { type ParsedOptions, parseOptions, StowageError } from '../../src/index.js';
-import { EBS_OPTION_SPECS, type EbsConfig, type EbsOptions } from './options.js';
+import type { EbsConfig } from './config.js';
+import { EBS_OPTION_SPECS, type EbsOptions } from './options.js';
 
 const IOPS_TYPES = new Set(['gp3', 'io1', 'io2']);
 const MIN_SIZE: Record<string, number> = { gp3: 1, gp2: 1, io1: 4, io2: 4, st1: 125, sc1: 125, standard: 1 };

@@ -1,11 +1,11 @@
 import { z } from 'zod';
-import { boolOption, type Config, type OptionSpecs, oneOf } from '../../src/index.js';
+import { boolOption, type OptionSpecs, oneOf } from '../../src/index.js';
+import { VOLUME_TYPES } from './config.js';
 
-export const VOLUME_TYPES = ['gp3', 'gp2', 'io1', 'io2', 'st1', 'sc1', 'standard'] as const;
 export type EbsVolumeType = (typeof VOLUME_TYPES)[number];
 
 /** Canonical options of an EBS volume, as recorded at Create. */
-export interface EbsOptions {
+export type EbsOptions = {
   size?: number;
   type: EbsVolumeType;
   iops?: number;
@@ -21,10 +21,7 @@ export interface EbsOptions {
   tags?: Record<string, string>;
   onRemove?: 'delete' | 'retain';
   preempt: boolean;
-}
-
-/** The `ebs` section of the config, as its schema (src/config.ts) parses it: one source, no drift. */
-export type EbsConfig = Config['ebs'];
+};
 
 const int = (min: number, max: number, what: string) =>
   z

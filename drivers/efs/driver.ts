@@ -6,26 +6,29 @@ import {
   type DriverContext,
   type EfsApi,
   type IdentitySource,
+  isNfsVersionOption,
   isStowageError,
   type MountSpec,
+  mergeMountOptions,
   type ParsedOptions,
   type ProvisionResult,
   parseDuration,
   parseOptions,
   provisionDir,
+  recordedOptions,
   removeDir,
   type ShareLocation,
   StowageError,
+  subdirFor,
   type VolumeInput,
   type VolumeRecord,
 } from '../../src/index.js';
 import { accessPointByToken, provideAccessPoint } from './access-point.js';
+import type { EfsConfig } from './config.js';
 import { OwnFileSystems } from './file-system.js';
 import { checkMountTargetPlan } from './network-check.js';
-import { EFS_OPTION_SPECS, type EfsConfig, type EfsOptions, FS_CREATION_OPTIONS } from './options.js';
+import { EFS_OPTION_SPECS, type EfsOptions, FS_CREATION_OPTIONS } from './options.js';
 import { removeEffect } from './remove-effect.js';
-
-const VERSION_KEYS = ['vers', 'nfsvers'];
 
 /**
  * AWS EFS, NFSv4.1 underneath: a subdirectory (or an access point) per volume on a file system,
@@ -55,7 +58,7 @@ export class EfsDriver implements Driver {
     this.ownFileSystems = new OwnFileSystems(this.efs, ctx.log, parseDuration(cfg.createTimeout));
   }
 
-  parseOptions(raw: Record<string, string>): ParsedOptions<Record<string, unknown>> {
+  parseOptions(raw: Record<string, string>): ParsedOptions<EfsOptions> {
     const parsed = parseOptions<EfsOptions>(this.name, this.optionSpecs, raw, {
       basePath: '/',
       accessPoint: 'none',
@@ -92,14 +95,14 @@ export class EfsDriver implements Driver {
     if (o.accessPoint.startsWith('fsap-') && given.has('subdir')) {
       throw bad('an existing access point has its own root directory; subdir cannot be set with it');
     }
-    if ((o.mountOptions ?? []).some((m) => VERSION_KEYS.includes(m.split('=')[0]!.toLowerCase()))) {
+    if ((o.mountOptions ?? []).some(isNfsVersionOption)) {
       throw bad('EFS speaks NFSv4.1 only; leave nfsvers/vers out of mountOptions');
     }
-    return parsed as unknown as ParsedOptions<Record<string, unknown>>;
+    return parsed;
   }
 
   async provision(volume: VolumeInput): Promise<ProvisionResult> {
-    const o = volume.options as unknown as EfsOptions;
+    const o = recordedOptions<EfsOptions>(volume);
     const fields: Record<string, unknown> = { basePath: o.basePath };
     if (o.createFileSystem) {
       const subnets = await this.subnetsFor(o);
@@ -152,7 +155,7 @@ export class EfsDriver implements Driver {
         fields: { ...fields, accessPointId: ap.id, remotePath: ap.path },
       };
     }
-    const subdir = (o.subdir ?? '{name}').replaceAll('{name}', volume.name);
+    const subdir = subdirFor(o.subdir, volume.name);
     const remotePath = posix.join(o.basePath, subdir);
     Object.assign(fields, { subdir, remotePath });
     if (o.accessPoint === 'create') {
@@ -178,11 +181,7 @@ export class EfsDriver implements Driver {
     }
     const target = await this.mountTarget({ ...o, fileSystemId: fsId }, fields);
     Object.assign(fields, { mountTargets: { [target.az]: target.ip } });
-    const dir = {
-      mode: o.directoryPerms,
-      ...(o.uid !== undefined ? { uid: o.uid } : {}),
-      ...(o.gid !== undefined ? { gid: o.gid } : {}),
-    };
+    const dir = { mode: o.directoryPerms, uid: o.uid, gid: o.gid };
     const made = await provisionDir(this.ctx, this.share(o, target.ip), subdir, dir, volume);
     if (made.adopted) {
       const kept = volume.givenOptions.includes('onRemove') ? policy : 'retain';
@@ -199,7 +198,7 @@ export class EfsDriver implements Driver {
    * deleted is logged at error level with its ids, and the Create's record keeps naming it.
    */
   async abandon(volume: VolumeRecord): Promise<void> {
-    const o = volume.options as unknown as EfsOptions;
+    const o = recordedOptions<EfsOptions>(volume);
     const f = volume.fields;
     const failed: { what: string; ids: Record<string, unknown>; err: Error }[] = [];
     const step = async (what: string, ids: Record<string, unknown>, fn: () => Promise<void>) => {
@@ -221,7 +220,7 @@ export class EfsDriver implements Driver {
       });
     }
     if (f.madeDir === true && typeof f.fileSystemToken !== 'string' && fsId) {
-      const subdir = (o.subdir ?? '{name}').replaceAll('{name}', volume.name);
+      const subdir = subdirFor(o.subdir, volume.name);
       await step('directory', { fileSystemId: fsId, subdir }, async () => {
         const target = await this.mountTarget({ ...o, fileSystemId: fsId }, f);
         await removeDir(this.ctx, this.share(o, target.ip), subdir, 'delete');
@@ -256,7 +255,7 @@ export class EfsDriver implements Driver {
 
   /** Teardown in order: access point, directory, mount targets, file system (each only if ours). */
   async destroy(volume: VolumeRecord): Promise<void> {
-    const o = volume.options as unknown as EfsOptions;
+    const o = recordedOptions<EfsOptions>(volume);
     const f = volume.fields;
     if (volume.removePolicy !== 'delete') {
       this.ctx.log.info({ volume: volume.name, kept: removeEffect(volume) }, 'EFS data kept');
@@ -274,7 +273,7 @@ export class EfsDriver implements Driver {
   }
 
   async mountSpec(volume: VolumeRecord): Promise<MountSpec> {
-    const o = volume.options as unknown as EfsOptions;
+    const o = recordedOptions<EfsOptions>(volume);
     const f = volume.fields;
     const fsId = String(f.fileSystemId);
     const target = await this.mountTarget({ ...o, fileSystemId: fsId }, f);
@@ -380,10 +379,7 @@ export class EfsDriver implements Driver {
 
   /** The configured defaults (AWS's recommended ones), then the volume's over them. */
   private mountOptions(o: EfsOptions): string[] {
-    const merged = new Map<string, string>();
-    for (const opt of [...this.cfg.mountOptions, ...(o.mountOptions ?? [])])
-      merged.set(opt.split('=')[0]!.toLowerCase(), opt);
-    return [...merged.values()];
+    return mergeMountOptions(this.cfg.mountOptions, o.mountOptions ?? []);
   }
 }
 
@@ -394,7 +390,7 @@ function token(volume: VolumeInput): string {
 
 /** What a file system stowage made for the volume was created with. */
 function fileSystemFacts(volume: VolumeRecord): Record<string, unknown> {
-  const o = volume.options as unknown as EfsOptions;
+  const o = recordedOptions<EfsOptions>(volume);
   if (volume.fields.createdFileSystem !== true) return {};
   return {
     throughputMode: o.throughputMode ?? 'bursting',

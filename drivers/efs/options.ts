@@ -2,7 +2,6 @@ import { z } from 'zod';
 import {
   accessOption,
   boolOption,
-  type Config,
   durationOption,
   listOption,
   mountOptionsOption,
@@ -15,7 +14,7 @@ import {
 } from '../../src/index.js';
 
 /** Canonical options of an EFS volume, as recorded at Create. */
-export interface EfsOptions {
+export type EfsOptions = {
   fileSystemId?: string;
   basePath: string;
   subdir?: string;
@@ -37,10 +36,7 @@ export interface EfsOptions {
   securityGroups?: string[];
   subnets?: string[];
   mountTimeout: string;
-}
-
-/** The `efs` section of the config, as its schema (src/config.ts) parses it: one source, no drift. */
-export type EfsConfig = Config['efs'];
+};
 
 export const EFS_OPTION_SPECS: OptionSpecs = {
   fileSystemId: {

@@ -13,11 +13,13 @@ import {
   type ProvisionResult,
   parseOptions,
   parseSize,
+  recordedOptions,
   StowageError,
   type VolumeInput,
   type VolumeRecord,
 } from '../../src/index.js';
-import { LOCAL_OPTION_SPECS, type LocalConfig, type LocalOptions, MIN_BYTES } from './options.js';
+import type { LocalConfig } from './config.js';
+import { LOCAL_OPTION_SPECS, type LocalOptions, MIN_BYTES } from './options.js';
 
 /**
  * Each volume is a sparse image file, attached as a loop device at first mount, formatted if
@@ -38,7 +40,7 @@ export class LocalDriver implements Driver {
     this.maxBytes = parseSize(cfg.maxSize, 'local.maxSize');
   }
 
-  parseOptions(raw: Record<string, string>): ParsedOptions<Record<string, unknown>> {
+  parseOptions(raw: Record<string, string>): ParsedOptions<LocalOptions> {
     const parsed = parseOptions<LocalOptions>(this.name, this.optionSpecs, raw, {
       size: this.cfg.defaultSize,
       fsType: this.cfg.defaultFsType,
@@ -57,11 +59,11 @@ export class LocalDriver implements Driver {
         `option size=${formatSize(size)} is above this host's limit of ${this.cfg.maxSize} (config local.maxSize)`,
       );
     }
-    return parsed as unknown as ParsedOptions<Record<string, unknown>>;
+    return parsed;
   }
 
   async provision(volume: VolumeInput): Promise<ProvisionResult> {
-    const opts = volume.options as unknown as LocalOptions;
+    const opts = recordedOptions<LocalOptions>(volume);
     if (opts.fsType === 'xfs' && !(await this.ctx.mounter.hasTool('mkfs.xfs'))) {
       throw new StowageError(
         'UNAVAILABLE',

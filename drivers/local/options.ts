@@ -1,15 +1,12 @@
 import { z } from 'zod';
-import { type Config, formatSize, type OptionSpecs, oneOf, parseSize } from '../../src/index.js';
+import { formatSize, type OptionSpecs, oneOf, parseSize } from '../../src/index.js';
 
-export interface LocalOptions {
+export type LocalOptions = {
   /** Canonical size text (e.g. "64M"), so recorded options read as the user wrote them. */
   size: string;
   fsType: 'ext4' | 'xfs';
   onRemove?: 'delete' | 'retain';
-}
-
-/** The `local` section of the config, as its schema (src/config.ts) parses it: one source, no drift. */
-export type LocalConfig = Config['local'];
+};
 
 // mkfs.xfs refuses filesystems below 300 MiB; ext4 needs a few MiB for its journal.
 export const MIN_BYTES = { ext4: 8 * 1024 ** 2, xfs: 300 * 1024 ** 2 } as const;

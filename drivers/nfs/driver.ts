@@ -3,21 +3,24 @@ import {
   type DoctorCheck,
   type Driver,
   type DriverContext,
+  isNfsVersionOption,
   type MountSpec,
+  mergeMountOptions,
   type ParsedOptions,
   type ProvisionResult,
   parseDuration,
   parseOptions,
   provisionDir,
+  recordedOptions,
   removeDir,
   type ShareLocation,
   StowageError,
+  subdirFor,
   type VolumeInput,
   type VolumeRecord,
 } from '../../src/index.js';
-import { NFS_OPTION_SPECS, type NfsConfig, type NfsOptions } from './options.js';
-
-const VERSION_KEYS = ['vers', 'nfsvers'];
+import type { NfsConfig } from './config.js';
+import { NFS_OPTION_SPECS, type NfsOptions } from './options.js';
 
 /**
  * A subdirectory per volume on a shared export (or, with `export`, the export itself). Create
@@ -36,7 +39,7 @@ export class NfsDriver implements Driver {
     private readonly cfg: NfsConfig,
   ) {}
 
-  parseOptions(raw: Record<string, string>): ParsedOptions<Record<string, unknown>> {
+  parseOptions(raw: Record<string, string>): ParsedOptions<NfsOptions> {
     const parsed = parseOptions<NfsOptions>(this.name, this.optionSpecs, raw, {
       server: this.cfg.server,
       nfsVersion: this.cfg.nfsVersion,
@@ -66,9 +69,7 @@ export class NfsDriver implements Driver {
       }
       o.onRemove = 'retain';
     }
-    const versionInOptions = (o.mountOptions ?? []).find((m) =>
-      VERSION_KEYS.includes(m.split('=')[0]!.toLowerCase()),
-    );
+    const versionInOptions = (o.mountOptions ?? []).find(isNfsVersionOption);
     if (versionInOptions) {
       const v = versionInOptions.split('=')[1] ?? '';
       if (given.has('nfsVersion') && v !== o.nfsVersion) {
@@ -81,22 +82,18 @@ export class NfsDriver implements Driver {
       o.nfsVersion = (v === '4.0' ? '4' : v) as NfsOptions['nfsVersion'];
       o.mountOptions = (o.mountOptions ?? []).filter((m) => m !== versionInOptions);
     }
-    return parsed as unknown as ParsedOptions<Record<string, unknown>>;
+    return parsed;
   }
 
   async provision(volume: VolumeInput): Promise<ProvisionResult> {
-    const o = volume.options as unknown as NfsOptions;
+    const o = recordedOptions<NfsOptions>(volume);
     if (o.export !== undefined) {
       return { adopted: true, removePolicy: 'retain', fields: { server: o.server, remotePath: o.export } };
     }
-    const subdir = this.subdirOf(volume.name, o);
+    const subdir = subdirFor(o.subdir, volume.name);
     const remotePath = posix.join(o.share!, subdir);
     const fields = { server: o.server, remotePath, share: o.share, subdir };
-    const dir = {
-      mode: o.mode,
-      ...(o.uid !== undefined ? { uid: o.uid } : {}),
-      ...(o.gid !== undefined ? { gid: o.gid } : {}),
-    };
+    const dir = { mode: o.mode, uid: o.uid, gid: o.gid };
     const made = await provisionDir(this.ctx, this.shareOf(o), subdir, dir, volume);
     if (made.adopted) {
       // Existing data: take it over and keep it unless the user asked for delete explicitly.
@@ -108,7 +105,7 @@ export class NfsDriver implements Driver {
   }
 
   async destroy(volume: VolumeRecord): Promise<void> {
-    const o = volume.options as unknown as NfsOptions;
+    const o = recordedOptions<NfsOptions>(volume);
     const subdir = typeof volume.fields.subdir === 'string' ? volume.fields.subdir : undefined;
     if (volume.removePolicy === 'retain' || subdir === undefined) {
       this.ctx.log.info({ volume: volume.name, policy: 'retain' }, 'directory kept on the server');
@@ -120,13 +117,13 @@ export class NfsDriver implements Driver {
 
   /** An interrupted Create: its directory goes only when it noted making it (never an adopted one). */
   async abandon(volume: VolumeRecord): Promise<void> {
-    const o = volume.options as unknown as NfsOptions;
+    const o = recordedOptions<NfsOptions>(volume);
     if (volume.fields.madeDir !== true || o.export !== undefined) return;
-    await removeDir(this.ctx, this.shareOf(o), this.subdirOf(volume.name, o), 'delete');
+    await removeDir(this.ctx, this.shareOf(o), subdirFor(o.subdir, volume.name), 'delete');
   }
 
   mountSpec(volume: VolumeRecord): MountSpec {
-    const o = volume.options as unknown as NfsOptions;
+    const o = recordedOptions<NfsOptions>(volume);
     const remotePath = String(volume.fields.remotePath ?? o.export);
     return {
       kind: 'nfs',
@@ -139,7 +136,7 @@ export class NfsDriver implements Driver {
   }
 
   describe(volume: VolumeRecord): Record<string, unknown> {
-    const o = volume.options as unknown as NfsOptions;
+    const o = recordedOptions<NfsOptions>(volume);
     return {
       server: o.server,
       remotePath: volume.fields.remotePath ?? o.export,
@@ -171,18 +168,8 @@ export class NfsDriver implements Driver {
 
   /** Configured defaults, then the volume's own options over them (same key: the volume wins). */
   private mountOptions(o: NfsOptions): string[] {
-    const merged = new Map<string, string>();
-    const add = (opt: string) => {
-      const key = opt.split('=')[0]!.toLowerCase();
-      if (!VERSION_KEYS.includes(key)) merged.set(key, opt);
-    };
-    for (const opt of this.cfg.mountOptions) add(opt);
-    for (const opt of o.mountOptions ?? []) add(opt);
-    return [`vers=${o.nfsVersion}`, ...merged.values()];
-  }
-
-  private subdirOf(name: string, o: NfsOptions): string {
-    return (o.subdir ?? '{name}').replaceAll('{name}', name);
+    const merged = mergeMountOptions(this.cfg.mountOptions, o.mountOptions ?? []);
+    return [`vers=${o.nfsVersion}`, ...merged.filter((opt) => !isNfsVersionOption(opt))];
   }
 
   private shareOf(o: NfsOptions): ShareLocation {

@@ -1,7 +1,6 @@
 import { z } from 'zod';
 import {
   accessOption,
-  type Config,
   durationOption,
   mountOptionsOption,
   numericIdOption,
@@ -15,7 +14,7 @@ import {
 export type NfsVersion = '3' | '4' | '4.1' | '4.2';
 
 /** Canonical options of an NFS volume, as recorded at Create. */
-export interface NfsOptions {
+export type NfsOptions = {
   server: string;
   share?: string;
   export?: string;
@@ -29,10 +28,7 @@ export interface NfsOptions {
   mountTimeout: string;
   access?: 'multi-host' | 'single-host';
   preempt?: boolean;
-}
-
-/** The `nfs` section of the config, as its schema (src/config.ts) parses it: one source, no drift. */
-export type NfsConfig = Config['nfs'];
+};
 
 export const NFS_OPTION_SPECS: OptionSpecs = {
   server: {

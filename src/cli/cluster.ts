@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { registerHost } from '../core/hosts.js';
 import { migrateStore } from '../state/migrate.js';
 import { openStoreAt } from '../state/open.js';
 import { totalRefs } from '../state/store.js';
@@ -56,7 +55,7 @@ export function addClusterCommands(program: Command): void {
     .description('record this host and its identity (e.g. EC2 instance) so other hosts can attach to it')
     .action(async (_opts, cmd: Command) => {
       await withRuntime(cmd, async (rt) => {
-        const h = await registerHost(rt.store, rt.config.hostId, rt.manager.drivers(), rt.log);
+        const h = await rt.hosts.register();
         print(JSON.stringify(h));
       });
     });

@@ -1,6 +1,5 @@
 import { isAbsolute, relative } from 'node:path';
 import { isStowageError } from '../base/errors.js';
-import { registerHost } from '../core/hosts.js';
 import { closePluginSockets, type PluginSocket, servePluginSockets } from '../docker/server.js';
 import {
   checkMountPropagation,
@@ -241,18 +240,9 @@ export class StartupTasks {
 
   /** Registers (once) and reconciles (once); throws what stopped it. */
   private async attempt(): Promise<void> {
-    const { config, log, manager, store } = this.rt;
+    const { config, log, manager, hosts } = this.rt;
     if (!this.registered) {
-      await registerHost(
-        store,
-        config.hostId,
-        manager.drivers(),
-        log,
-        { pid: process.pid },
-        {
-          leaseTtlSeconds: config.etcd.leaseTtlSeconds,
-        },
-      );
+      await hosts.register({ pid: process.pid }, { leaseTtlSeconds: config.etcd.leaseTtlSeconds });
       this.registered = true;
     }
     if (!this.reconciled) {

@@ -7,6 +7,17 @@ export interface AwsClientOptions {
   /** Attempts per call, with the SDK's standard backoff for throttling and transient errors. */
   maxAttempts: number;
   requestTimeoutMs: number;
+  /**
+   * Credentials given with a request (a PersistentVolume's Secret); without them the SDK's default
+   * chain (environment, profile, instance role) finds its own.
+   */
+  credentials?: AwsCredentials;
+}
+
+export interface AwsCredentials {
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken?: string;
 }
 
 /** The SDK client configuration for those options: standard retries, a deadline on every request. */
@@ -16,6 +27,7 @@ export function sdkClientConfig(o: AwsClientOptions) {
     maxAttempts: o.maxAttempts,
     retryMode: 'standard',
     ...(o.endpoint ? { endpoint: o.endpoint } : {}),
+    ...(o.credentials ? { credentials: o.credentials } : {}),
     requestHandler: {
       requestTimeout: o.requestTimeoutMs,
       connectionTimeout: Math.min(o.requestTimeoutMs, 5000),

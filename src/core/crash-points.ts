@@ -21,6 +21,8 @@ export const CRASH_POINTS = [
   'unmount:counted',
   'teardown:unmounted',
   'teardown:unrecorded',
+  'publish:counted',
+  'unpublish:unbound',
 ] as const;
 
 export type CrashPoint = (typeof CRASH_POINTS)[number];

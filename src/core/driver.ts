@@ -3,6 +3,7 @@ import type { Ec2Api } from '../cloud/ec2.js';
 import type { Ec2NetworkApi } from '../cloud/ec2-network.js';
 import type { EfsApi } from '../cloud/efs.js';
 import type { IdentitySource } from '../cloud/imds.js';
+import type { Config } from '../config.js';
 import type { FileOps } from '../mount/file-ops.js';
 import type { LoopDevices } from '../mount/loop.js';
 import type { Mounter } from '../mount/mounter.js';
@@ -36,8 +37,6 @@ export interface DriverContext {
   timeouts: Timeouts;
   /** A directory of stowage's own where a driver may mount things for provisioning. */
   stagingDir: string;
-  /** The driver's own section of the config (already validated by the config schema). */
-  config: Record<string, unknown>;
   /** Read-only view of the shared state, for decisions that depend on other hosts. */
   state: StateView;
   /** AWS seams; present when a cloud driver is enabled. */
@@ -202,4 +201,8 @@ export interface Driver {
   hostIdentity?(): Promise<Record<string, unknown>>;
 }
 
-export type DriverFactory = (ctx: DriverContext) => Driver;
+/**
+ * Builds a driver from what it may use and the config (checked at start); a driver takes its own
+ * section, e.g. `(ctx, config) => new NfsDriver(ctx, config.nfs)`, typed by its catalog entry.
+ */
+export type DriverFactory = (ctx: DriverContext, config: Config) => Driver;

@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { StowageError } from '../base/errors.js';
-import type { Ec2Api } from '../cloud/ec2.js';
+import type { NodeLookup } from '../cloud/node-lookup.js';
 import type { HostRecord, StateStore } from '../state/store.js';
 import type { AttachTarget, Driver } from './driver.js';
 
@@ -45,10 +45,14 @@ export async function registerHost(
 
 /**
  * The host behind a Kubernetes node name. Nodes register themselves; a node is matched by its
- * host id, hostname or private DNS name. An unregistered node is looked up in EC2 by private DNS
- * name (the node name kubelet uses on AWS), so the first attach to a fresh node works too.
+ * host id, hostname or private DNS name. An unregistered node is looked up in the cloud (on AWS:
+ * EC2, by the private DNS name kubelet uses), so the first attach to a fresh node works too.
  */
-export async function resolveNode(store: StateStore, nodeName: string, ec2?: Ec2Api): Promise<AttachTarget> {
+export async function resolveNode(
+  store: StateStore,
+  nodeName: string,
+  nodes?: NodeLookup,
+): Promise<AttachTarget> {
   if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$/.test(nodeName)) {
     throw new StowageError('INVALID_ARGUMENT', `invalid node name ${JSON.stringify(nodeName)}`);
   }
@@ -57,24 +61,46 @@ export async function resolveNode(store: StateStore, nodeName: string, ec2?: Ec2
     hosts.find((h) => h.id === nodeName) ??
     hosts.find((h) => [h.identity.hostname, h.identity.privateDnsName].includes(nodeName));
   if (known) return { host: known.id, identity: known.identity };
-  const inst = ec2 ? await ec2.findInstanceByPrivateDnsName(nodeName) : undefined;
-  if (inst) {
-    const byInstance = hosts.find((h) => h.identity.instanceId === inst.id);
-    return {
-      host: byInstance?.id ?? nodeName,
-      identity: {
-        ...byInstance?.identity,
-        instanceId: inst.id,
-        availabilityZone: inst.availabilityZone,
-        privateDnsName: nodeName,
-      },
-    };
+  const found = nodes ? await nodes.find(nodeName) : undefined;
+  if (found) {
+    const byInstance = hosts.find((h) => h.identity.instanceId === found.instanceId);
+    return { host: byInstance?.id ?? nodeName, identity: { ...byInstance?.identity, ...found.identity } };
   }
   throw new StowageError(
     'NOT_FOUND',
-    `node ${nodeName} is not a registered stowage host${ec2 ? ' and EC2 has no instance with that private DNS name' : ''}; ` +
+    `node ${nodeName} is not a registered stowage host${nodes ? ` and ${nodes.missing}` : ''}; ` +
       'run the stowage DaemonSet (or `stowage hosts register`) on it',
   );
+}
+
+/** This host's entry in the hosts registry and the lookup of other nodes: what the doors use. */
+export class HostDirectory {
+  constructor(
+    private readonly d: {
+      store: StateStore;
+      host: string;
+      drivers: () => readonly Driver[];
+      log: Logger;
+      nodes?: NodeLookup;
+    },
+  ) {}
+
+  /** Records this host (see registerHost). */
+  register(
+    extra: Record<string, unknown> = {},
+    opts: { leaseTtlSeconds?: number } = {},
+  ): Promise<HostRecord> {
+    return registerHost(this.d.store, this.d.host, this.d.drivers(), this.d.log, extra, opts);
+  }
+
+  /** Records this host unless it is recorded already (a node-side call before any daemon ran). */
+  async ensureRegistered(): Promise<void> {
+    if (!(await this.d.store.listHosts()).some((h) => h.id === this.d.host)) await this.register();
+  }
+
+  resolveNode(nodeName: string): Promise<AttachTarget> {
+    return resolveNode(this.d.store, nodeName, this.d.nodes);
+  }
 }
 
 /**

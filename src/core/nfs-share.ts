@@ -26,6 +26,11 @@ export interface DirSpec {
   gid?: number;
 }
 
+/** A volume's subdirectory on its share: the `subdir` option with `{name}` filled in, else the name. */
+export function subdirFor(template: string | undefined, volumeName: string): string {
+  return (template ?? '{name}').replaceAll('{name}', volumeName);
+}
+
 export type ProvisionedDir = { adopted: false } | { adopted: true };
 
 export async function withShare<T>(

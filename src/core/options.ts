@@ -71,6 +71,17 @@ export function parseOptions<T>(
   return { values: values as T, given: Object.keys(picked) };
 }
 
+/**
+ * A volume's options as its driver's parseOptions made them at Create (VolumeInput and VolumeRecord
+ * alike). The store keeps every driver's options as the same JSON record and cannot know their
+ * shape; the driver that parsed them does. This is the one place where a driver says so.
+ */
+export function recordedOptions<T extends Record<string, unknown>>(volume: {
+  options: Record<string, unknown>;
+}): T {
+  return volume.options as T;
+}
+
 function describeValid(specs: OptionSpecs): string {
   return Object.entries(specs)
     .map(([name, spec]) => (spec.aliases?.length ? `${name} (alias ${spec.aliases.join(', ')})` : name))

@@ -1,5 +1,5 @@
 import { StowageError } from '../base/errors.js';
-import type { Driver, DriverContext, DriverFactory } from './driver.js';
+import type { Driver, DriverFactory } from './driver.js';
 
 /** Driver name -> factory. Drivers are built once per runtime, only when enabled. */
 export class DriverRegistry {
@@ -15,8 +15,11 @@ export class DriverRegistry {
     return [...this.factories.keys()].sort();
   }
 
-  /** Builds the enabled drivers; an unknown name in the list is a configuration error. */
-  enable(names: readonly string[], ctxFor: (name: string) => DriverContext): void {
+  /**
+   * Builds the enabled drivers, each with `build` (the composition root calls the factory with the
+   * driver's context and the config); an unknown name in the list is a configuration error.
+   */
+  enable(names: readonly string[], build: (name: string, factory: DriverFactory) => Driver): void {
     for (const name of names) {
       const factory = this.factories.get(name);
       if (!factory) {
@@ -25,7 +28,7 @@ export class DriverRegistry {
           `unknown driver ${JSON.stringify(name)}; known drivers: ${this.known().join(', ')}`,
         );
       }
-      this.built.set(name, factory(ctxFor(name)));
+      this.built.set(name, build(name, factory));
     }
   }
 

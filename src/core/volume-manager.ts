@@ -16,11 +16,13 @@ import {
 import { Attacher } from './attacher.js';
 import { crashPoint } from './crash-points.js';
 import type { AttachTarget, Driver, Timeouts } from './driver.js';
+import type { GrowResult } from './grow-pipeline.js';
 import type { VolumeLocks } from './locks.js';
+import { validateMountId } from './mount-ids.js';
 import { mountAt, unmountAt, unmountDeadlineMs } from './mount-pipeline.js';
 import { validateVolumeName } from './names.js';
+import { Publisher, type PublishRequest } from './publisher.js';
 import type { DriverRegistry } from './registry.js';
-import type { GrowResult } from './resize.js';
 import { VolumeResizer } from './volume-resizer.js';
 
 export interface VolumeManagerDeps {
@@ -49,9 +51,6 @@ export interface ReconcileReport {
   actions: string[];
 }
 
-// Docker mount ids are 64 hex characters; pod uids are UUIDs. Both fit this.
-const MOUNT_ID_RE = /^[A-Za-z0-9_.:-]{1,128}$/;
-
 /**
  * The only thing adapters call. Every method is idempotent, takes the volume's lock with a bounded
  * wait, records intent in the store before touching the host, and answers reads from the store.
@@ -62,6 +61,8 @@ export class VolumeManager {
 
   private readonly resizer: VolumeResizer;
 
+  private readonly publisher: Publisher;
+
   constructor(private readonly d: VolumeManagerDeps) {
     this.attacher = new Attacher(d.store, d.host, d.takeOverGone ?? false);
     this.resizer = new VolumeResizer({
@@ -70,6 +71,14 @@ export class VolumeManager {
       pipeline: (log) => this.pipeline(log),
       mountpointFor: (name) => this.mountpointFor(name),
       requireReady: (driverName, name) => this.requireReady(driverName, name),
+      begin: (volume, op, details) => this.begin(volume, op, details),
+    });
+    this.publisher = new Publisher({
+      ...d,
+      requireReady: (driverName, name) => this.requireReady(driverName, name),
+      driverOf: (vol) => this.d.registry.get(vol.driver),
+      mountHere: (vol, driver, id, log) => this.mountHere(vol, driver, id, log),
+      releaseHere: (vol, id, log) => this.releaseHere(vol, id, log),
       begin: (volume, op, details) => this.begin(volume, op, details),
     });
   }
@@ -276,66 +285,22 @@ export class VolumeManager {
     validateMountId(id);
     return this.d.locks.withLock(name, 'mount', async () => {
       const vol = await this.requireReady(driverName, name);
-      const driver = this.d.registry.get(vol.driver);
       const log = this.d.log.child({ op: 'mount', volume: name, driver: vol.driver });
-      if (vol.options.access === 'single-host') await this.attacher.claimSingleHost(vol, log);
-      const target = this.mountpointFor(name);
-      let existing = (await this.d.store.getMounts(name)).find((m) => m.host === this.d.host);
-
-      if (existing?.state === 'mounted') {
-        if (await this.d.mounter.isMountPoint(existing.mountpoint)) {
-          const counted = {
-            ...existing,
-            refs: addRef(existing.refs, id, 1),
-            updatedAt: new Date().toISOString(),
-          };
-          await this.d.store.putMount(counted);
-          log.debug({ id, refs: totalRefs(counted) }, 'already mounted; counted');
-          return existing.mountpoint;
-        }
-        // The kernel lost the mount (host restarted, or unmounted by hand) and reconcile has not
-        // dropped its records yet (the daemon serves before reconcile is done): start over as
-        // reconcile would. Counting on top would keep references nobody releases, and the
-        // recorded attachment may name a loop device that now backs another volume's image.
-        log.warn(
-          { refs: totalRefs(existing), target: existing.mountpoint },
-          'recorded mount is gone from the kernel; its records dropped, mounting afresh',
-        );
-        await this.teardown(vol, driver, log);
-        existing = undefined;
-      }
-
-      const refs = addRef(existing?.refs ?? {}, id, 1);
-      const intent = await this.begin(name, 'mount', { id, target });
-      let attachedNow = false;
-      try {
-        let attachment = (await this.d.store.getAttachments(name)).find((a) => a.host === this.d.host);
-        if (driver.needsAttach && driver.attach && attachment?.state !== 'attached') {
-          attachment = await this.attacher.attach(vol, driver, undefined, log);
-          attachedNow = true;
-        }
-        const here = attachment && (await this.attacher.local(vol, driver, attachment));
-        crashPoint('mount:attached');
-        await mountAt(this.pipeline(log), await driver.mountSpec(vol, here), target);
-        crashPoint('mount:mounted');
-        await this.d.store.putMount({
-          volume: name,
-          host: this.d.host,
-          mountpoint: target,
-          refs,
-          state: 'mounted',
-          updatedAt: new Date().toISOString(),
-        });
-        log.info({ id, target }, 'mounted');
-      } catch (err) {
-        log.warn({ err: (err as Error).message }, 'mount failed; undoing');
-        if (attachedNow || !existing) await this.teardown(vol, driver, log).catch(() => undefined);
-        throw toStowageError(err, `mount of volume ${name}`);
-      } finally {
-        await this.d.store.endIntent(intent);
-      }
-      return target;
+      return this.mountHere(vol, this.d.registry.get(vol.driver), id, log);
     });
+  }
+
+  /**
+   * Shows the volume at `target` (a path the caller owns, such as a pod's volume directory) as a
+   * bind mount of its mountpoint here, counted under `id`; see Publisher.
+   */
+  publish(req: PublishRequest): Promise<void> {
+    return this.publisher.publish(req);
+  }
+
+  /** Ends what publish({ id, target, … }) made; a path not published is success. */
+  unpublish(id: string, target: string): Promise<void> {
+    return this.publisher.unpublish(id, target);
   }
 
   async unmount(driverName: string | undefined, name: string, id: string): Promise<void> {
@@ -344,33 +309,7 @@ export class VolumeManager {
     await this.d.locks.withLock(name, 'unmount', async () => {
       const vol = await this.d.store.getVolume(name);
       if (!vol || (driverName !== undefined && vol.driver !== driverName)) return;
-      const mount = (await this.d.store.getMounts(name)).find((m) => m.host === this.d.host);
-      const log = this.d.log.child({ op: 'unmount', volume: name, driver: vol.driver });
-      if (!mount?.refs[id]) {
-        log.debug({ id }, 'unknown mount id; nothing to do');
-        return;
-      }
-      // Decrement first and always (as Docker's own local driver does): a failed teardown must not
-      // leave a reference that blocks Remove forever; the zero-ref row says the teardown is owed.
-      const refs = addRef(mount.refs, id, -1);
-      const left = totalRefs({ refs });
-      await this.d.store.putMount({
-        ...mount,
-        refs,
-        state: left > 0 ? mount.state : 'unmounting',
-        updatedAt: new Date().toISOString(),
-      });
-      crashPoint('unmount:counted');
-      if (left > 0) {
-        log.debug({ id, refs: left }, 'still in use; kept mounted');
-        return;
-      }
-      try {
-        await this.teardown(vol, this.d.registry.get(vol.driver), log);
-      } catch (err) {
-        throw toStowageError(err, `unmount of volume ${name}`);
-      }
-      log.info({ id }, 'unmounted');
+      await this.releaseHere(vol, id, this.d.log.child({ op: 'unmount', volume: name, driver: vol.driver }));
     });
   }
 
@@ -493,6 +432,11 @@ export class VolumeManager {
           action = `interrupted resize of ${intent.volume}: ${done}`;
           return;
         }
+        if (intent.op === 'publish' || intent.op === 'unpublish') {
+          const done = await this.publisher.finishInterrupted(vol, intent, log);
+          action = `interrupted ${intent.op} of ${intent.volume} at ${String(intent.details.target)}: ${done}`;
+          return;
+        }
         const m = (await this.d.store.getMounts(vol.name)).find((x) => x.host === this.d.host);
         // An attach or detach for another host (a controller's) is finished by its next retry.
         const remote = (intent.details.to ?? intent.details.from ?? this.d.host) !== this.d.host;
@@ -546,6 +490,99 @@ export class VolumeManager {
 
   mountpointFor(name: string): string {
     return join(this.d.mountRoot, name);
+  }
+
+  /** Mount's work under the volume's lock: mounts the volume here (once) and counts `id`. */
+  private async mountHere(vol: VolumeRecord, driver: Driver, id: string, log: Logger): Promise<string> {
+    const name = vol.name;
+    if (vol.options.access === 'single-host') await this.attacher.claimSingleHost(vol, log);
+    const target = this.mountpointFor(name);
+    let existing = (await this.d.store.getMounts(name)).find((m) => m.host === this.d.host);
+
+    if (existing?.state === 'mounted') {
+      if (await this.d.mounter.isMountPoint(existing.mountpoint)) {
+        const counted = {
+          ...existing,
+          refs: addRef(existing.refs, id, 1),
+          updatedAt: new Date().toISOString(),
+        };
+        await this.d.store.putMount(counted);
+        log.debug({ id, refs: totalRefs(counted) }, 'already mounted; counted');
+        return existing.mountpoint;
+      }
+      // The kernel lost the mount (host restarted, or unmounted by hand) and reconcile has not
+      // dropped its records yet (the daemon serves before reconcile is done): start over as
+      // reconcile would. Counting on top would keep references nobody releases, and the
+      // recorded attachment may name a loop device that now backs another volume's image.
+      log.warn(
+        { refs: totalRefs(existing), target: existing.mountpoint },
+        'recorded mount is gone from the kernel; its records dropped, mounting afresh',
+      );
+      await this.teardown(vol, driver, log);
+      existing = undefined;
+    }
+
+    const refs = addRef(existing?.refs ?? {}, id, 1);
+    const intent = await this.begin(name, 'mount', { id, target });
+    let attachedNow = false;
+    try {
+      let attachment = (await this.d.store.getAttachments(name)).find((a) => a.host === this.d.host);
+      if (driver.needsAttach && driver.attach && attachment?.state !== 'attached') {
+        attachment = await this.attacher.attach(vol, driver, undefined, log);
+        attachedNow = true;
+      }
+      const here = attachment && (await this.attacher.local(vol, driver, attachment));
+      crashPoint('mount:attached');
+      await mountAt(this.pipeline(log), await driver.mountSpec(vol, here), target);
+      crashPoint('mount:mounted');
+      await this.d.store.putMount({
+        volume: name,
+        host: this.d.host,
+        mountpoint: target,
+        refs,
+        state: 'mounted',
+        updatedAt: new Date().toISOString(),
+      });
+      log.info({ id, target }, 'mounted');
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'mount failed; undoing');
+      if (attachedNow || !existing) await this.teardown(vol, driver, log).catch(() => undefined);
+      throw toStowageError(err, `mount of volume ${name}`);
+    } finally {
+      await this.d.store.endIntent(intent);
+    }
+    return target;
+  }
+
+  /** Unmount's work under the volume's lock: one count of `id` less, torn down at zero. */
+  private async releaseHere(vol: VolumeRecord, id: string, log: Logger): Promise<void> {
+    const name = vol.name;
+    const mount = (await this.d.store.getMounts(name)).find((m) => m.host === this.d.host);
+    if (!mount?.refs[id]) {
+      log.debug({ id }, 'unknown mount id; nothing to do');
+      return;
+    }
+    // Decrement first and always (as Docker's own local driver does): a failed teardown must not
+    // leave a reference that blocks Remove forever; the zero-ref row says the teardown is owed.
+    const refs = addRef(mount.refs, id, -1);
+    const left = totalRefs({ refs });
+    await this.d.store.putMount({
+      ...mount,
+      refs,
+      state: left > 0 ? mount.state : 'unmounting',
+      updatedAt: new Date().toISOString(),
+    });
+    crashPoint('unmount:counted');
+    if (left > 0) {
+      log.debug({ id, refs: left }, 'still in use; kept mounted');
+      return;
+    }
+    try {
+      await this.teardown(vol, this.d.registry.get(vol.driver), log);
+    } catch (err) {
+      throw toStowageError(err, `unmount of volume ${name}`);
+    }
+    log.info({ id }, 'unmounted');
   }
 
   /** Unmount (if mounted here), detach (if attached here) and drop this host's records. */
@@ -655,15 +692,6 @@ function addRef(refs: Readonly<Record<string, number>>, id: string, delta: numbe
   if (count > 0) out[id] = count;
   else delete out[id];
   return out;
-}
-
-function validateMountId(id: unknown): void {
-  if (typeof id !== 'string' || !MOUNT_ID_RE.test(id)) {
-    throw new StowageError(
-      'INVALID_ARGUMENT',
-      `invalid mount ID ${JSON.stringify(id)}: expected 1-128 characters [A-Za-z0-9_.:-]`,
-    );
-  }
 }
 
 function assertSameOptions(existing: VolumeRecord, values: Record<string, unknown>, given: string[]): void {

@@ -4,22 +4,21 @@ import type { Mounter } from '../mount/mounter.js';
 import type { IntentOp, StateStore, VolumeRecord } from '../state/store.js';
 import type { Attacher } from './attacher.js';
 import type { Driver, MountSpec } from './driver.js';
-import type { VolumeLocks } from './locks.js';
-import type { PipelineDeps } from './mount-pipeline.js';
-import { validateVolumeName } from './names.js';
-import type { DriverRegistry } from './registry.js';
 import {
   assertGrowable,
-  describeUsers,
   type GrowResult,
   growOffline,
   growUnmounted,
-  isDeviceRef,
   type OfflinePlan,
   planOffline,
   restoreMounts,
   waitForDeviceSize,
-} from './resize.js';
+} from './grow-pipeline.js';
+import type { VolumeLocks } from './locks.js';
+import { describeUsers, isDeviceRef } from './mount-ids.js';
+import type { PipelineDeps } from './mount-pipeline.js';
+import { validateVolumeName } from './names.js';
+import type { DriverRegistry } from './registry.js';
 
 /** What the resizer borrows from the VolumeManager that owns it. */
 export interface ResizerDeps {
@@ -39,7 +38,7 @@ export interface ResizerDeps {
 /**
  * Growing volumes: the storage (any host; the controller-manager's expandvolume) and then the
  * filesystem on the host that uses it (kubelet's expandfs). Each under the volume's lock; the
- * filesystem steps are in resize.ts.
+ * filesystem steps are in grow-pipeline.ts.
  */
 export class VolumeResizer {
   constructor(private readonly d: ResizerDeps) {}
@@ -74,7 +73,7 @@ export class VolumeResizer {
    * Grows the filesystem on the volume's device here to the device's size (after `minDeviceBytes`
    * shows, when given). Online when mounted; an ext4 filesystem that cannot grow online is grown
    * unmounted only when the mounts here serve nobody but kubelet's device mounts, and refused with
-   * IN_USE otherwise: pods and containers are never cut off. See resize.ts.
+   * IN_USE otherwise: pods and containers are never cut off. See grow-pipeline.ts.
    */
   async growFilesystem(
     driverName: string,

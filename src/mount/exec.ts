@@ -1,8 +1,8 @@
 import { spawn } from 'node:child_process';
 import type { Readable } from 'node:stream';
 import { formatMs } from '../base/backoff.js';
+import { trackChild, untrackChild } from '../base/children.js';
 import { StowageError } from '../base/errors.js';
-import { trackChild, untrackChild } from './children.js';
 
 export interface CommandResult {
   stdout: string;

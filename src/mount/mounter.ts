@@ -1,6 +1,7 @@
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, realpath, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { StowageError } from '../base/errors.js';
+import { blockDeviceNumber } from './device-number.js';
 import type { CommandRunner } from './exec.js';
 import { type MountEntry, parseMountInfo } from './mountinfo.js';
 import { nfsMountRefusal } from './nfs-refusal.js';
@@ -18,6 +19,12 @@ export interface Mounter {
   unmount(target: string, opts?: { lazy?: boolean; timeoutMs?: number }): Promise<void>;
   listMounts(): Promise<MountEntry[]>;
   isMountPoint(target: string): Promise<boolean>;
+  /**
+   * The mounts here that show the filesystem on `device`: those mounted by its name or by the
+   * name it resolves to (a /dev/xvdf link to /dev/nvme1n1), and those carrying its major:minor
+   * (bind mounts, mounts through any other name of it). Empty when it is mounted nowhere.
+   */
+  mountsOfDevice(device: string): Promise<MountEntry[]>;
   /** The filesystem type on a device, or null when blkid finds none (blank device). */
   probeFilesystem(device: string): Promise<string | null>;
   makeFilesystem(device: string, fsType: string): Promise<void>;
@@ -85,6 +92,12 @@ export class LinuxMounter implements Mounter {
     const wanted = resolve(target); // mountinfo paths carry no trailing slash
     const mounts = await this.listMounts();
     return mounts.some((m) => m.mountPoint === wanted);
+  }
+
+  async mountsOfDevice(device: string): Promise<MountEntry[]> {
+    const names = new Set([device, await realpath(device).catch(() => device)]);
+    const number = await blockDeviceNumber(device);
+    return (await this.listMounts()).filter((m) => names.has(m.source) || m.majorMinor === number);
   }
 
   async probeFilesystem(device: string): Promise<string | null> {

@@ -54,7 +54,16 @@ export interface HostRecord {
   lastSeen: string;
 }
 
-export type IntentOp = 'create' | 'remove' | 'attach' | 'mount' | 'unmount' | 'detach' | 'resize';
+export type IntentOp =
+  | 'create'
+  | 'remove'
+  | 'attach'
+  | 'mount'
+  | 'unmount'
+  | 'detach'
+  | 'resize'
+  | 'publish'
+  | 'unpublish';
 export interface IntentRecord {
   id: number;
   volume: string;

@@ -8,6 +8,7 @@ import { registerBuiltins } from '../../drivers/index.js';
 import { pollUntil } from '../../src/base/backoff.js';
 import { StowageError } from '../../src/base/errors.js';
 import { SdkEc2 } from '../../src/cloud/ec2.js';
+import { Ec2NodeLookup } from '../../src/cloud/node-lookup.js';
 import type { AttachRecords, AttachTarget, Driver } from '../../src/core/driver.js';
 import { registerHost, resolveNode } from '../../src/core/hosts.js';
 import { boolOption } from '../../src/core/option-schemas.js';
@@ -254,7 +255,7 @@ describe('hosts', () => {
       { id: I_9, availabilityZone: 'us-east-1b', privateDnsName: 'ip-9.ec2.internal' },
     ]);
     // Registered under another name: found by its instance, keeping the host id.
-    expect(await resolveNode(t.store, 'ip-1.ec2.internal', cloud)).toEqual({
+    expect(await resolveNode(t.store, 'ip-1.ec2.internal', new Ec2NodeLookup(cloud))).toEqual({
       host: 'h1',
       identity: {
         hostname: 'node-one',
@@ -264,7 +265,7 @@ describe('hosts', () => {
       },
     });
     // Not registered at all: the node name becomes the host id.
-    expect(await resolveNode(t.store, 'ip-9.ec2.internal', cloud)).toEqual({
+    expect(await resolveNode(t.store, 'ip-9.ec2.internal', new Ec2NodeLookup(cloud))).toEqual({
       host: 'ip-9.ec2.internal',
       identity: { instanceId: I_9, availabilityZone: 'us-east-1b', privateDnsName: 'ip-9.ec2.internal' },
     });

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
+  DEFAULT_DRIVERS,
+  DRIVER_CONFIG_SECTIONS,
   DRIVER_NAMES,
   DRIVER_TRAITS,
   driverTraits,
@@ -8,6 +10,7 @@ import {
 } from '../../drivers/catalog.js';
 import { registerBuiltins } from '../../drivers/index.js';
 import { FLEX_DRIVERS } from '../../flexvolume/capabilities.js';
+import { ConfigSchema, loadConfig } from '../../src/config.js';
 import { DriverRegistry } from '../../src/core/registry.js';
 
 describe('driver catalog', () => {
@@ -54,5 +57,22 @@ describe('driver catalog', () => {
       DRIVER_NAMES.filter((n) => DRIVER_TRAITS[n][trait]).sort();
     expect(where('usesAws')).toEqual(['ebs', 'efs']);
     expect(where('usesDevices')).toEqual(['ebs', 'local']);
+  });
+
+  it('gives each driver the config key of its name, checked by the section its entry names', () => {
+    expect(Object.keys(DRIVER_CONFIG_SECTIONS)).toEqual(DRIVER_NAMES);
+    const keys = Object.keys(ConfigSchema.shape);
+    for (const name of DRIVER_NAMES) expect(keys).toContain(name);
+    // The section's own refusal, named by its key: the catalog's section is the one checked.
+    expect(() => loadConfig({ file: '/dev/null', env: {}, flags: { ebs: { defaultType: 'gp9' } } })).toThrow(
+      /ebs\.defaultType: .*gp3/,
+    );
+    expect(DEFAULT_DRIVERS.every((n) => DRIVER_NAMES.includes(n))).toBe(true);
+  });
+
+  it("resolves a section's defaults that depend on the rest of the config (local.imageDir under dataDir)", () => {
+    const config = loadConfig({ file: '/dev/null', env: {}, flags: { dataDir: '/srv/s' } });
+    expect(config.local.imageDir).toBe('/srv/s/local');
+    expect(DRIVER_CONFIG_SECTIONS.nfs.resolve(config.nfs, { dataDir: '/x' })).toBe(config.nfs);
   });
 });

@@ -3,7 +3,7 @@ import { ebsDriver } from '../../drivers/ebs/index.js';
 import type { StowageError } from '../../src/base/errors.js';
 import type { Ec2Api } from '../../src/cloud/ec2.js';
 import type { IdentitySource } from '../../src/cloud/imds.js';
-import type { CloudClients, Driver, DriverContext } from '../../src/core/driver.js';
+import type { CloudClients, Driver } from '../../src/core/driver.js';
 import { buildDriver, driverContextFromConfig } from '../helpers/driver-context.js';
 import { thrown } from '../helpers/failure.js';
 import { forbidden } from '../helpers/forbidden.js';
@@ -13,20 +13,21 @@ import { forbidden } from '../helpers/forbidden.js';
  * cloud that records calls: parsing options never talks to AWS.
  */
 
-/** The ebs driver's context from the config (`ebs` over the schema's defaults), with `cloud` or none. */
-function context(ebs: Record<string, unknown>, cloud: CloudClients | undefined): DriverContext {
-  return driverContextFromConfig(
+/** The ebs driver from the config (`ebs` over the schema's defaults), with the AWS clients `cloud` or none. */
+function build(ebs: Record<string, unknown>, cloud: CloudClients | undefined): Driver {
+  const { ctx, config } = driverContextFromConfig(
     'ebs',
     { dataDir: '/nonexistent/stowage', hostId: 'h1', ebs },
     cloud ? { cloud } : {},
-  ).ctx;
+  );
+  return buildDriver(ebsDriver, ctx, config);
 }
 
 /** The AWS clients, which option parsing must not use: it is local. */
 let cloud: ReturnType<typeof forbidden<Ec2Api & IdentitySource>>;
 function driver(ebs: Record<string, unknown> = {}): Driver {
   cloud = forbidden<Ec2Api & IdentitySource>('option parsing called AWS');
-  return buildDriver(ebsDriver, context(ebs, { ec2: cloud, identity: cloud }));
+  return build(ebs, { ec2: cloud, identity: cloud });
 }
 
 function parse(raw: Record<string, string>, ebs: Record<string, unknown> = {}) {
@@ -46,7 +47,7 @@ const VOL = 'vol-0123456789abcdef0';
 
 describe('ebs driver construction', () => {
   it('refuses to run without the AWS clients', () => {
-    const err = thrown(() => buildDriver(ebsDriver, context({}, undefined)));
+    const err = thrown(() => build({}, undefined));
     expect(err.code).toBe('INTERNAL');
     expect(err.message).toBe('the ebs driver needs the AWS clients (runtime wiring)');
   });

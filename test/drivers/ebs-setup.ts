@@ -171,7 +171,7 @@ export async function setupEbs(o: EbsSetupOptions = {}): Promise<EbsSetup> {
     state,
     driver: (ebs = {}) => {
       const logLines: Record<string, unknown>[] = [];
-      const { ctx } = driverContextFromConfig(
+      const { ctx, config } = driverContextFromConfig(
         'ebs',
         {
           dataDir: join(dir, 'data'),
@@ -199,7 +199,7 @@ export async function setupEbs(o: EbsSetupOptions = {}): Promise<EbsSetup> {
           },
         },
       );
-      return { driver: buildDriver(ebsDriver, ctx), logLines };
+      return { driver: buildDriver(ebsDriver, ctx, config), logLines };
     },
     cleanup: async () => {
       await fake.stop();

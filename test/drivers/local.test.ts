@@ -1,13 +1,12 @@
 import { mkdir, readFile, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
-import type { LocalDriver } from '../../drivers/local/driver.js';
-import { localDriver } from '../../drivers/local/index.js';
-import type { LocalConfig } from '../../drivers/local/options.js';
+import type { LocalConfig } from '../../drivers/local/config.js';
+import { LocalDriver } from '../../drivers/local/driver.js';
 import type { AttachmentRecord, VolumeRecord } from '../../src/state/store.js';
 import { FakeLoopDevices } from '../fakes/fake-loop.js';
 import { FakeMounter } from '../fakes/fake-mounter.js';
-import { buildDriver, driverContext, volumeInput } from '../helpers/driver-context.js';
+import { driverContext, volumeInput } from '../helpers/driver-context.js';
 import { failure, thrown } from '../helpers/failure.js';
 import { useTempDir } from '../helpers/temp-dir.js';
 
@@ -32,16 +31,18 @@ beforeEach(() => {
   loop = new FakeLoopDevices(mounter);
 });
 
+/**
+ * The driver built directly over its config section (not through the factory and the config
+ * schema), so that a test can hand it a section the schema would refuse.
+ */
 function driver(cfg: Partial<LocalConfig> = {}): LocalDriver {
-  return buildDriver<LocalDriver>(
-    localDriver,
-    driverContext({
-      mounter,
-      loop,
-      stagingDir: join(dir, 'staging'),
-      config: { imageDir, defaultSize: '1G', maxSize: '1T', defaultFsType: 'ext4', ...cfg },
-    }),
-  );
+  return new LocalDriver(driverContext({ mounter, loop, stagingDir: join(dir, 'staging') }), {
+    imageDir,
+    defaultSize: '1G',
+    maxSize: '1T',
+    defaultFsType: 'ext4',
+    ...cfg,
+  });
 }
 
 function image(name: string): string {

@@ -4,10 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { until } from '../helpers/deadline.js';
 import { DaemonProcess } from './daemon-process.js';
 import { type PrivateDockerd, startDockerd } from './dockerd.js';
 import { docker, PLUGIN_DIR, TEST_IMAGE } from './env.js';
-import { installDrivers, KubeletSim, pvOptions } from './kubelet-sim.js';
+import { installDrivers, KubeletSim, podOptions, pvOptions } from './kubelet-sim.js';
 
 /**
  * The local driver through the installed flexvolume executable, driven as kubelet drives a
@@ -126,6 +127,40 @@ describe('flexvolume local: kubelet call sequence', () => {
     const points = await mountPoints();
     expect(points.filter((p) => p.startsWith(base))).toEqual([]);
     expect(await loopBackingFiles()).not.toContain(base);
+  });
+
+  it("a mount killed between its count and its bind is settled by the daemon's reconcile", async () => {
+    const opts = pvOptions('flex-crash', { size: '64M' });
+    const dir = kubelet.podDir(POD_A, 'flex-crash');
+    await mkdir(dir, { recursive: true, mode: 0o750 });
+    await daemon.stop();
+    // SIGKILL right after the volume was mounted and counted for the pod, before the bind mount.
+    const killed = await execa(kubelet.executable, ['mount', dir, JSON.stringify(podOptions(POD_A, opts))], {
+      reject: false,
+      stdin: 'ignore',
+      env: { ...kubelet.opts.env, STOWAGE_TEST_CRASH_AT: 'publish:counted' },
+    });
+    expect(killed.signal).toBe('SIGKILL');
+    const points = await mountPoints();
+    expect(points).not.toContain(dir);
+    expect(points).toContain(join(base, 'data', 'volumes', 'flex-crash'));
+    await daemon.start(); // reconciles at start
+    await until(
+      'the reconcile at start',
+      async () => (((await inspect('flex-crash'))?.mounts ?? ['x']).length === 0 ? true : undefined),
+      30_000,
+    );
+    expect(await mountPoints()).not.toContain(join(base, 'data', 'volumes', 'flex-crash'));
+    expect(await loopBackingFiles()).not.toContain('flex-crash');
+    expect(await readFile(join(base, 'daemon.log'), 'utf8')).toContain(
+      `interrupted publish of flex-crash at ${dir}: its count without a bind released`,
+    );
+    // kubelet's retry finds nothing in its way.
+    await kubelet.mountPod(POD_A, 'flex-crash', opts);
+    expect((await inspect('flex-crash'))?.mounts).toEqual([expect.objectContaining({ refs: 1 })]);
+    await kubelet.unmountPod(POD_A, 'flex-crash');
+    expect((await inspect('flex-crash'))?.mounts).toEqual([]);
+    expect((await daemon.cli(['volumes', 'rm', 'flex-crash'])).exitCode).toBe(0);
   });
 
   it('shares a volume with a Docker container: counts add up, neither unmounts the other', async () => {

@@ -42,6 +42,7 @@ export type MounterOp =
   | 'probe'
   | 'listMounts'
   | 'isMountPoint'
+  | 'mountsOfDevice'
   | 'isBlockDevice'
   | 'hasTool'
   | 'deviceSize'
@@ -216,19 +217,19 @@ export class FakeMounter implements Mounter {
 
   async listMounts(): Promise<MountEntry[]> {
     this.calls.push({ op: 'listMounts', path: '' });
-    return [...this.table].map(([mountPoint, e]) => ({
-      mountPoint,
-      source: e.source,
-      fsType: e.fsType,
-      options: e.options.length > 0 ? e.options.join(',') : 'rw',
-      majorMinor: this.deviceId(e.source),
-      root: e.root ?? '/',
-    }));
+    return this.entries();
   }
 
   async isMountPoint(target: string): Promise<boolean> {
     this.calls.push({ op: 'isMountPoint', path: target });
     return this.table.has(target);
+  }
+
+  /** By the device's name, or by the fake device id that its bind mounts share with it. */
+  async mountsOfDevice(device: string): Promise<MountEntry[]> {
+    this.calls.push({ op: 'mountsOfDevice', path: device });
+    const id = this.devices.has(device) ? this.deviceId(device) : undefined;
+    return this.entries().filter((m) => m.source === device || m.majorMinor === id);
   }
 
   async probeFilesystem(device: string): Promise<string | null> {
@@ -321,6 +322,18 @@ export class FakeMounter implements Mounter {
       options: [...options],
       root: sub === '' ? root : `${root === '/' ? '' : root}/${sub}`,
     });
+  }
+
+  /** The table as mountinfo would show it. */
+  private entries(): MountEntry[] {
+    return [...this.table].map(([mountPoint, e]) => ({
+      mountPoint,
+      source: e.source,
+      fsType: e.fsType,
+      options: e.options.length > 0 ? e.options.join(',') : 'rw',
+      majorMinor: this.deviceId(e.source),
+      root: e.root ?? '/',
+    }));
   }
 
   private deviceId(source: string): string {

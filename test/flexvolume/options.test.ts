@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { FLEX_DRIVERS } from '../../flexvolume/capabilities.js';
 import { flexMain } from '../../flexvolume/main.js';
-import { applyAwsEnv, isJson, parseFlexOptions } from '../../flexvolume/options.js';
-import { deviceMountId, deviceMountPath, podMountId, podVolumeDir } from '../../flexvolume/paths.js';
+import { isJson, parseFlexOptions } from '../../flexvolume/options.js';
+import { deviceMountPath, podVolumeDir } from '../../flexvolume/paths.js';
 import { failure } from '../helpers/failure.js';
 
 const ebs = FLEX_DRIVERS.ebs!;
@@ -70,18 +70,18 @@ describe('kubelet options', () => {
       name: 'v1',
       driverOptions: {},
       readOnly: false,
-      awsEnv: { AWS_ACCESS_KEY_ID: 'AKIAX', AWS_SECRET_ACCESS_KEY: 's3cr3t' },
+      awsCredentials: { accessKeyId: 'AKIAX', secretAccessKey: 's3cr3t' },
     });
-    // Applied to the environment the SDK reads its credentials from; nothing else is touched.
-    const env: NodeJS.ProcessEnv = { AWS_REGION: 'us-east-1', AWS_ACCESS_KEY_ID: 'from-node-role' };
-    applyAwsEnv(aws, env);
-    expect(env).toEqual({
-      AWS_REGION: 'us-east-1',
-      AWS_ACCESS_KEY_ID: 'AKIAX',
-      AWS_SECRET_ACCESS_KEY: 's3cr3t',
-    });
-    applyAwsEnv(o, env);
-    expect(env.AWS_ACCESS_KEY_ID).toBe('AKIAX');
+    // A key id without its secret (or the reverse) is refused rather than half-used.
+    const half = await failing(() =>
+      parseFlexOptions(
+        JSON.stringify({ name: 'v1', 'kubernetes.io/secret/awsAccessKeyId': b64('AKIAX') }),
+        FLEX_DRIVERS.efs!,
+      ),
+    );
+    expect(half.message).toBe(
+      'the secret must hold both awsAccessKeyId and awsSecretAccessKey (and optionally awsSessionToken), or none of them',
+    );
     const bad = await failing(() =>
       parseFlexOptions('{"kubernetes.io/pvOrVolumeName":"pv","kubernetes.io/secret/pw":"s3cr3t!"}', ebs),
     );
@@ -144,13 +144,6 @@ describe("kubelet's paths", () => {
         deviceMountPath(`${K}/plugins/kubernetes.io/flexvolume/other/ebs/mounts/db`, K, 'ebs'),
       ),
     ).toBe('PERMISSION_DENIED');
-  });
-
-  it('makes mount ids that fit the store, per pod and volume directory', () => {
-    expect(podMountId('u-1', 'data')).toBe('pod:u-1:data');
-    const long = podMountId('0b7c1d54-5f3a-4e8b-9c61-3a2f1e0d9c8b', 'x'.repeat(120));
-    expect(long).toMatch(/^pod:0b7c1d54-5f3a-4e8b-9c61-3a2f1e0d9c8b:[0-9a-f]{32}$/);
-    expect(deviceMountId('db')).toBe('device:db');
   });
 });
 

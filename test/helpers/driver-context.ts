@@ -37,7 +37,7 @@ export const ALONE: StateView = {
 };
 
 export type DriverContextOptions = Partial<DriverContext> &
-  Pick<DriverContext, 'config' | 'stagingDir'> & {
+  Pick<DriverContext, 'stagingDir'> & {
     /** The fake kernel; loop devices and file operations are made over it unless given. */
     mounter?: FakeMounter;
   };
@@ -59,8 +59,8 @@ export function driverContext(o: DriverContextOptions): DriverContext {
 }
 
 /**
- * The context as the runtime builds it from the config (the daemon's flags over an empty config
- * file): the driver's own section, the host id, the timeouts and the staging directory.
+ * The config as the daemon loads it (`flags` over an empty config file, with `driver` enabled) and
+ * the context the runtime builds from it: the host id, the timeouts and the staging directory.
  */
 export function driverContextFromConfig(
   driver: 'local' | 'nfs' | 'efs' | 'ebs',
@@ -72,18 +72,14 @@ export function driverContextFromConfig(
     host: config.hostId,
     timeouts: config.timeouts,
     stagingDir: config.stagingDir,
-    config: config[driver],
     ...over,
   });
   return { ctx, config };
 }
 
-/**
- * The one place the tests call a driver factory: were factories to take their config section as
- * a second argument, only this line changes.
- */
-export function buildDriver<D extends Driver = Driver>(factory: DriverFactory, ctx: DriverContext): D {
-  return factory(ctx) as D;
+/** The one place the tests call a driver factory (should its signature change, only this does). */
+export function buildDriver(factory: DriverFactory, ctx: DriverContext, config: Config): Driver {
+  return factory(ctx, config);
 }
 
 export interface VolumeInputOptions {

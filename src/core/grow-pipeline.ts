@@ -1,4 +1,3 @@
-import { realpath, stat } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 import { pollUntil } from '../base/backoff.js';
 import { StowageError, toStowageError } from '../base/errors.js';
@@ -11,7 +10,9 @@ import { mountAt, type PipelineDeps, unmountAt } from './mount-pipeline.js';
  * first; an ext4 filesystem whose online resize fails (no CAP_SYS_RESOURCE, an old kernel) is
  * grown unmounted, but only when nothing but kubelet's own device mount uses it: every mount of
  * it here (stowage's mountpoint and the bind mounts of it) goes, e2fsck and resize2fs run on the
- * bare device, and the same mounts come back. The caller holds the volume's lock.
+ * bare device, and the same mounts come back. The caller holds the volume's lock. Everything
+ * asked of the host (mount table, device numbers, sizes) goes through the Mounter, so the fake
+ * kernel of the unit tests answers the same questions as Linux does.
  */
 
 /** How the filesystem was grown (`none`: a blank device, formatted to its full size later). */
@@ -41,11 +42,6 @@ export interface OfflinePlan {
 
 const GROWABLE = new Set(['ext4', 'xfs']);
 const KEPT_FLAGS = new Set(['ro', 'nosuid', 'nodev', 'noexec']);
-
-/** Mount ids that are kubelet's device mounts (`device:<name>`): no pod or container behind them. */
-export function isDeviceRef(id: string): boolean {
-  return id.startsWith('device:');
-}
 
 export function assertGrowable(name: string, device: string, fsType: string): void {
   if (!GROWABLE.has(fsType)) {
@@ -78,16 +74,6 @@ export async function waitForDeviceSize(
       hint: 'The storage was not grown yet (expandvolume first), or this host has not noticed.',
     },
   );
-}
-
-/** "pod <uid>" and "2 Docker mounts": who the refs of this host stand for, kubelet's devices aside. */
-export function describeUsers(ids: string[]): string {
-  const pods = [...new Set(ids.filter((id) => id.startsWith('pod:')).map((id) => id.split(':')[1]))];
-  const others = ids.filter((id) => !id.startsWith('pod:')).length;
-  const parts: string[] = [];
-  if (pods.length > 0) parts.push(`pod${pods.length === 1 ? '' : 's'} ${pods.join(', ')}`);
-  if (others > 0) parts.push(`${others} Docker mount${others === 1 ? '' : 's'}`);
-  return parts.join(' and ');
 }
 
 /**
@@ -196,26 +182,15 @@ async function checkAndGrow(deps: PipelineDeps, device: string, fsType: string):
   deps.log.info({ device, fsType }, 'filesystem grown offline');
 }
 
+/** IN_USE while any mount here shows the device's filesystem: by any name of it, or a bind mount. */
 async function assertNotMounted(deps: PipelineDeps, device: string): Promise<void> {
-  const names = new Set([device, await realpath(device).catch(() => device)]);
-  const id = await deviceId(device);
-  const still = (await deps.mounter.listMounts()).filter((m) => names.has(m.source) || m.majorMinor === id);
+  const still = await deps.mounter.mountsOfDevice(device);
   if (still.length > 0) {
     throw new StowageError(
       'IN_USE',
       `${device} is still mounted at ${still.map((m) => m.mountPoint).join(', ')}; its filesystem is checked and grown only when it is mounted nowhere`,
     );
   }
-}
-
-/** The `major:minor` mountinfo shows for a block device, when it is one here. */
-async function deviceId(device: string): Promise<string | undefined> {
-  const st = await stat(device).catch(() => undefined);
-  if (!st?.isBlockDevice()) return undefined;
-  // Linux's dev_t: 12 bits of major above 8 bits of minor (then the high bits of each).
-  const major = Math.floor(st.rdev / 256) & 0xfff;
-  const minor = (st.rdev & 0xff) | (Math.floor(st.rdev / 4096) & ~0xff);
-  return `${major}:${minor}`;
 }
 
 function flagsOf(m: MountEntry): string[] {

@@ -11,7 +11,8 @@ import { failure } from '../helpers/failure.js';
 import { createTestRuntime, TEST_HOST, type TestRuntime } from '../helpers/runtime.js';
 
 /**
- * Volume expansion in the core: expand() grows the storage through the driver and records its
+ * Volume expansion in the core (src/core/volume-resizer.ts and the grow pipeline it drives,
+ * src/core/grow-pipeline.ts): expand() grows the storage through the driver and records its
  * fields; growFilesystem() grows the filesystem on this host, online when it can, else unmounted
  * but only when nobody but kubelet's device mounts uses it, in an order that never checks or
  * resizes a filesystem that is still mounted anywhere (the fake kernel refuses that too).
@@ -217,6 +218,25 @@ describe('growFilesystem', () => {
     expect((await t.manager.growFilesystem('local', 'v1')).how).toBe('offline');
     expect(changes()).toEqual(['fsck /dev/loop0', 'resize /dev/loop0']);
     expect(disk.fsSizeBytes).toBe(2 * GiB);
+  });
+
+  it('refuses with IN_USE to check or grow a bare device that something else here has mounted (or bind-mounted)', async () => {
+    await t.manager.create('local', 'v1', {});
+    const disk = t.loop.diskOf(join(t.config.local.imageDir!, 'v1.img'));
+    Object.assign(disk, { fsType: 'ext4', sizeBytes: 2 * GiB, fsSizeBytes: GiB });
+    await t.manager.attachHere('local', 'v1');
+    const outside = join(t.dir, 'outside');
+    await t.mounter.mount('/dev/loop0', outside, { fsType: 'ext4' });
+    await t.mounter.mount(join(outside, 'sub'), roBind(), { options: ['bind'] });
+    t.mounter.calls.length = 0;
+    const err = await failure(t.manager.growFilesystem('local', 'v1'));
+    expect(err.code).toBe('IN_USE');
+    expect(err.message).toBe(
+      `/dev/loop0 is still mounted at ${outside}, ${roBind()}; its filesystem is checked and grown only when it is mounted nowhere`,
+    );
+    expect(t.mounter.callsOf('mountsOfDevice').map((c) => c.path)).toEqual(['/dev/loop0']);
+    expect(changes()).toEqual([]);
+    expect(disk.fsSizeBytes).toBe(GiB);
   });
 
   it('leaves a blank device alone: mkfs makes the filesystem as big as the device', async () => {

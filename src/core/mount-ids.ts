@@ -1,0 +1,61 @@
+import { createHash } from 'node:crypto';
+import { StowageError } from '../base/errors.js';
+
+/**
+ * Mount ids: who a mount of a volume on a host is counted for, as the keys of a mount record's
+ * refs. Docker gives its own (64 hex characters per container mount); kubelet's users are named
+ * here, and only here, so that the code that asks "is this a pod?" and the code that makes the id
+ * cannot drift apart:
+ *   pod:<pod uid>:<volume directory>  a pod's bind mount (the directory tells apart two volumes of one pod)
+ *   device:<volume name>              kubelet's per-node mount of an attached volume (no pod behind it)
+ */
+
+const MOUNT_ID_RE = /^[A-Za-z0-9_.:-]{1,128}$/;
+const MAX = 128;
+const POD = 'pod:';
+const DEVICE = 'device:';
+
+export function validateMountId(id: unknown): asserts id is string {
+  if (typeof id !== 'string' || !MOUNT_ID_RE.test(id)) {
+    throw new StowageError(
+      'INVALID_ARGUMENT',
+      `invalid mount ID ${JSON.stringify(id)}: expected 1-128 characters [A-Za-z0-9_.:-]`,
+    );
+  }
+}
+
+/** A pod's id; the directory part is hashed when both would not fit the 128-character id. */
+export function podMountId(podUid: string, volDir: string): string {
+  const id = `${POD}${podUid}:${volDir}`;
+  return id.length <= MAX ? id : `${POD}${podUid}:${digest(volDir)}`;
+}
+
+/** kubelet's device mount of a volume; the name is hashed when it would not fit. */
+export function deviceMountId(volumeName: string): string {
+  const id = `${DEVICE}${volumeName}`;
+  return id.length <= MAX ? id : `${DEVICE}${digest(volumeName)}`;
+}
+
+/** Mount ids that are kubelet's device mounts: no pod or container behind them. */
+export function isDeviceRef(id: string): boolean {
+  return id.startsWith(DEVICE);
+}
+
+/** The pod uid of a pod's mount id, else undefined. */
+export function podOf(id: string): string | undefined {
+  return id.startsWith(POD) ? id.slice(POD.length).split(':')[0] : undefined;
+}
+
+/** "pod <uid>" and "2 Docker mounts": who the refs of this host stand for, kubelet's devices aside. */
+export function describeUsers(ids: string[]): string {
+  const pods = [...new Set(ids.map(podOf).filter((p): p is string => p !== undefined))];
+  const others = ids.filter((id) => podOf(id) === undefined).length;
+  const parts: string[] = [];
+  if (pods.length > 0) parts.push(`pod${pods.length === 1 ? '' : 's'} ${pods.join(', ')}`);
+  if (others > 0) parts.push(`${others} Docker mount${others === 1 ? '' : 's'}`);
+  return parts.join(' and ');
+}
+
+function digest(text: string): string {
+  return createHash('sha256').update(text).digest('hex').slice(0, 32);
+}

@@ -1,0 +1,52 @@
+import { describe, expect, it } from 'vitest';
+import {
+  describeUsers,
+  deviceMountId,
+  isDeviceRef,
+  podMountId,
+  podOf,
+  validateMountId,
+} from '../../src/core/mount-ids.js';
+import { failure } from '../helpers/failure.js';
+
+const UID = '0b7c1d54-5f3a-4e8b-9c61-3a2f1e0d9c8b';
+
+describe('mount ids', () => {
+  it('makes ids that fit the store, per pod and volume directory', () => {
+    expect(podMountId('u-1', 'data')).toBe('pod:u-1:data');
+    const long = podMountId(UID, 'x'.repeat(120));
+    expect(long).toMatch(new RegExp(`^pod:${UID}:[0-9a-f]{32}$`));
+    expect(podMountId(UID, 'y'.repeat(120))).not.toBe(long);
+    expect(deviceMountId('db')).toBe('device:db');
+    expect(deviceMountId('d'.repeat(200))).toMatch(/^device:[0-9a-f]{32}$/);
+    for (const id of [long, deviceMountId('d'.repeat(200)), podMountId(UID, 'data')]) {
+      expect(() => validateMountId(id)).not.toThrow();
+    }
+  });
+
+  it('reads back what it made: the pod, or kubelet device mount', () => {
+    expect(podOf(podMountId(UID, 'data'))).toBe(UID);
+    expect(podOf(podMountId(UID, 'x'.repeat(120)))).toBe(UID);
+    expect(podOf(deviceMountId('db'))).toBeUndefined();
+    expect(podOf('a'.repeat(64))).toBeUndefined();
+    expect(isDeviceRef(deviceMountId('db'))).toBe(true);
+    expect(isDeviceRef(podMountId(UID, 'data'))).toBe(false);
+    expect(isDeviceRef('a'.repeat(64))).toBe(false);
+  });
+
+  it('names the users behind a host’s refs', () => {
+    expect(describeUsers([podMountId('p1', 'a'), podMountId('p1', 'b'), podMountId('p2', 'a')])).toBe(
+      'pods p1, p2',
+    );
+    expect(describeUsers([podMountId('p1', 'a'), 'c'.repeat(64)])).toBe('pod p1 and 1 Docker mount');
+    expect(describeUsers(['c'.repeat(64), 'd'.repeat(64)])).toBe('2 Docker mounts');
+  });
+
+  it('refuses ids the store cannot hold', async () => {
+    for (const bad of ['', 'a'.repeat(129), 'pod:x/y', 'has space', 7]) {
+      const err = await failure((async () => validateMountId(bad))());
+      expect(err.code).toBe('INVALID_ARGUMENT');
+      expect(err.message).toContain('invalid mount ID');
+    }
+  });
+});
