@@ -6,6 +6,7 @@ import { useTestAwsCredentials } from '../helpers/aws-credentials.js';
 import { fakeEndpointOptions } from '../helpers/aws-sdk.js';
 import { until } from '../helpers/deadline.js';
 import { failure } from '../helpers/failure.js';
+import { AZ, ME, OTHER } from './ebs-setup.js';
 
 /**
  * EbsCloud, the EBS driver's EC2 operations with their waits, against the suite's one EC2 through
@@ -13,9 +14,6 @@ import { failure } from '../helpers/failure.js';
  * these outcomes is pinned by ebs-driver.test.ts.
  */
 
-const ME = 'i-0aaaaaaaaaaaaaaa1';
-const OTHER = 'i-0bbbbbbbbbbbbbbb2';
-const AZ = 'us-east-1a';
 const LONG = 5000;
 
 let fake: FakeEc2;
