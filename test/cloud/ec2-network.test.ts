@@ -1,6 +1,8 @@
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SdkEc2Network } from '../../src/cloud/ec2-network.js';
 import { FakeEc2 } from '../fakes/aws/ec2-endpoint.js';
+import { useTestAwsCredentials } from '../helpers/aws-credentials.js';
+import { fakeEndpointOptions } from '../helpers/aws-sdk.js';
 import { failure } from '../helpers/failure.js';
 
 /** SdkEc2Network with the real @aws-sdk/client-ec2 against the fake EC2 endpoint's network model. */
@@ -8,24 +10,17 @@ import { failure } from '../helpers/failure.js';
 let fake: FakeEc2;
 let net: SdkEc2Network;
 
+useTestAwsCredentials();
+
 beforeAll(async () => {
-  vi.stubEnv('AWS_ACCESS_KEY_ID', 'AKIDTEST');
-  vi.stubEnv('AWS_SECRET_ACCESS_KEY', 'test-secret');
-  vi.stubEnv('AWS_SESSION_TOKEN', '');
   fake = await FakeEc2.start({ stateDelayMs: 0 });
   fake.network.addSubnet({ subnetId: 'subnet-0aaaaaaaaaaaaaaa1', availabilityZone: 'us-east-1a' });
   fake.network.addSecurityGroup({ groupId: 'sg-0123456789abcdef0', vpcId: 'vpc-0000000000000b0b0' });
-  net = new SdkEc2Network({
-    region: 'us-east-1',
-    endpoint: fake.url,
-    maxAttempts: 1,
-    requestTimeoutMs: 5000,
-  });
+  net = new SdkEc2Network(fakeEndpointOptions(fake.url));
 });
 
 afterAll(async () => {
   await fake.stop();
-  vi.unstubAllEnvs();
   expect(fake.errors).toEqual([]);
 });
 

@@ -1,6 +1,8 @@
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { SdkEfs } from '../../src/cloud/efs.js';
 import { FakeEfs } from '../fakes/aws/efs-endpoint.js';
+import { useTestAwsCredentials } from '../helpers/aws-credentials.js';
+import { fakeEndpointOptions } from '../helpers/aws-sdk.js';
 import { failure } from '../helpers/failure.js';
 
 /**
@@ -16,14 +18,12 @@ let fake: FakeEfs;
 let efs: SdkEfs;
 
 function client(maxAttempts = 1): SdkEfs {
-  return new SdkEfs({ region: 'us-east-1', endpoint: fake.url, maxAttempts, requestTimeoutMs: 5000 });
+  return new SdkEfs(fakeEndpointOptions(fake.url, maxAttempts));
 }
 
+useTestAwsCredentials();
+
 beforeAll(async () => {
-  // The SDK signs requests; the fake does not check them, but the SDK wants credentials.
-  vi.stubEnv('AWS_ACCESS_KEY_ID', 'AKIDTEST');
-  vi.stubEnv('AWS_SECRET_ACCESS_KEY', 'test-secret');
-  vi.stubEnv('AWS_SESSION_TOKEN', '');
   fake = await FakeEfs.start({ stateDelayMs: 0 });
   fake.addSubnet({ subnetId: SUBNET_A, availabilityZone: 'us-east-1a', ip: '10.1.0.5' });
   fake.addSubnet({ subnetId: SUBNET_B, availabilityZone: 'us-east-1b', ip: '10.1.1.5' });
@@ -41,7 +41,6 @@ afterEach(() => {
 
 afterAll(async () => {
   await fake.stop();
-  vi.unstubAllEnvs();
 });
 
 describe('SdkEfs file systems', () => {

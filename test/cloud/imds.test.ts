@@ -1,12 +1,14 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Imdsv2, StaticIdentity } from '../../src/cloud/imds.js';
+import { LoopbackEndpoint } from '../fakes/aws/http-endpoint.js';
 import { failure } from '../helpers/failure.js';
 
 /**
- * Imdsv2 against a tiny instance metadata service on 127.0.0.1: PUT a token, GET with it. The
- * server checks the token like IMDS does (401 without it) and records every request.
+ * Imdsv2 against a tiny instance metadata service on 127.0.0.1 (the fake endpoints' loopback
+ * base): PUT a token, GET with it. The server checks the token like IMDS does (401 without it)
+ * and records every request with its token headers; a test may script odd answers. The daemon's
+ * and the SDK's IMDS is the fuller model in test/fakes/aws/imds.ts.
  */
 
 const TOKEN = 'AQAEAFAKE-SESSION-TOKEN-0123456789==';
@@ -20,7 +22,7 @@ interface Seen {
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 
-let server: Server | undefined;
+let server: LoopbackEndpoint | undefined;
 let seen: Seen[];
 
 /** A metadata service; `override` may answer a request itself (return true) or leave it to IMDS. */
@@ -57,18 +59,17 @@ async function imds(
   return listen(handler);
 }
 
+/** Serves `handler` on the suite's loopback base for fake endpoints; its URL. */
 async function listen(handler: Handler): Promise<string> {
-  server = createServer(handler);
-  await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  server = await LoopbackEndpoint.listen();
+  server.serve(handler);
+  return server.url;
 }
 
 afterEach(async () => {
   const s = server;
   server = undefined;
-  if (!s) return;
-  s.closeAllConnections();
-  await new Promise<void>((resolve) => s.close(() => resolve()));
+  await s?.close();
 });
 
 describe('Imdsv2', () => {
@@ -183,7 +184,7 @@ describe('Imdsv2', () => {
     const endpoint = await listen(() => undefined);
     const s = server!;
     server = undefined;
-    await new Promise<void>((resolve) => s.close(() => resolve()));
+    await s.close();
     const err = await failure(new Imdsv2(endpoint, 1000).identity());
     expect(err.code).toBe('UNAVAILABLE');
     expect(err.message).toContain('Off EC2, set aws.instanceId and aws.availabilityZone in the config');

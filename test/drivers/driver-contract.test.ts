@@ -1,9 +1,11 @@
-import { mkdir, readdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readdir } from 'node:fs/promises';
 import { useTestAwsCredentials } from '../helpers/aws-credentials.js';
+import { until } from '../helpers/deadline.js';
 import { createTestRuntime } from '../helpers/runtime.js';
 import { driverContract } from './driver-contract.js';
+import { setupEbs } from './ebs-setup.js';
 import { FS, SUBNET_A, setupEfs } from './efs-runtime.js';
+import { setupNfs } from './nfs-runtime.js';
 
 useTestAwsCredentials();
 
@@ -25,13 +27,7 @@ driverContract('local', async () => {
 
 // nfs: directories in the share of a fake server (a local directory the fake mounter reaches).
 driverContract('nfs', async () => {
-  const t = await createTestRuntime({
-    flags: { drivers: ['local', 'nfs'], nfs: { server: 'nfs1', share: '/exports' } },
-  });
-  const server = join(t.dir, 'server');
-  const exportsDir = join(server, 'exports');
-  await mkdir(exportsDir, { recursive: true });
-  t.mounter.nfsServers.set('nfs1', server);
+  const { t, exportsDir } = await setupNfs();
   return {
     driver: t.runtime.registry.get('nfs'),
     options: { onRemove: 'delete' },
@@ -43,8 +39,7 @@ driverContract('nfs', async () => {
 // efs: the real SDK against the fake EFS endpoint (efs-runtime.ts); storage is the file systems
 // other than the configured one, their access points, and the directories in its root.
 driverContract('efs', async () => {
-  const t = await setupEfs();
-  t.efs.addFileSystem({ fileSystemId: FS, mountTargets: [{ subnetId: SUBNET_A }] });
+  const t = await setupEfs({ fileSystem: [SUBNET_A] });
   return {
     driver: t.runtime.registry.get('efs'),
     options: { onRemove: 'delete' },
@@ -55,5 +50,22 @@ driverContract('efs', async () => {
         ...(await entries(t.root)),
       ].sort(),
     cleanup: () => t.cleanup(),
+  };
+});
+
+// ebs: the driver on its own (ebs-setup.ts) with the real SDK against the fake EC2 endpoint; storage
+// is the EBS volumes EC2 has, once the ones it is deleting (20 ms here) are gone.
+driverContract('ebs', async () => {
+  const s = await setupEbs({ deleteMs: 20 });
+  return {
+    driver: s.driver().driver,
+    options: { size: '1' },
+    storage: async () => {
+      await until('EC2 to finish deleting', async () =>
+        s.fake.volumes.some((v) => v.state === 'deleting') ? undefined : true,
+      );
+      return s.fake.volumes.map((v) => v.volumeId).sort();
+    },
+    cleanup: () => s.cleanup(),
   };
 });

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Driver, ProvisionResult, VolumeInput } from '../../src/core/driver.js';
 import type { VolumeRecord } from '../../src/state/store.js';
+import { volumeInput, volumeRecord } from '../helpers/driver-context.js';
 import { failure } from '../helpers/failure.js';
 
 /** One driver, ready to provision, with a view of the storage it manages. */
@@ -19,43 +20,28 @@ export interface DriverSubject {
  */
 export function driverContract(name: string, open: () => Promise<DriverSubject>): void {
   describe(`Driver contract: ${name}`, () => {
-    /** Provisions `volume` as the VolumeManager's Create does, keeping what the driver noted. */
+    /**
+     * Provisions `volume` as the VolumeManager's Create does, keeping what the driver noted;
+     * with what an earlier attempt noted, as a resumed Create.
+     */
     async function provision(
       s: DriverSubject,
       volume: string,
-      noted: Record<string, unknown> = {},
+      noted?: Record<string, unknown>,
     ): Promise<{ result: ProvisionResult; noted: Record<string, unknown>; input: VolumeInput }> {
-      const parsed = s.driver.parseOptions(s.options);
-      let fields = { ...noted };
-      const input: VolumeInput = {
-        name: volume,
-        options: parsed.values,
-        givenOptions: parsed.given,
-        resuming: Object.keys(noted).length > 0,
+      const input = volumeInput(s.driver, volume, s.options, {
         createdAt: '2026-01-02T03:04:05.000Z',
-        noted: fields,
-        note: async (f) => {
-          fields = { ...fields, ...f };
-        },
-      };
+        ...(noted ? { notes: { ...noted } } : {}),
+      });
       const result = await s.driver.provision(input);
-      return { result, noted: fields, input };
+      return { result, noted: input.notes, input };
     }
 
     function record(
       input: VolumeInput,
       over: Pick<VolumeRecord, 'fields' | 'status'> & Partial<VolumeRecord>,
     ): VolumeRecord {
-      return {
-        name: input.name,
-        driver: name,
-        options: input.options,
-        givenOptions: input.givenOptions,
-        removePolicy: 'retain',
-        adopted: false,
-        createdAt: input.createdAt,
-        ...over,
-      };
+      return volumeRecord(name, input, over);
     }
 
     it('parseOptions refuses an unknown option, naming it and listing the valid ones', async () => {

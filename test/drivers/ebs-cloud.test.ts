@@ -1,10 +1,12 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { EbsCloud } from '../../drivers/ebs/cloud.js';
-import { pollUntil } from '../../src/base/backoff.js';
 import { type CreateVolumeInput, SdkEc2 } from '../../src/cloud/ec2.js';
 import { FakeEc2 } from '../fakes/aws/ec2-endpoint.js';
 import { useTestAwsCredentials } from '../helpers/aws-credentials.js';
+import { fakeEndpointOptions } from '../helpers/aws-sdk.js';
+import { until } from '../helpers/deadline.js';
 import { failure } from '../helpers/failure.js';
+import { AZ, ME, OTHER } from './ebs-setup.js';
 
 /**
  * EbsCloud, the EBS driver's EC2 operations with their waits, against the suite's one EC2 through
@@ -12,9 +14,6 @@ import { failure } from '../helpers/failure.js';
  * these outcomes is pinned by ebs-driver.test.ts.
  */
 
-const ME = 'i-0aaaaaaaaaaaaaaa1';
-const OTHER = 'i-0bbbbbbbbbbbbbbb2';
-const AZ = 'us-east-1a';
 const LONG = 5000;
 
 let fake: FakeEc2;
@@ -27,7 +26,7 @@ beforeEach(async () => {
   fake = await FakeEc2.start({ stateDelayMs: 20, consistencyDelayMs: 60 });
   fake.addInstance({ instanceId: ME, availabilityZone: AZ, blockDevices: false });
   fake.addInstance({ instanceId: OTHER, availabilityZone: AZ, blockDevices: false });
-  sdk = new SdkEc2({ region: 'us-east-1', endpoint: fake.url, maxAttempts: 1, requestTimeoutMs: 5000 });
+  sdk = new SdkEc2(fakeEndpointOptions(fake.url));
   cloud = new EbsCloud(sdk);
 });
 
@@ -143,10 +142,7 @@ describe('attach', () => {
     expect(out.kind === 'stuck' && (out.error as Error).message).toBe(
       `timed out after 300 ms waiting for EBS volume ${id} to attach to ${ME} as /dev/xvdf.`,
     );
-    await pollUntil(async () => (liveAttachments(id).length === 0 ? true : undefined), {
-      timeoutMs: 3000,
-      what: 'the forced detach',
-    });
+    await until('the forced detach', async () => (liveAttachments(id).length === 0 ? true : undefined), 3000);
   });
 });
 

@@ -1,9 +1,9 @@
-import { mkdir, mkdtemp, realpath, rm, symlink, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, realpath, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { type DevicePaths, findEbsDevice } from '../../drivers/ebs/devices.js';
+import { useTempDir } from '../helpers/temp-dir.js';
 
 /**
  * findEbsDevice over a fake /dev, /dev/disk/by-id and /sys/block in a temp dir. The block devices
@@ -22,14 +22,12 @@ async function blockNode(path: string, minor = 200): Promise<string> {
   return realpath(path);
 }
 
+const tempDir = useTempDir('ebs-dev'); // removed after each test, with the device nodes in it
+
 beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'stowage-ebs-dev-'));
+  dir = tempDir();
   paths = { devDir: join(dir, 'dev'), byIdDir: join(dir, 'by-id'), sysBlockDir: join(dir, 'sys-block') };
   await Promise.all(Object.values(paths).map((p) => mkdir(p, { recursive: true })));
-});
-
-afterEach(async () => {
-  await rm(dir, { recursive: true, force: true }); // removes the device nodes with it
 });
 
 describe('findEbsDevice', () => {

@@ -1,125 +1,35 @@
-import { mkdir, mkdtemp, readlink, realpath, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { execa } from 'execa';
-import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DEFAULT_DEVICE_NAMES } from '../../drivers/ebs/allocator.js';
 import { createToken } from '../../drivers/ebs/create-request.js';
-import { ebsDriver } from '../../drivers/ebs/index.js';
-import { pollUntil } from '../../src/base/backoff.js';
 import type { StowageError } from '../../src/base/errors.js';
-import { type CreateVolumeInput, type Ec2Api, SdkEc2 } from '../../src/cloud/ec2.js';
-import { StaticIdentity } from '../../src/cloud/imds.js';
-import { loadConfig } from '../../src/config.js';
-import type { AttachRecords, Driver, DriverContext, ProvisionResult } from '../../src/core/driver.js';
-import type { AttachmentRecord, HostRecord, MountRecord, VolumeRecord } from '../../src/state/store.js';
-import { FakeEc2 } from '../fakes/aws/ec2-endpoint.js';
-import { FakeFileOps } from '../fakes/fake-file-ops.js';
-import { FakeLoopDevices } from '../fakes/fake-loop.js';
-import { FakeMounter } from '../fakes/fake-mounter.js';
+import type { CreateVolumeInput } from '../../src/cloud/ec2.js';
+import type { AttachRecords, Driver, ProvisionResult } from '../../src/core/driver.js';
+import type { AttachmentRecord, VolumeRecord } from '../../src/state/store.js';
+import type { FakeEc2 } from '../fakes/aws/ec2-endpoint.js';
 import { useTestAwsCredentials } from '../helpers/aws-credentials.js';
+import { until } from '../helpers/deadline.js';
+import { volumeInput, volumeRecord } from '../helpers/driver-context.js';
 import { failure } from '../helpers/failure.js';
+import {
+  AZ,
+  CREATED_AT,
+  type EbsSetup,
+  type FakeState,
+  ME,
+  OTHER,
+  type RecordingEc2,
+  STRANGER,
+  setupEbs,
+} from './ebs-setup.js';
 
 /**
- * EbsDriver against the suite's one EC2 (test/fakes/aws/ec2-endpoint.ts) through the real AWS SDK
- * (SdkEc2): state moves on in time as EC2's does (creating, attaching, detaching, busy), the block
- * device shows up a moment after the attachment says attached (a link in a temp dev dir to a block
- * device node made with mknod, instead of a loop device), and a new volume may be missing from
- * DescribeVolumes for a moment. `ec2` only records the calls the driver makes at the seam; every
- * answer comes from the endpoint.
+ * EbsDriver against the suite's one EC2 through the real AWS SDK; the composition (endpoint,
+ * block devices, recorded seam, the store's hosts and mounts) is ebs-setup.ts.
  */
 
-const ME = 'i-0aaaaaaaaaaaaaaa1';
-const OTHER = 'i-0bbbbbbbbbbbbbbb2';
-const STRANGER = 'i-0ccccccccccccccc3';
-const AZ = 'us-east-1a';
-const CREATED_AT = '2024-05-01T10:00:00.000Z';
-
-interface Call {
-  op: keyof Ec2Api;
-  args: unknown[];
-}
-
-/** The real SdkEc2 with a record of the calls made through it (for assertions only). */
-class RecordingEc2 implements Ec2Api {
-  readonly calls: Call[] = [];
-  constructor(readonly sdk: SdkEc2) {}
-
-  callsOf(op: keyof Ec2Api): unknown[][] {
-    return this.calls.filter((c) => c.op === op).map((c) => c.args);
-  }
-  private rec<T>(op: keyof Ec2Api, args: unknown[], run: () => Promise<T>): Promise<T> {
-    this.calls.push({ op, args });
-    return run();
-  }
-  createVolume(i: CreateVolumeInput) {
-    return this.rec('createVolume', [i], () => this.sdk.createVolume(i));
-  }
-  describeVolume(id: string) {
-    return this.rec('describeVolume', [id], () => this.sdk.describeVolume(id));
-  }
-  findVolumesByTag(key: string, value: string) {
-    return this.rec('findVolumesByTag', [key, value], () => this.sdk.findVolumesByTag(key, value));
-  }
-  deleteVolume(id: string) {
-    return this.rec('deleteVolume', [id], () => this.sdk.deleteVolume(id));
-  }
-  attachVolume(id: string, instanceId: string, device: string) {
-    return this.rec('attachVolume', [id, instanceId, device], () =>
-      this.sdk.attachVolume(id, instanceId, device),
-    );
-  }
-  detachVolume(id: string, instanceId: string, opts?: { force?: boolean }) {
-    return this.rec('detachVolume', [id, instanceId, ...(opts ? [opts] : [])], () =>
-      this.sdk.detachVolume(id, instanceId, opts),
-    );
-  }
-  describeInstance(id: string) {
-    return this.rec('describeInstance', [id], () => this.sdk.describeInstance(id));
-  }
-  findInstanceByPrivateDnsName(name: string) {
-    return this.rec('findInstanceByPrivateDnsName', [name], () =>
-      this.sdk.findInstanceByPrivateDnsName(name),
-    );
-  }
-  describeSnapshot(id: string) {
-    return this.rec('describeSnapshot', [id], () => this.sdk.describeSnapshot(id));
-  }
-  findSnapshotByTag(key: string, value: string) {
-    return this.rec('findSnapshotByTag', [key, value], () => this.sdk.findSnapshotByTag(key, value));
-  }
-  modifyVolume(id: string, sizeGiB: number) {
-    return this.rec('modifyVolume', [id, sizeGiB], () => this.sdk.modifyVolume(id, sizeGiB));
-  }
-  describeVolumeModification(id: string) {
-    return this.rec('describeVolumeModification', [id], () => this.sdk.describeVolumeModification(id));
-  }
-}
-
-/** The shared state as the driver sees it: hosts and their mounts. */
-class FakeState {
-  readonly hosts: HostRecord[] = [];
-  readonly mounts: MountRecord[] = [];
-  /** Hosts with a live lease; undefined: a store without leases (every host counts as live). */
-  live: string[] | undefined;
-
-  host(id: string, instanceId: string): void {
-    this.hosts.push({ id, identity: { instanceId, availabilityZone: AZ }, lastSeen: CREATED_AT });
-  }
-
-  mount(volume: string, host: string, refs: Record<string, number>): void {
-    this.mounts.push({
-      volume,
-      host,
-      mountpoint: `/var/lib/stowage/volumes/${volume}`,
-      refs,
-      state: 'mounted',
-      updatedAt: CREATED_AT,
-    });
-  }
-}
-
+let s: EbsSetup;
 let dir: string;
 let devDir: string;
 let blockNode: string; // real path of the block device node the attached volumes "are"
@@ -129,109 +39,35 @@ let state: FakeState;
 let logLines: Record<string, unknown>[];
 let driver: Driver;
 
+/** A new driver with `ebs` over the setup's config (a test that needs other timeouts calls it again). */
 async function setup(ebs: Record<string, unknown> = {}): Promise<void> {
-  const config = loadConfig({
-    file: '/dev/null',
-    env: {},
-    flags: {
-      dataDir: join(dir, 'data'),
-      hostId: 'host-a',
-      drivers: ['ebs'],
-      timeouts: { deviceWaitMs: 300 },
-      ebs: {
-        devDir,
-        byIdDir: join(dir, 'by-id'),
-        sysBlockDir: join(dir, 'sys-block'),
-        createTimeout: '5s',
-        attachTimeout: '5s',
-        ...ebs,
-      },
-    },
-  });
-  const mounter = new FakeMounter();
-  logLines = [];
-  const ctx: DriverContext = {
-    host: config.hostId,
-    log: pino({ level: 'debug' }, { write: (line: string) => logLines.push(JSON.parse(line)) }),
-    mounter,
-    loop: new FakeLoopDevices(mounter),
-    files: new FakeFileOps(mounter),
-    probeTcp: async () => ({ ok: true, detail: 'unused' }),
-    timeouts: config.timeouts,
-    stagingDir: config.stagingDir,
-    state: {
-      hosts: async () => structuredClone(state.hosts),
-      mounts: async (volume) => structuredClone(state.mounts.filter((m) => m.volume === volume)),
-      liveHosts: async () => (state.live ? new Set(state.live) : undefined),
-    },
-    cloud: {
-      ec2: ec2,
-      identity: new StaticIdentity({ instanceId: ME, availabilityZone: AZ, region: 'us-east-1' }),
-    },
-  };
-  driver = ebsDriver(ctx, config);
+  ({ driver, logLines } = s.driver(ebs));
 }
 
 useTestAwsCredentials();
 
 beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'stowage-ebs-'));
-  devDir = join(dir, 'dev');
-  await mkdir(devDir);
-  await execa('mknod', [join(dir, 'blk'), 'b', '7', '200']); // loop major, a minor nobody uses
-  blockNode = await realpath(join(dir, 'blk'));
-  fake = await FakeEc2.start({
-    stateDelayMs: 20,
-    deviceDelayMs: 60,
-    consistencyDelayMs: 60,
-    blockDevices: { imageDir: join(dir, 'images'), devDir, byIdDir: join(dir, 'by-id'), node: blockNode },
-  });
-  fake.addInstance({ instanceId: ME, availabilityZone: AZ });
-  fake.addInstance({ instanceId: OTHER, availabilityZone: AZ, blockDevices: false });
-  fake.addInstance({ instanceId: STRANGER, availabilityZone: AZ, blockDevices: false });
-  ec2 = new RecordingEc2(
-    new SdkEc2({ region: 'us-east-1', endpoint: fake.url, maxAttempts: 1, requestTimeoutMs: 5000 }),
-  );
-  state = new FakeState();
-  state.host('host-a', ME);
-  state.host('host-b', OTHER);
+  s = await setupEbs();
+  ({ dir, devDir, blockNode, fake, ec2, state } = s);
   await setup();
 });
 
-afterEach(async () => {
-  await fake.stop();
-  expect(fake.errors).toEqual([]);
-  await rm(dir, { recursive: true, force: true }); // the device node and the symlinks with it
-});
+afterEach(() => s.cleanup());
 
+/** Provisions `name` as a Create's first attempt. */
 function provision(name: string, raw: Record<string, string> = {}, createdAt = CREATED_AT) {
-  const parsed = driver.parseOptions(raw);
-  return driver.provision({
-    name,
-    options: parsed.values,
-    givenOptions: parsed.given,
-    resuming: false,
-    createdAt,
-    noted: {},
-    note: async () => undefined,
-  });
+  return driver.provision(volumeInput(driver, name, raw, { createdAt }));
 }
 
 /** Provisions `name` and returns the record the core would keep. */
 async function create(name: string, raw: Record<string, string> = {}): Promise<VolumeRecord> {
-  const parsed = driver.parseOptions(raw);
-  const res: ProvisionResult = await provision(name, raw);
-  return {
-    name,
-    driver: 'ebs',
-    options: parsed.values,
-    givenOptions: parsed.given,
+  const input = volumeInput(driver, name, raw, { createdAt: CREATED_AT });
+  const res: ProvisionResult = await driver.provision(input);
+  return volumeRecord('ebs', input, {
     removePolicy: res.removePolicy,
     adopted: res.adopted,
-    createdAt: CREATED_AT,
-    status: 'ready',
     fields: res.fields,
-  };
+  });
 }
 
 function attachmentOf(vol: VolumeRecord, device: string, host = 'host-a'): AttachmentRecord {
@@ -266,20 +102,21 @@ async function ec2Volume(opts: { sizeGiB?: number; type?: string; zone?: string 
     availabilityZone: opts.zone ?? AZ,
     tags: {},
   });
-  await until(async () => ((await ec2.sdk.describeVolume(v.id))?.state === 'available' ? true : undefined));
+  await settled(async () => ((await ec2.sdk.describeVolume(v.id))?.state === 'available' ? true : undefined));
   return v.id;
 }
 
 /** Attached by someone else with EC2's own API (aws ec2 attach-volume), and settled. */
 async function attachedBySomeoneElse(id: string, instanceId: string, device: string): Promise<void> {
   await ec2.sdk.attachVolume(id, instanceId, device);
-  await until(async () =>
+  await settled(async () =>
     (await ec2.sdk.describeVolume(id))?.attachments.some((a) => a.state === 'attached') ? true : undefined,
   );
 }
 
-function until<T>(probe: () => Promise<T | undefined>): Promise<T> {
-  return pollUntil(probe, { timeoutMs: 3000, initialDelayMs: 10, maxDelayMs: 50, what: 'the fake EC2' });
+/** Polls the fake EC2 until `probe` answers. */
+function settled<T>(probe: () => Promise<T | undefined>): Promise<T> {
+  return until('the fake EC2', probe, 3000);
 }
 
 const idOf = (vol: VolumeRecord) => vol.fields.volumeId as string;
@@ -294,18 +131,7 @@ const createInputs = () => ec2.callsOf('createVolume').map(([input]) => input as
 
 /** What the core does when a Create fails or was interrupted: abandon the record as it stands. */
 function creatingRecord(name: string, fields: Record<string, unknown>, createdAt = CREATED_AT): VolumeRecord {
-  const parsed = driver.parseOptions({});
-  return {
-    name,
-    driver: 'ebs',
-    options: parsed.values,
-    givenOptions: parsed.given,
-    removePolicy: 'retain',
-    adopted: false,
-    createdAt,
-    status: 'creating',
-    fields,
-  };
+  return volumeRecord('ebs', volumeInput(driver, name, {}, { createdAt }), { status: 'creating', fields });
 }
 
 /** Provision with the core's note: returns the result (or error) and what was noted on the way. */
@@ -314,22 +140,9 @@ async function provisionNoting(
   raw: Record<string, string> = {},
   createdAt = CREATED_AT,
 ): Promise<{ noted: Record<string, unknown>; result: ProvisionResult | StowageError }> {
-  const parsed = driver.parseOptions(raw);
-  let noted: Record<string, unknown> = {};
-  const result = await driver
-    .provision({
-      name,
-      options: parsed.values,
-      givenOptions: parsed.given,
-      resuming: false,
-      createdAt,
-      noted: {},
-      note: async (f) => {
-        noted = { ...noted, ...f };
-      },
-    })
-    .catch((err: StowageError) => err);
-  return { noted, result };
+  const input = volumeInput(driver, name, raw, { createdAt });
+  const result = await driver.provision(input).catch((err: StowageError) => err);
+  return { noted: input.notes, result };
 }
 
 describe('ebs provision', () => {
@@ -775,7 +588,7 @@ describe('ebs attach', () => {
     expect(ec2.callsOf('detachVolume')).toEqual([[idOf(vol), ME, { force: true }]]);
     // EC2 lets go of it; the next attach avoids the tainted name.
     fake.stickAttaching(idOf(vol), false);
-    await until(async () => (attachmentsIn(idOf(vol)).length === 0 ? true : undefined));
+    await settled(async () => (attachmentsIn(idOf(vol)).length === 0 ? true : undefined));
     expect(await attachHere(vol)).toBe(blockNode);
     expect(ec2.callsOf('attachVolume').map((c) => c[2])).toEqual(['/dev/xvdf', '/dev/xvdg']);
   });
@@ -901,7 +714,7 @@ describe('ebs: an attachment stowage did not make is never used nor detached (is
     await attachedBySomeoneElse(idOf(vol), ME, '/dev/xvdm');
     expect((await failure(attachHere(vol))).code).toBe('IN_USE');
     await ec2.sdk.detachVolume(idOf(vol), ME); // what the refusal tells the user to do
-    await until(async () => (attachmentsIn(idOf(vol)).length === 0 ? true : undefined));
+    await settled(async () => (attachmentsIn(idOf(vol)).length === 0 ? true : undefined));
     expect(await attachHere(vol)).toBe(blockNode);
     expect(attachmentsIn(idOf(vol))).toEqual([{ instanceId: ME, device: '/dev/xvdf', state: 'attached' }]);
   });
@@ -1064,7 +877,7 @@ describe('ebs detach', () => {
     expect(device).toBe(blockNode);
     fake.holdDevice(idOf(vol));
     const detached = driver.detach!(vol, attachmentOf(vol, '/dev/xvdf'));
-    await until(async () => (attachmentsIn(idOf(vol))[0]?.state === 'busy' ? true : undefined));
+    await settled(async () => (attachmentsIn(idOf(vol))[0]?.state === 'busy' ? true : undefined));
     fake.holdDevice(idOf(vol), false);
     await detached;
     expect(attachmentsIn(idOf(vol))).toEqual([]);

@@ -1,122 +1,45 @@
-import { join } from 'node:path';
-import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { ebsDriver } from '../../drivers/ebs/index.js';
-import { isStowageError, type StowageError } from '../../src/base/errors.js';
-import type {
-  CreateVolumeInput,
-  Ec2Api,
-  Ec2Instance,
-  Ec2Volume,
-  Ec2VolumeModification,
-} from '../../src/cloud/ec2.js';
-import type { IdentitySource, InstanceIdentity } from '../../src/cloud/imds.js';
-import { loadConfig } from '../../src/config.js';
-import type { CloudClients, Driver, DriverFactory } from '../../src/core/driver.js';
-import { FakeFileOps } from '../fakes/fake-file-ops.js';
-import { FakeLoopDevices } from '../fakes/fake-loop.js';
-import { FakeMounter } from '../fakes/fake-mounter.js';
+import type { StowageError } from '../../src/base/errors.js';
+import type { Ec2Api } from '../../src/cloud/ec2.js';
+import type { IdentitySource } from '../../src/cloud/imds.js';
+import type { CloudClients, Driver } from '../../src/core/driver.js';
+import { buildDriver, driverContextFromConfig } from '../helpers/driver-context.js';
+import { thrown } from '../helpers/failure.js';
+import { forbidden } from '../helpers/forbidden.js';
 
 /**
  * EbsDriver.parseOptions through the driver factory, with the real config schema's defaults and a
  * cloud that records calls: parsing options never talks to AWS.
  */
 
-/** An Ec2Api and identity that must not be used: option parsing is local. */
-class NoCloud implements Ec2Api, IdentitySource {
-  readonly calls: string[] = [];
-  private called(op: string): never {
-    this.calls.push(op);
-    throw new Error(`option parsing called ${op}`);
-  }
-  async identity(): Promise<InstanceIdentity> {
-    return this.called('identity');
-  }
-  async createVolume(_i: CreateVolumeInput): Promise<Ec2Volume> {
-    return this.called('createVolume');
-  }
-  async describeVolume(_id: string): Promise<Ec2Volume | undefined> {
-    return this.called('describeVolume');
-  }
-  async findVolumesByTag(_key: string, _value: string): Promise<Ec2Volume[]> {
-    return this.called('findVolumesByTag');
-  }
-  async deleteVolume(_id: string): Promise<void> {
-    this.called('deleteVolume');
-  }
-  async attachVolume(_id: string, _instanceId: string, _device: string): Promise<void> {
-    this.called('attachVolume');
-  }
-  async detachVolume(_id: string, _instanceId: string): Promise<void> {
-    this.called('detachVolume');
-  }
-  async describeInstance(_id: string): Promise<Ec2Instance | undefined> {
-    return this.called('describeInstance');
-  }
-  async findInstanceByPrivateDnsName(_name: string): Promise<Ec2Instance | undefined> {
-    return this.called('findInstanceByPrivateDnsName');
-  }
-  async describeSnapshot(_id: string): Promise<{ id: string; sizeGiB: number } | undefined> {
-    return this.called('describeSnapshot');
-  }
-  async findSnapshotByTag(_k: string, _v: string): Promise<{ id: string; sizeGiB: number } | undefined> {
-    return this.called('findSnapshotByTag');
-  }
-  async modifyVolume(_id: string, _sizeGiB: number): Promise<Ec2VolumeModification> {
-    return this.called('modifyVolume');
-  }
-  async describeVolumeModification(_id: string): Promise<Ec2VolumeModification | undefined> {
-    return this.called('describeVolumeModification');
-  }
+/** The ebs driver from the config (`ebs` over the schema's defaults), with the AWS clients `cloud` or none. */
+function build(ebs: Record<string, unknown>, cloud: CloudClients | undefined): Driver {
+  const { ctx, config } = driverContextFromConfig(
+    'ebs',
+    { dataDir: '/nonexistent/stowage', hostId: 'h1', ebs },
+    cloud ? { cloud } : {},
+  );
+  return buildDriver(ebsDriver, ctx, config);
 }
 
-function context(ebs: Record<string, unknown>, cloud: CloudClients | undefined): Parameters<DriverFactory> {
-  const config = loadConfig({
-    file: '/dev/null',
-    env: {},
-    flags: { dataDir: '/nonexistent/stowage', hostId: 'h1', drivers: ['ebs'], ebs },
-  });
-  const mounter = new FakeMounter();
-  const ctx = {
-    host: config.hostId,
-    log: pino({ level: 'silent' }),
-    mounter,
-    loop: new FakeLoopDevices(mounter),
-    files: new FakeFileOps(mounter),
-    probeTcp: async () => ({ ok: true, detail: 'unused' }),
-    timeouts: config.timeouts,
-    stagingDir: join(config.dataDir, 'staging'),
-    state: {
-      hosts: async () => [],
-      mounts: async () => [],
-      liveHosts: async () => undefined,
-    },
-    ...(cloud ? { cloud } : {}),
-  };
-  return [ctx, config];
-}
-
-let cloud: NoCloud;
+/** The AWS clients, which option parsing must not use: it is local. */
+let cloud: ReturnType<typeof forbidden<Ec2Api & IdentitySource>>;
 function driver(ebs: Record<string, unknown> = {}): Driver {
-  cloud = new NoCloud();
-  return ebsDriver(...context(ebs, { ec2: cloud, identity: cloud }));
+  cloud = forbidden<Ec2Api & IdentitySource>('option parsing called AWS');
+  return build(ebs, { ec2: cloud, identity: cloud });
 }
 
 function parse(raw: Record<string, string>, ebs: Record<string, unknown> = {}) {
   return driver(ebs).parseOptions(raw);
 }
 
-/** What parseOptions throws for `raw`; fails the test when it returns. */
+/** What parseOptions throws for `raw`: INVALID_ARGUMENT, without a word to AWS; fails the test when it returns. */
 function refusal(raw: Record<string, string>, ebs: Record<string, unknown> = {}): StowageError {
-  let thrown: unknown;
-  try {
-    parse(raw, ebs);
-  } catch (err) {
-    thrown = err;
-  }
-  expect(isStowageError(thrown, 'INVALID_ARGUMENT'), `not INVALID_ARGUMENT: ${String(thrown)}`).toBe(true);
+  const err = thrown(() => parse(raw, ebs));
+  expect(err.code, `not INVALID_ARGUMENT: ${err.message}`).toBe('INVALID_ARGUMENT');
   expect(cloud.calls).toEqual([]);
-  return thrown as StowageError;
+  return err;
 }
 
 const SNAP = 'snap-0123456789abcdef0';
@@ -124,14 +47,9 @@ const VOL = 'vol-0123456789abcdef0';
 
 describe('ebs driver construction', () => {
   it('refuses to run without the AWS clients', () => {
-    let thrown: unknown;
-    try {
-      ebsDriver(...context({}, undefined));
-    } catch (err) {
-      thrown = err;
-    }
-    expect(isStowageError(thrown, 'INTERNAL')).toBe(true);
-    expect((thrown as Error).message).toBe('the ebs driver needs the AWS clients (runtime wiring)');
+    const err = thrown(() => build({}, undefined));
+    expect(err.code).toBe('INTERNAL');
+    expect(err.message).toBe('the ebs driver needs the AWS clients (runtime wiring)');
   });
 
   it('is a global, attachable, never lazily unmounted driver', () => {

@@ -1,6 +1,6 @@
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { VolumeRecord } from '../../src/state/store.js';
 import type { FakeEfs } from '../fakes/aws/efs-endpoint.js';
 import { useTestAwsCredentials } from '../helpers/aws-credentials.js';
@@ -9,12 +9,13 @@ import {
   type EfsRuntime,
   FS,
   OTHER_VPC,
+  outsideAccessPoint,
   SG,
   SUBNET_A,
   SUBNET_A2,
   SUBNET_B,
   SUBNET_OTHER_VPC,
-  setupEfs,
+  useEfsRuntime,
 } from './efs-runtime.js';
 
 /**
@@ -29,22 +30,16 @@ const SG_UNKNOWN = 'sg-0ffffffffffffffff';
 type Setup = EfsRuntime & { driver: ReturnType<EfsRuntime['runtime']['registry']['get']> };
 
 let efs: FakeEfs;
-let current: Setup | undefined;
 
 useTestAwsCredentials();
 
-afterEach(async () => {
-  await current?.cleanup();
-  current = undefined;
-});
+const setupRuntime = useEfsRuntime();
 
 /** A fresh runtime over fresh endpoints, FS existing with a mount target in this host's zone. */
 async function setup(o: { network?: boolean } = {}): Promise<Setup> {
-  const r = await setupEfs({ efs: { createTimeout: '20s' }, ...o });
-  r.efs.addFileSystem({ fileSystemId: FS, mountTargets: [{ subnetId: SUBNET_A }] });
+  const r = await setupRuntime({ efs: { createTimeout: '20s' }, fileSystem: [SUBNET_A], ...o });
   efs = r.efs;
-  current = { ...r, driver: r.runtime.registry.get('efs') };
-  return current;
+  return { ...r, driver: r.runtime.registry.get('efs') };
 }
 
 const create = (s: Setup, name: string, opts: Record<string, string>) =>
@@ -241,15 +236,7 @@ describe('efs Create and Remove against SIGKILL', () => {
 
   it('a Create killed after CreateAccessPoint (id never noted): Remove finds it by its client token, keeps the file system', async () => {
     const s = await setup();
-    await s.sdk.createAccessPoint({
-      clientToken: 'someone-else',
-      fileSystemId: FS,
-      path: '/theirs',
-      uid: 0,
-      gid: 0,
-      permissions: '755',
-      tags: {},
-    });
+    await outsideAccessPoint(s, FS, '/theirs', 'someone-else');
     killAfter(s, 'createAccessPoint');
     await failure(create(s, 'v1', { accessPoint: 'create' }));
     expect(efs.accessPoints).toHaveLength(2);

@@ -1,8 +1,7 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { expect } from 'vitest';
+import { afterEach, expect } from 'vitest';
 import type { Ec2Api } from '../../src/cloud/ec2.js';
 import { SdkEc2Network } from '../../src/cloud/ec2-network.js';
 import { SdkEfs } from '../../src/cloud/efs.js';
@@ -16,6 +15,9 @@ import { FakeEfs } from '../fakes/aws/efs-endpoint.js';
 import { FakeFileOps } from '../fakes/fake-file-ops.js';
 import { FakeLoopDevices } from '../fakes/fake-loop.js';
 import { FakeMounter } from '../fakes/fake-mounter.js';
+import { fakeEndpointOptions } from '../helpers/aws-sdk.js';
+import { forbidden } from '../helpers/forbidden.js';
+import { makeTempDir, removeTempDir } from '../helpers/temp-dir.js';
 
 /**
  * The efs driver's test composition: the real config, store, locks and VolumeManager over the fake
@@ -82,17 +84,56 @@ export interface EfsRuntime {
   cleanup(): Promise<void>;
 }
 
-const ec2Stub = new Proxy({} as Ec2Api, {
-  get: (_t, prop) => () => {
-    throw new Error(`the efs driver must not call EC2 (${String(prop)})`);
-  },
-});
-
 export interface SetupOptions {
   efs?: Record<string, unknown>;
   identity?: Partial<InstanceIdentity>;
   /** false: no EC2 look-ups, so only EFS itself refuses a bad subnet or security group. */
   network?: boolean;
+  /** The file system FS exists, with an available mount target in each of these subnets. */
+  fileSystem?: string[];
+}
+
+/** States the file system FS with an available mount target in each of `subnets`. */
+export function addFs(r: EfsRuntime, subnets: string[] = []): void {
+  r.efs.addFileSystem({ fileSystemId: FS, mountTargets: subnets.map((subnetId) => ({ subnetId })) });
+}
+
+/** An access point made outside stowage (by someone with the same account), on its own client token. */
+export function outsideAccessPoint(
+  r: EfsRuntime,
+  fileSystemId: string,
+  path: string,
+  clientToken = `outside-${path}`,
+): Promise<{ id: string }> {
+  return r.sdk.createAccessPoint({
+    clientToken,
+    fileSystemId,
+    path,
+    uid: 0,
+    gid: 0,
+    permissions: '755',
+    tags: {},
+  });
+}
+
+/**
+ * For a whole test file: the returned setup() gives a fresh runtime over fresh endpoints (cleaning
+ * up the one an earlier setup() of the same test made), and each test's is cleaned up after it.
+ */
+export function useEfsRuntime(): (o?: SetupOptions) => Promise<EfsRuntime> {
+  let current: EfsRuntime | undefined;
+  afterEach(async () => {
+    const r = current;
+    current = undefined;
+    await r?.cleanup();
+  });
+  return async (o = {}) => {
+    const previous = current;
+    current = undefined;
+    await previous?.cleanup();
+    current = await setupEfs(o);
+    return current;
+  };
 }
 
 /**
@@ -101,7 +142,7 @@ export interface SetupOptions {
  * environment (stubbed by the test file).
  */
 export async function setupEfs(o: SetupOptions = {}): Promise<EfsRuntime> {
-  const dir = await mkdtemp(join(tmpdir(), 'stowage-efs-'));
+  const dir = await makeTempDir('efs');
   const file = join(dir, 'config.yaml');
   await writeFile(file, '');
   const config = loadConfig({
@@ -128,8 +169,8 @@ export async function setupEfs(o: SetupOptions = {}): Promise<EfsRuntime> {
   ec2.network.addSubnet({ subnetId: SUBNET_A2, availabilityZone: 'us-east-1a' });
   ec2.network.addSubnet({ subnetId: SUBNET_OTHER_VPC, availabilityZone: 'us-east-1c', vpcId: OTHER_VPC });
   ec2.network.addSecurityGroup({ groupId: SG });
-  const aws = { region: 'us-east-1', maxAttempts: 1, requestTimeoutMs: 5000 };
-  const sdk = new SdkEfs({ ...aws, endpoint: efs.url });
+  const sdk = new SdkEfs(fakeEndpointOptions(efs.url));
+  const ec2Api = forbidden<Ec2Api>('the efs driver must not call EC2');
   const logged: Logged[] = [];
   const root = join(dir, 'efs-root');
   await mkdir(root, { recursive: true });
@@ -142,13 +183,13 @@ export async function setupEfs(o: SetupOptions = {}): Promise<EfsRuntime> {
     store,
     log: pino({ level: 'info' }, { write: (line: string) => logged.push(JSON.parse(line) as Logged) }),
     cloud: {
-      ec2: ec2Stub,
+      ec2: ec2Api,
       efs: sdk,
-      ...(o.network === false ? {} : { network: new SdkEc2Network({ ...aws, endpoint: ec2.url }) }),
+      ...(o.network === false ? {} : { network: new SdkEc2Network(fakeEndpointOptions(ec2.url)) }),
       identity: new StaticIdentity({ ...AWS, subnetId: SUBNET_A, ...o.identity }),
     },
   });
-  return {
+  const r: EfsRuntime = {
     dir,
     config,
     runtime,
@@ -162,8 +203,11 @@ export async function setupEfs(o: SetupOptions = {}): Promise<EfsRuntime> {
       await runtime.close();
       await efs.stop();
       await ec2.stop();
-      await rm(dir, { recursive: true, force: true });
+      await removeTempDir(dir);
       expect([...efs.errors, ...ec2.errors]).toEqual([]);
+      expect(ec2Api.calls).toEqual([]);
     },
   };
+  if (o.fileSystem) addFs(r, o.fileSystem);
+  return r;
 }

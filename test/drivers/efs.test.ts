@@ -1,20 +1,22 @@
 import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { useTestAwsCredentials } from '../helpers/aws-credentials.js';
 import { failure } from '../helpers/failure.js';
 import {
+  addFs,
   type EfsRuntime,
   FS,
   IP_A,
   IP_B,
   IP_C,
+  outsideAccessPoint,
   type SetupOptions,
   SG,
   SUBNET_A,
   SUBNET_B,
   SUBNET_C,
-  setupEfs,
+  useEfsRuntime,
 } from './efs-runtime.js';
 
 /** The efs driver's options, provisioning, mounts and teardown (composition: efs-runtime.ts). */
@@ -24,33 +26,10 @@ const ID = 'a'.repeat(64);
 
 useTestAwsCredentials();
 
-let t: EfsRuntime | undefined;
-async function setup(o: SetupOptions = {}): Promise<EfsRuntime> {
-  await t?.cleanup();
-  t = await setupEfs(o);
-  return t;
-}
-afterEach(async () => {
-  await t?.cleanup();
-  t = undefined;
-});
+const setup = useEfsRuntime();
 
 /** The EFS operations the driver sent, in order. */
 const ops = (r: EfsRuntime) => r.efs.calls.map((c) => c.operation);
-/** States the file system FS with available mount targets in these subnets. */
-const addFs = (r: EfsRuntime, subnets: string[] = []) =>
-  r.efs.addFileSystem({ fileSystemId: FS, mountTargets: subnets.map((subnetId) => ({ subnetId })) });
-/** An access point made outside stowage. */
-const outsideAccessPoint = (r: EfsRuntime, fileSystemId: string, path: string) =>
-  r.sdk.createAccessPoint({
-    clientToken: `outside-${path}`,
-    fileSystemId,
-    path,
-    uid: 0,
-    gid: 0,
-    permissions: '755',
-    tags: {},
-  });
 const requests = (r: EfsRuntime, op: string) => r.efs.calls.filter((c) => c.operation === op);
 const mountOf = (r: EfsRuntime, name: string) =>
   r.mounter.callsOf('mount').find((c) => c.path === join(r.config.mountRoot, name))?.detail;

@@ -1,16 +1,14 @@
-import { mkdir, mkdtemp, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { pino } from 'pino';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import type { LocalConfig } from '../../drivers/local/config.js';
 import { LocalDriver } from '../../drivers/local/driver.js';
-import { isStowageError, type StowageError } from '../../src/base/errors.js';
-import type { DriverContext, VolumeInput } from '../../src/core/driver.js';
 import type { AttachmentRecord, VolumeRecord } from '../../src/state/store.js';
-import { FakeFileOps } from '../fakes/fake-file-ops.js';
 import { FakeLoopDevices } from '../fakes/fake-loop.js';
 import { FakeMounter } from '../fakes/fake-mounter.js';
+import { driverContext, volumeInput } from '../helpers/driver-context.js';
+import { failure, thrown } from '../helpers/failure.js';
+import { useTempDir } from '../helpers/temp-dir.js';
 
 /**
  * The local driver on its own: option parsing against its config, sparse image files in a temp
@@ -20,64 +18,35 @@ import { FakeMounter } from '../fakes/fake-mounter.js';
 const MiB = 1024 ** 2;
 const GiB = 1024 ** 3;
 
+const tempDir = useTempDir('local');
 let dir: string;
 let imageDir: string;
 let mounter: FakeMounter;
 let loop: FakeLoopDevices;
 
-beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'stowage-local-'));
+beforeEach(() => {
+  dir = tempDir();
   imageDir = join(dir, 'images');
   mounter = new FakeMounter();
   loop = new FakeLoopDevices(mounter);
 });
 
-afterEach(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
-
+/**
+ * The driver built directly over its config section (not through the factory and the config
+ * schema), so that a test can hand it a section the schema would refuse.
+ */
 function driver(cfg: Partial<LocalConfig> = {}): LocalDriver {
-  const ctx: DriverContext = {
-    host: 'test-host',
-    log: pino({ level: 'silent' }),
-    mounter,
-    loop,
-    files: new FakeFileOps(mounter),
-    probeTcp: async () => ({ ok: true, detail: 'fake' }),
-    stagingDir: join(dir, 'staging'),
-    state: { hosts: async () => [], mounts: async () => [], liveHosts: async () => undefined },
-    timeouts: { commandMs: 1000, mountMs: 1000, mkfsMs: 1000, deviceWaitMs: 1000, lockWaitMs: 1000 },
-  };
-  return new LocalDriver(ctx, { imageDir, defaultSize: '1G', maxSize: '1T', defaultFsType: 'ext4', ...cfg });
+  return new LocalDriver(driverContext({ mounter, loop, stagingDir: join(dir, 'staging') }), {
+    imageDir,
+    defaultSize: '1G',
+    maxSize: '1T',
+    defaultFsType: 'ext4',
+    ...cfg,
+  });
 }
 
 function image(name: string): string {
   return join(imageDir, `${name}.img`);
-}
-
-/**
- * What the manager passes to provision(): the parsed options of `raw`. `notes` stands for the
- * volume's record across attempts: given, the call resumes a Create that noted them.
- */
-function input(
-  d: LocalDriver,
-  name: string,
-  raw: Record<string, string> = {},
-  notes?: Record<string, unknown>,
-): VolumeInput {
-  const parsed = d.parseOptions(raw);
-  const record = notes ?? {};
-  return {
-    name,
-    options: parsed.values,
-    givenOptions: parsed.given,
-    resuming: notes !== undefined,
-    createdAt: '2026-01-01T00:00:00.000Z',
-    noted: { ...record },
-    note: async (fields) => {
-      Object.assign(record, fields);
-    },
-  };
 }
 
 /** A volume record as the store holds it after provision(). */
@@ -104,28 +73,6 @@ function attachment(name: string, device: string): AttachmentRecord {
     state: 'attached',
     updatedAt: '2024-01-01T00:00:00.000Z',
   };
-}
-
-function refusal(fn: () => unknown): StowageError {
-  let thrown: unknown;
-  try {
-    fn();
-  } catch (err) {
-    thrown = err;
-  }
-  expect(isStowageError(thrown), `not a StowageError: ${String(thrown)}`).toBe(true);
-  return thrown as StowageError;
-}
-
-async function rejection(p: Promise<unknown>): Promise<StowageError> {
-  const err = await p.then(
-    () => {
-      throw new Error('expected a rejection, but the call succeeded');
-    },
-    (e: unknown) => e,
-  );
-  expect(isStowageError(err), `not a StowageError: ${String(err)}`).toBe(true);
-  return err as StowageError;
 }
 
 /** Creates an image file of `bytes` (sparse) as something outside stowage would have. */
@@ -160,16 +107,16 @@ describe('LocalDriver.parseOptions', () => {
 
   it('refuses sizes too small for the filesystem', () => {
     const d = driver();
-    const ext4 = refusal(() => d.parseOptions({ size: '4M' }));
+    const ext4 = thrown(() => d.parseOptions({ size: '4M' }));
     expect(ext4.code).toBe('INVALID_ARGUMENT');
     expect(ext4.message).toBe('option size=4M is too small for ext4: the minimum is 8M');
     expect(d.parseOptions({ size: '8M' }).values).toMatchObject({ size: '8M' });
 
-    const xfs = refusal(() => d.parseOptions({ size: '256M', fsType: 'xfs' }));
+    const xfs = thrown(() => d.parseOptions({ size: '256M', fsType: 'xfs' }));
     expect(xfs.message).toBe('option size=256M is too small for xfs: the minimum is 300M');
     expect(d.parseOptions({ size: '300M', fsType: 'xfs' }).values).toMatchObject({ size: '300M' });
     // A default size too small for the requested filesystem is refused the same way.
-    expect(refusal(() => driver({ defaultSize: '100M' }).parseOptions({ fsType: 'xfs' })).message).toBe(
+    expect(thrown(() => driver({ defaultSize: '100M' }).parseOptions({ fsType: 'xfs' })).message).toBe(
       'option size=100M is too small for xfs: the minimum is 300M',
     );
   });
@@ -177,24 +124,24 @@ describe('LocalDriver.parseOptions', () => {
   it("refuses sizes above the host's maxSize, naming the config key", () => {
     const d = driver({ maxSize: '2G' });
     expect(d.parseOptions({ size: '2G' }).values).toMatchObject({ size: '2G' });
-    const err = refusal(() => d.parseOptions({ size: '3G' }));
+    const err = thrown(() => d.parseOptions({ size: '3G' }));
     expect(err.code).toBe('INVALID_ARGUMENT');
     expect(err.message).toBe("option size=3G is above this host's limit of 2G (config local.maxSize)");
-    expect(refusal(() => driver().parseOptions({ size: '2T' })).message).toContain("host's limit of 1T");
+    expect(thrown(() => driver().parseOptions({ size: '2T' })).message).toContain("host's limit of 1T");
   });
 
   it('refuses malformed sizes, bad enums and unknown options with the valid ones listed', () => {
     const d = driver();
-    expect(refusal(() => d.parseOptions({ size: 'big' })).message).toMatch(
+    expect(thrown(() => d.parseOptions({ size: 'big' })).message).toMatch(
       /^option size="big" for driver local: size "big" is not a size: .*\(image size: /,
     );
-    expect(refusal(() => d.parseOptions({ fsType: 'btrfs' })).message).toBe(
+    expect(thrown(() => d.parseOptions({ fsType: 'btrfs' })).message).toBe(
       'option fsType="btrfs" for driver local: must be one of ext4, xfs (filesystem made at first mount: ext4 or xfs)',
     );
-    expect(refusal(() => d.parseOptions({ onRemove: 'archive' })).message).toMatch(
+    expect(thrown(() => d.parseOptions({ onRemove: 'archive' })).message).toMatch(
       /^option onRemove="archive" for driver local: must be one of delete, retain/,
     );
-    const unknown = refusal(() => d.parseOptions({ size: '1G', type: 'ext4' }));
+    const unknown = thrown(() => d.parseOptions({ size: '1G', type: 'ext4' }));
     expect(unknown.code).toBe('INVALID_ARGUMENT');
     expect(unknown.message).toBe(
       'unknown option "type" for driver local; valid options: size, fsType, onRemove',
@@ -209,7 +156,7 @@ describe('LocalDriver.parseOptions', () => {
 describe('LocalDriver.provision', () => {
   it('creates a sparse image of exactly the requested size', async () => {
     const d = driver();
-    const res = await d.provision(input(d, 'v1', { size: '64M' }));
+    const res = await d.provision(volumeInput(d, 'v1', { size: '64M' }));
     expect(res).toEqual({
       adopted: false,
       removePolicy: 'delete',
@@ -223,7 +170,7 @@ describe('LocalDriver.provision', () => {
     expect(st.mode & 0o777).toBe(0o600);
     expect((await stat(imageDir)).mode & 0o777).toBe(0o700);
 
-    const big = await d.provision(input(d, 'v2', {}));
+    const big = await d.provision(volumeInput(d, 'v2', {}));
     expect((await stat(image('v2'))).size).toBe(GiB);
     expect(big.fields).toEqual({ image: image('v2'), sizeBytes: GiB });
     // Nothing is attached or formatted at create time.
@@ -233,7 +180,7 @@ describe('LocalDriver.provision', () => {
 
   it('honours onRemove=retain for a new image', async () => {
     const d = driver();
-    expect((await d.provision(input(d, 'v1', { size: '64M', onRemove: 'retain' }))).removePolicy).toBe(
+    expect((await d.provision(volumeInput(d, 'v1', { size: '64M', onRemove: 'retain' }))).removePolicy).toBe(
       'retain',
     );
   });
@@ -241,11 +188,11 @@ describe('LocalDriver.provision', () => {
   it('resuming an interrupted create keeps its own image and does not adopt it', async () => {
     const d = driver();
     const notes: Record<string, unknown> = {};
-    await d.provision(input(d, 'v1', { size: '64M' }, notes));
+    await d.provision(volumeInput(d, 'v1', { size: '64M' }, { notes }));
     expect(notes).toEqual({ image: image('v1'), madeImage: true });
     await writeFile(image('v1'), 'written by the first attempt', { flag: 'r+' });
 
-    const res = await d.provision(input(d, 'v1', { size: '64M' }, notes));
+    const res = await d.provision(volumeInput(d, 'v1', { size: '64M' }, { notes }));
     expect(res).toEqual({
       adopted: false,
       removePolicy: 'delete',
@@ -259,7 +206,7 @@ describe('LocalDriver.provision', () => {
 
   it('resuming when the first attempt had not written the image yet creates it', async () => {
     const d = driver();
-    const res = await d.provision(input(d, 'v1', { size: '64M' }, {}));
+    const res = await d.provision(volumeInput(d, 'v1', { size: '64M' }, { notes: {} }));
     expect(res.adopted).toBe(false);
     expect((await stat(image('v1'))).size).toBe(64 * MiB);
   });
@@ -269,7 +216,7 @@ describe('LocalDriver.provision', () => {
     await mkdir(imageDir, { recursive: true });
     await writeFile(join(imageDir, '.v1.img.partial'), '');
     const d = driver();
-    const res = await d.provision(input(d, 'v1', { size: '64M' }, {}));
+    const res = await d.provision(volumeInput(d, 'v1', { size: '64M' }, { notes: {} }));
     expect(res).toEqual({
       adopted: false,
       removePolicy: 'delete',
@@ -282,14 +229,14 @@ describe('LocalDriver.provision', () => {
   it('a resumed Create adopts an image it did not note making (found there, not made)', async () => {
     await existingImage('old', 100 * MiB);
     const d = driver();
-    const res = await d.provision(input(d, 'old', { size: '64M' }, {}));
+    const res = await d.provision(volumeInput(d, 'old', { size: '64M' }, { notes: {} }));
     expect(res).toMatchObject({ adopted: true, removePolicy: 'retain' });
   });
 
   it('adopts an image that exists without a record, keeping it on remove by default', async () => {
     await existingImage('old', 100 * MiB);
     const d = driver();
-    const res = await d.provision(input(d, 'old', { size: '64M' }));
+    const res = await d.provision(volumeInput(d, 'old', { size: '64M' }));
     // The file is taken as it is: its real size is recorded, it is not truncated to 64M.
     expect(res).toEqual({
       adopted: true,
@@ -302,14 +249,14 @@ describe('LocalDriver.provision', () => {
   it('an adopted image is deleted on remove only when onRemove=delete is given', async () => {
     await existingImage('old', 64 * MiB);
     const d = driver();
-    const res = await d.provision(input(d, 'old', { onRemove: 'delete' }));
+    const res = await d.provision(volumeInput(d, 'old', { onRemove: 'delete' }));
     expect(res).toMatchObject({ adopted: true, removePolicy: 'delete' });
   });
 
   it('refuses a path that exists but is not a regular file', async () => {
     await mkdir(image('dir'), { recursive: true });
     const d = driver();
-    const err = await rejection(d.provision(input(d, 'dir')));
+    const err = await failure(d.provision(volumeInput(d, 'dir')));
     expect(err.code).toBe('CONFLICT');
     expect(err.message).toBe(
       `${image('dir')} exists and is not a regular file; move it away and create again`,
@@ -319,17 +266,19 @@ describe('LocalDriver.provision', () => {
   it('refuses fsType=xfs with an apt hint when mkfs.xfs is not installed, creating nothing', async () => {
     mounter.tools.delete('mkfs.xfs');
     const d = driver();
-    const err = await rejection(d.provision(input(d, 'v1', { fsType: 'xfs' })));
+    const err = await failure(d.provision(volumeInput(d, 'v1', { fsType: 'xfs' })));
     expect(err.code).toBe('UNAVAILABLE');
     expect(err.message).toBe('fsType=xfs needs mkfs.xfs, which is not installed: apt-get install xfsprogs');
     await expect(stat(image('v1'))).rejects.toMatchObject({ code: 'ENOENT' });
     // ext4 does not need it.
-    await expect(d.provision(input(d, 'v2', { size: '64M' }))).resolves.toMatchObject({ adopted: false });
+    await expect(d.provision(volumeInput(d, 'v2', { size: '64M' }))).resolves.toMatchObject({
+      adopted: false,
+    });
   });
 
   it('accepts fsType=xfs when mkfs.xfs is there', async () => {
     const d = driver();
-    const res = await d.provision(input(d, 'v1', { fsType: 'xfs', size: '300M' }));
+    const res = await d.provision(volumeInput(d, 'v1', { fsType: 'xfs', size: '300M' }));
     expect(res.fields).toEqual({ image: image('v1'), sizeBytes: 300 * MiB });
     expect(mounter.callsOf('hasTool')).toEqual([{ op: 'hasTool', path: 'mkfs.xfs' }]);
   });
@@ -338,7 +287,7 @@ describe('LocalDriver.provision', () => {
 describe('LocalDriver.destroy', () => {
   it('with policy delete removes the image, and is OK when it is already gone', async () => {
     const d = driver();
-    await d.provision(input(d, 'v1', { size: '64M' }));
+    await d.provision(volumeInput(d, 'v1', { size: '64M' }));
     await d.destroy(record('v1'));
     await expect(stat(image('v1'))).rejects.toMatchObject({ code: 'ENOENT' });
     await expect(d.destroy(record('v1'))).resolves.toBeUndefined();
@@ -346,7 +295,7 @@ describe('LocalDriver.destroy', () => {
 
   it('with policy retain keeps the image', async () => {
     const d = driver();
-    await d.provision(input(d, 'v1', { size: '64M' }));
+    await d.provision(volumeInput(d, 'v1', { size: '64M' }));
     await d.destroy(record('v1', { removePolicy: 'retain' }));
     expect((await stat(image('v1'))).size).toBe(64 * MiB);
   });
@@ -364,9 +313,9 @@ describe('LocalDriver.destroy', () => {
 
   it('refuses with IN_USE while a loop device backs the image, deleting nothing', async () => {
     const d = driver();
-    await d.provision(input(d, 'v1', { size: '64M' }));
+    await d.provision(volumeInput(d, 'v1', { size: '64M' }));
     const device = await loop.attach(image('v1'));
-    const err = await rejection(d.destroy(record('v1')));
+    const err = await failure(d.destroy(record('v1')));
     expect(err.code).toBe('IN_USE');
     expect(err.message).toBe(`image ${image('v1')} is still attached as ${device}; nothing was deleted`);
     expect((await stat(image('v1'))).size).toBe(64 * MiB);
@@ -381,7 +330,7 @@ describe('LocalDriver.abandon', () => {
   it('deletes the image and the partial file that an interrupted Create noted making, whatever the policy', async () => {
     const d = driver();
     const notes: Record<string, unknown> = {};
-    await d.provision(input(d, 'v1', { size: '64M', onRemove: 'retain' }, notes));
+    await d.provision(volumeInput(d, 'v1', { size: '64M', onRemove: 'retain' }, { notes }));
     await writeFile(join(imageDir, '.v1.img.partial'), '');
     await d.abandon(record('v1', { status: 'creating', removePolicy: 'retain', fields: notes }));
     await expect(stat(image('v1'))).rejects.toMatchObject({ code: 'ENOENT' });
@@ -400,8 +349,8 @@ describe('LocalDriver.abandon', () => {
 describe('LocalDriver.attach and detach', () => {
   it('attaches the image as a loop device, and reuses one that already backs the same file', async () => {
     const d = driver();
-    await d.provision(input(d, 'v1', { size: '64M' }));
-    await d.provision(input(d, 'v2', { size: '64M' }));
+    await d.provision(volumeInput(d, 'v1', { size: '64M' }));
+    await d.provision(volumeInput(d, 'v2', { size: '64M' }));
     expect(await d.attach(record('v1'))).toEqual({ device: '/dev/loop0' });
     expect(await d.attach(record('v1'))).toEqual({ device: '/dev/loop0' });
     expect(await d.attach(record('v2'))).toEqual({ device: '/dev/loop1' });
@@ -413,7 +362,7 @@ describe('LocalDriver.attach and detach', () => {
   });
 
   it('refuses to attach a missing image with NOT_FOUND', async () => {
-    const err = await rejection(driver().attach(record('gone')));
+    const err = await failure(driver().attach(record('gone')));
     expect(err.code).toBe('NOT_FOUND');
     expect(err.message).toBe(`the image file of volume gone (${image('gone')}) is missing`);
     expect(loop.count('attach')).toBe(0);
@@ -421,8 +370,8 @@ describe('LocalDriver.attach and detach', () => {
 
   it('detach releases only the devices backing this image, whatever device was recorded', async () => {
     const d = driver();
-    await d.provision(input(d, 'v1', { size: '64M' }));
-    await d.provision(input(d, 'v2', { size: '64M' }));
+    await d.provision(volumeInput(d, 'v1', { size: '64M' }));
+    await d.provision(volumeInput(d, 'v2', { size: '64M' }));
     await d.attach(record('v1')); // loop0
     await d.attach(record('v2')); // loop1
     // The record says loop1 (reused since by v2): v2's device must survive.
@@ -438,7 +387,7 @@ describe('LocalDriver.attach and detach', () => {
 
   it('detach releases every device backing the image (a stray second losetup too)', async () => {
     const d = driver();
-    await d.provision(input(d, 'v1', { size: '64M' }));
+    await d.provision(volumeInput(d, 'v1', { size: '64M' }));
     await loop.attach(image('v1'));
     await loop.attach(image('v1'));
     await d.detach(record('v1'), attachment('v1', '/dev/loop0'));
@@ -452,7 +401,7 @@ describe('LocalDriver facts', () => {
     expect(
       d.mountSpec(record('v1', { options: { size: '1G', fsType: 'xfs' } }), attachment('v1', '/dev/loop3')),
     ).toEqual({ kind: 'block', device: '/dev/loop3', fsType: 'xfs', mountOptions: [] });
-    const err = refusal(() => d.mountSpec(record('v1'), undefined));
+    const err = thrown(() => d.mountSpec(record('v1'), undefined));
     expect(err.code).toBe('INTERNAL');
     expect(err.message).toBe('volume v1 has no attached device to mount');
   });

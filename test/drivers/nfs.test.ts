@@ -3,11 +3,12 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isStowageError, StowageError } from '../../src/base/errors.js';
 import { failure } from '../helpers/failure.js';
-import { createTestRuntime, type TestRuntime } from '../helpers/runtime.js';
+import type { TestRuntime } from '../helpers/runtime.js';
+import { setupNfs } from './nfs-runtime.js';
 
 /**
- * The nfs driver through the real VolumeManager over the fake kernel: the "server" is a local
- * directory (FakeMounter.nfsServers) that the fake file operations reach through the staging mount.
+ * The nfs driver through the real VolumeManager over the fake kernel (composition: nfs-runtime.ts;
+ * the "server" is a local directory).
  */
 const ID = 'a'.repeat(64);
 let t: TestRuntime;
@@ -15,13 +16,7 @@ let server: string; // the fake server's filesystem root
 let exportsDir: string; // its /exports
 
 async function setup(nfs: Record<string, unknown> = {}) {
-  t = await createTestRuntime({
-    flags: { drivers: ['local', 'nfs'], nfs: { server: 'nfs1', share: '/exports', ...nfs } },
-  });
-  server = join(t.dir, 'server');
-  exportsDir = join(server, 'exports');
-  await mkdir(exportsDir, { recursive: true });
-  t.mounter.nfsServers.set('nfs1', server);
+  ({ t, server, exportsDir } = await setupNfs(nfs));
 }
 
 beforeEach(() => setup());

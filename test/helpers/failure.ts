@@ -10,3 +10,15 @@ export async function failure(p: Promise<unknown>): Promise<StowageError> {
   expect(err, 'expected a StowageError').toBeInstanceOf(StowageError);
   return err as StowageError;
 }
+
+/** The StowageError `fn` throws, for synchronous calls; fails the test when it returns or throws anything else. */
+export function thrown(fn: () => unknown): StowageError {
+  let err: unknown;
+  try {
+    fn();
+  } catch (e) {
+    err = e;
+  }
+  expect(err, 'expected a StowageError').toBeInstanceOf(StowageError);
+  return err as StowageError;
+}

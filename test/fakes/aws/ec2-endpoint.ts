@@ -1,10 +1,11 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { mkdir, open, readFile, readlink, rm, symlink, truncate } from 'node:fs/promises';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { basename, dirname, join } from 'node:path';
 import { execa } from 'execa';
+import { LoopbackEndpoint, readBody } from './http-endpoint.js';
+import { InjectedFailures } from './injected-failures.js';
 import { FakeNetwork } from './network.js';
 
 /**
@@ -563,7 +564,7 @@ export class FakeEc2 {
   private readonly instances = new Map<string, InstanceRec>();
   private readonly snapshots = new Map<string, SnapshotRec>();
   private readonly history: AttachmentRec[] = [];
-  private readonly failures = new Map<string, FakeEc2Failure[]>();
+  private readonly failures = new InjectedFailures<FakeEc2Failure>();
   private createFailures = 0;
   private modificationFailure: string | undefined;
   private readonly stalled = new Set<ServerResponse>();
@@ -574,7 +575,7 @@ export class FakeEc2 {
   private stopped = false;
 
   private constructor(
-    private readonly server: Server,
+    private readonly http: LoopbackEndpoint,
     readonly url: string,
     opts: FakeEc2Options,
   ) {
@@ -589,23 +590,12 @@ export class FakeEc2 {
   }
 
   static async start(opts: FakeEc2Options = {}): Promise<FakeEc2> {
-    const server = createServer();
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(0, '127.0.0.1', () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    const { port } = server.address() as AddressInfo;
-    const fake = new FakeEc2(server, `http://127.0.0.1:${port}`, opts);
-    server.on('request', (req, res) => {
-      fake.onRequest(req, res).catch((err: unknown) => {
-        fake.errors.push(err as Error);
-        if (!res.headersSent) res.writeHead(500);
-        res.end();
-      });
-    });
+    const http = await LoopbackEndpoint.listen();
+    const fake = new FakeEc2(http, http.url, opts);
+    http.serveAsync(
+      (req, res) => fake.onRequest(req, res),
+      (err) => fake.errors.push(err),
+    );
     return fake;
   }
 
@@ -650,9 +640,7 @@ export class FakeEc2 {
    * Throttling: `{ code: 'RequestLimitExceeded' }` (HTTP 503).
    */
   failNext(action: string, failure: FakeEc2Failure): void {
-    const queue = this.failures.get(action) ?? [];
-    queue.push({ ...failure, times: failure.times ?? 1 });
-    this.failures.set(action, queue);
+    this.failures.add(action, failure);
   }
 
   /** The next `n` volumes created go from `creating` to `error` instead of `available`. */
@@ -794,9 +782,7 @@ export class FakeEc2 {
     clearTimeout(this.wakeTimer);
     for (const res of this.stalled) res.destroy();
     this.stalled.clear();
-    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    this.server.closeAllConnections();
-    await closed;
+    await this.http.close();
     await this.flush(); // stopped: every loop device and link goes
   }
 
@@ -804,26 +790,14 @@ export class FakeEc2 {
 
   private async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const requestId = randomUUID();
-    const chunks: Buffer[] = [];
-    let size = 0;
-    try {
-      for await (const chunk of req as AsyncIterable<Buffer>) {
-        size += chunk.length;
-        if (size > MAX_BODY_BYTES) {
-          this.sendError(
-            res,
-            requestId,
-            new Ec2ApiError('RequestEntityTooLarge', 'Request body too large', 413),
-          );
-          return;
-        }
-        chunks.push(chunk);
-      }
-    } catch {
-      return; // the client went away (or stop() closed the connection)
+    const raw = await readBody(req, MAX_BODY_BYTES);
+    if (raw === 'gone') return; // the client went away (or stop() closed the connection)
+    if (raw === 'too-large') {
+      this.sendError(res, requestId, new Ec2ApiError('RequestEntityTooLarge', 'Request body too large', 413));
+      return;
     }
     const query = req.method === 'GET' ? new URL(req.url ?? '/', this.url).search.slice(1) : '';
-    const form = new URLSearchParams(req.method === 'GET' ? query : Buffer.concat(chunks).toString('utf8'));
+    const form = new URLSearchParams(req.method === 'GET' ? query : raw);
     const params: Record<string, string> = {};
     for (const [k, v] of form) params[k] = v;
     const action = params.Action ?? '';
@@ -831,7 +805,7 @@ export class FakeEc2 {
     const call: Ec2Call = { action, params: rest, at: Date.now() };
     this.calls.push(call);
 
-    const failure = this.takeFailure(action);
+    const failure = this.failures.take(action);
     if (failure?.stall) {
       this.stalled.add(res);
       res.on('close', () => this.stalled.delete(res));
@@ -881,18 +855,6 @@ export class FakeEc2 {
       'x-amzn-requestid': requestId,
     });
     res.end(doc);
-  }
-
-  private takeFailure(action: string): FakeEc2Failure | undefined {
-    for (const key of [action, '*']) {
-      const queue = this.failures.get(key);
-      const head = queue?.[0];
-      if (!queue || !head) continue;
-      head.times = (head.times ?? 1) - 1;
-      if (head.times <= 0) queue.shift();
-      return head;
-    }
-    return undefined;
   }
 
   private async dispatch(action: string, p: Params, now: number): Promise<XmlChild[]> {

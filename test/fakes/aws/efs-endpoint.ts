@@ -1,6 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { LoopbackEndpoint, readBody } from './http-endpoint.js';
+import { InjectedFailures } from './injected-failures.js';
 import { FakeNetwork, type FakeSubnet } from './network.js';
 
 /**
@@ -328,7 +329,7 @@ export class FakeEfs {
   private readonly fss = new Map<string, FileSystemRec>();
   private readonly mts = new Map<string, MountTargetRec>();
   private readonly aps = new Map<string, AccessPointRec>();
-  private readonly failures = new Map<string, FakeEfsFailure[]>();
+  private readonly failures = new InjectedFailures<FakeEfsFailure>();
   private nextHost = 10;
 
   private constructor(
@@ -401,9 +402,7 @@ export class FakeEfs {
    * Throttling: `{ code: 'ThrottlingException' }` (HTTP 429).
    */
   failNext(operation: EfsOperation | '*', failure: FakeEfsFailure): void {
-    const queue = this.failures.get(operation) ?? [];
-    queue.push({ ...failure, times: failure.times ?? 1 });
-    this.failures.set(operation, queue);
+    this.failures.add(operation, failure);
   }
 
   /** File systems not yet gone, as they are now. */
@@ -461,7 +460,7 @@ export class FakeEfs {
         body = parsed;
         call.body = parsed;
       }
-      const failure = route ? this.takeFailure(route.operation) : undefined;
+      const failure = route ? this.failures.take(route.operation) : undefined;
       if (failure) {
         throw new EfsApiError(
           failure.code,
@@ -505,18 +504,6 @@ export class FakeEfs {
       'content-length': String(Buffer.byteLength(text)),
     });
     res.end(text);
-  }
-
-  private takeFailure(operation: string): FakeEfsFailure | undefined {
-    for (const key of [operation, '*']) {
-      const queue = this.failures.get(key);
-      const head = queue?.[0];
-      if (!queue || !head) continue;
-      head.times = (head.times ?? 1) - 1;
-      if (head.times <= 0) queue.shift();
-      return head;
-    }
-    return undefined;
   }
 
   private route(
