@@ -160,7 +160,8 @@ export class EbsDriver implements Driver {
       return;
     }
     const v = await this.cloud.ec2.describeVolume(id);
-    if (!v) return;
+    // Already on its way out (an earlier Remove whose reply or record was lost): done, as abandon.
+    if (!v || v.state === 'deleting' || v.state === 'deleted') return;
     const deleted = await this.ebs.deleteUnattached(v);
     if (deleted.kind === 'attached') {
       throw new StowageError(

@@ -945,6 +945,14 @@ describe('ebs destroy', () => {
     expect(ec2.callsOf('deleteVolume')).toEqual([]);
   });
 
+  it('treats a volume EC2 is still deleting as destroyed (a Remove run again)', async () => {
+    const vol = await create('v1');
+    await driver.destroy(vol);
+    expect(fake.volume(idOf(vol))?.state).toBe('deleting');
+    await driver.destroy(vol);
+    expect(ec2.callsOf('deleteVolume')).toEqual([[idOf(vol)]]);
+  });
+
   it('keeps the volume under retain without asking EC2', async () => {
     const vol = await create('v1', { onRemove: 'retain' });
     const before = ec2.calls.length;
