@@ -61,15 +61,7 @@ const HANDLERS: Record<string, Handler> = {
   mountdevice: async (ctx, rt, json, [path]) => {
     const o = parseFlexOptions(json, ctx.traits);
     const dmp = deviceMountPath(path, ctx.config.flexvolume.kubeletDir, ctx.driver);
-    await nodeSide(ctx, rt, o);
-    const id = deviceMountId(dmp.volumeName);
-    await rt.manager.publish({
-      driver: ctx.driver,
-      volume: o.name,
-      id,
-      target: dmp.path,
-      readOnly: o.readOnly,
-    });
+    await publishAt(ctx, rt, o, deviceMountId(dmp.volumeName), dmp.path);
     return success();
   },
   unmountdevice: async (ctx, rt, _json, [path]) => {
@@ -86,15 +78,7 @@ const HANDLERS: Record<string, Handler> = {
         `pod uid ${o.podUid} in the options does not match the pod directory ${pod.path}`,
       );
     }
-    await nodeSide(ctx, rt, o);
-    const id = podMountId(pod.podUid, pod.volDir);
-    await rt.manager.publish({
-      driver: ctx.driver,
-      volume: o.name,
-      id,
-      target: pod.path,
-      readOnly: o.readOnly,
-    });
+    await publishAt(ctx, rt, o, podMountId(pod.podUid, pod.volDir), pod.path);
     return success();
   },
   unmount: async (ctx, rt, _json, [path]) => {
@@ -199,6 +183,12 @@ async function nodeSide(ctx: CallContext, rt: Runtime, o: FlexOptions): Promise<
       `volume ${o.name} is not in this host's store; the controller-manager's attach records it, so both must share one store (etcd), or create it here first with \`docker volume create -d ${rt.config.socketPrefix}${ctx.driver}\``,
     );
   }
+}
+
+/** kubelet's mount steps: the volume made ready on this node, then shown at kubelet's path. */
+async function publishAt(ctx: CallContext, rt: Runtime, o: FlexOptions, id: string, target: string) {
+  await nodeSide(ctx, rt, o);
+  await rt.manager.publish({ driver: ctx.driver, volume: o.name, id, target, readOnly: o.readOnly });
 }
 
 async function ensureVolume(
