@@ -98,7 +98,6 @@ async function runOn(version) {
       PATH: `${join(nodeDir, 'bin')}${delimiter}${process.env.PATH ?? ''}`,
       NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --require ${JSON.stringify(recorder)}`.trim(),
       STOWAGE_NODE_RECORD: recordFile,
-      STOWAGE_TEST_NODE: version,
     };
     say(`Node ${version}: ${files.length} test files in ${tree} (ready in ${prepared} s)`);
     let counts = { passed: 0, failed: 0 };
