@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, copyFile, cp, mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, cp, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { StowageError } from '../src/base/errors.js';
@@ -29,6 +29,26 @@ export interface InstalledDriver {
 }
 
 const SAFE_PATH = /^\/[A-Za-z0-9/._+-]*$/;
+
+/** The Node.js versions stowage runs on, as the wrapper and the install's refusals say them. */
+export const SUPPORTED_NODE =
+  'Node.js 22 or 24 (20.5 or later still runs, but reached its end of life in April 2026)';
+
+/**
+ * Whether stowage runs on Node.js `version` (e.g. "v22.23.5"): 22 and 24 are tested on every run
+ * of the suite; 20 from 20.5 (import.meta.dirname, the test runner's floor) still is, though it is
+ * out of support; odd releases and versions not yet tested are not. Kept in step with "engines"
+ * in package.json (a test compares them).
+ */
+export function nodeSupport(version: string): 'supported' | 'end-of-life' | 'unsupported' {
+  const [major = 0, minor = 0] = version.replace(/^v/, '').split('.').map(Number);
+  if (major === 22 || major === 24) return 'supported';
+  if (major === 20 && minor >= 5) return 'end-of-life';
+  return 'unsupported';
+}
+
+/** NODE_MODULE_VERSION (the native addon ABI) -> the Node.js major that has it, for messages. */
+const ABI_MAJOR: Record<string, string> = { '115': '20', '127': '22', '137': '24' };
 
 /**
  * Installs `<dir>/stowage~<driver>/<driver>` for each driver, atomically as kubelet requires (it
@@ -63,6 +83,9 @@ export async function installFlexvolume(opts: InstallOptions): Promise<Installed
         `${what} must be an absolute path of plain characters, not ${JSON.stringify(p)}`,
       );
   }
+  // The wrapper runs the node that runs this install: check now what would otherwise fail in
+  // every call kubelet makes.
+  if (opts.copyNode || opts.node === process.execPath) await checkThisNode(bundle, opts.copyNode === true);
   await mkdir(opts.dir, { recursive: true, mode: 0o755 });
   const node = opts.copyNode ? await copyNode(opts.dir) : opts.node;
   const version = `.v-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
@@ -91,6 +114,38 @@ export async function installFlexvolume(opts: InstallOptions): Promise<Installed
   return installed;
 }
 
+/**
+ * Refuses a node stowage does not run on, and one that cannot load the bundle's SQLite addon:
+ * better_sqlite3.node is compiled for one NODE_MODULE_VERSION (that of the node that built the
+ * bundle), and under any other node every call that opens the store fails.
+ */
+async function checkThisNode(bundle: string, copying: boolean): Promise<void> {
+  const how = copying ? '--copy-node would copy' : 'the driver would run';
+  const fix = copying
+    ? 'run the install with such a node'
+    : 'run the install with such a node or pass --node PATH';
+  if (nodeSupport(process.version) === 'unsupported') {
+    throw new StowageError(
+      'INVALID_ARGUMENT',
+      `${how} ${process.execPath} (${process.version}), which stowage does not run on: it needs ${SUPPORTED_NODE}; ${fix}`,
+    );
+  }
+  const addon = join(bundle, 'better_sqlite3.node');
+  if (!existsSync(addon)) return;
+  const abi = /node_register_module_v(\d+)/.exec((await readFile(addon)).toString('latin1'))?.[1];
+  const own = process.versions.modules;
+  if (abi && abi !== own) {
+    const built = ABI_MAJOR[abi] ? `Node.js ${ABI_MAJOR[abi]}` : `NODE_MODULE_VERSION ${abi}`;
+    throw new StowageError(
+      'INVALID_ARGUMENT',
+      `the bundle's SQLite addon (${addon}) was built for ${built}, but ${how} ${process.execPath} ` +
+        `(${process.version}, NODE_MODULE_VERSION ${own}), which cannot load it: every call that opens ` +
+        `the store would fail. Run the install with the node that built the bundle, or rebuild it with ` +
+        `this one (npm ci && npm run build)`,
+    );
+  }
+}
+
 /** The node binary in a dot-directory kubelet ignores, replaced atomically like the drivers. */
 async function copyNode(dir: string): Promise<string> {
   const target = join(dir, '.stowage-node', 'node');
@@ -115,7 +170,7 @@ function wrapper(driver: string, version: string, node: string): string {
 node=${node}
 if [ ! -x "$node" ]; then node=$(command -v node 2>/dev/null) || node=; fi
 if [ -z "$node" ]; then
-  echo '{"status":"Failure","message":"node (Node.js 20 or later) is not installed on this machine; install it or reinstall with stowage flexvolume install --node PATH"}'
+  echo '{"status":"Failure","message":"node is not installed on this machine: install ${SUPPORTED_NODE}, or reinstall with stowage flexvolume install --copy-node or --node PATH"}'
   exit 1
 fi
 exec "$node" --no-warnings "$(dirname "$0")/${version}/stowage-flexvolume.mjs" ${driver} "$@"
