@@ -3,6 +3,7 @@ import { StowageError } from '../base/errors.js';
 import type { CloudCall } from '../cloud/client-options.js';
 import type { ReconcileActionKind } from '../core/volume-manager.js';
 import type { StateStore } from '../state/store.js';
+import { Batched } from './batched.js';
 import { BUCKETS } from './buckets.js';
 
 /** Where a request came in: the Docker plugin socket (the CLI and flexvolume: docs/metrics.md). */
@@ -21,11 +22,16 @@ export type RequestDone = (code: string, seconds: number) => void;
 export class StowageMetrics {
   readonly registry = new Registry();
 
+  /** The hot path's observations, handed to prom-client at each scrape (see Batched). */
+  private readonly batched = new Batched();
+  private readonly flushBatched = () => this.batched.flush();
+
   private readonly requests = new Counter({
     name: 'stowage_requests_total',
     help: 'Requests answered, by door, driver, operation and result code (OK or the error code).',
     labelNames: ['door', 'driver', 'operation', 'code'] as const,
     registers: [this.registry],
+    collect: this.flushBatched,
   });
 
   private readonly requestSeconds = new Histogram({
@@ -34,6 +40,7 @@ export class StowageMetrics {
     labelNames: ['door', 'driver', 'operation'] as const,
     buckets: [...BUCKETS.request],
     registers: [this.registry],
+    collect: this.flushBatched,
   });
 
   private readonly cloudRequests = new Counter({
@@ -103,6 +110,7 @@ export class StowageMetrics {
     labelNames: ['store', 'operation'] as const,
     buckets: [...BUCKETS.store],
     registers: [this.registry],
+    collect: this.flushBatched,
   });
 
   private readonly storeFailures = new Counter({
@@ -123,16 +131,16 @@ export class StowageMetrics {
    * request itself costs one counter increment and one histogram observation.
    */
   requestTimer(door: Door, driver: string, operation: string): RequestDone {
-    const seconds = this.requestSeconds.labels(door, driver, operation);
-    const counters = new Map<string, Counter.Internal>();
-    return (code, s) => {
-      let counter = counters.get(code);
-      if (!counter) {
-        counter = this.requests.labels(door, driver, operation, code);
-        counters.set(code, counter);
+    const observe = this.batched.histogram(this.requestSeconds, { door, driver, operation });
+    const counters = new Map<string, () => void>();
+    return (code, seconds) => {
+      let count = counters.get(code);
+      if (!count) {
+        count = this.batched.counter(this.requests, { door, driver, operation, code });
+        counters.set(code, count);
       }
-      counter.inc();
-      seconds.observe(s);
+      count();
+      observe(seconds);
     };
   }
 
@@ -166,8 +174,16 @@ export class StowageMetrics {
 
   /** Store calls of `store` (its kind), as timeMethods reports them. */
   storeCall(store: string): (operation: string, seconds: number, error: unknown) => void {
+    // The Docker Get and List paths make a store call or two each: resolve the label set once
+    // per operation, not on every call.
+    const byOperation = new Map<string, (seconds: number) => void>();
     return (operation, seconds, error) => {
-      this.storeSeconds.labels(store, operation).observe(seconds);
+      let observe = byOperation.get(operation);
+      if (!observe) {
+        observe = this.batched.histogram(this.storeSeconds, { store, operation });
+        byOperation.set(operation, observe);
+      }
+      observe(seconds);
       if (error !== undefined) this.storeFailures.labels(store, operation, codeOf(error)).inc();
     };
   }

@@ -97,6 +97,25 @@ describe('store timing', () => {
   });
 });
 
+describe('request timing (batched until the scrape)', () => {
+  it('shows every request made before a scrape, also past the pending bound, by code', async () => {
+    const done = metrics.requestTimer('docker', 'local', 'Get');
+    const labels = { door: 'docker', driver: 'local', operation: 'Get' };
+    for (let i = 0; i < 2500; i++) done('OK', 0.0001);
+    done('NOT_FOUND', 0.0001);
+    let s = await samples();
+    expect(sampleValue(s, 'stowage_requests_total', { ...labels, code: 'OK' })).toBe(2500);
+    expect(sampleValue(s, 'stowage_requests_total', { ...labels, code: 'NOT_FOUND' })).toBe(1);
+    expect(sampleValue(s, 'stowage_request_duration_seconds_count', labels)).toBe(2501);
+    expect(sampleValue(s, 'stowage_request_duration_seconds_bucket', { ...labels, le: '0.0005' })).toBe(2501);
+    done('OK', 2);
+    s = await samples();
+    expect(sampleValue(s, 'stowage_requests_total', { ...labels, code: 'OK' })).toBe(2501);
+    expect(sampleValue(s, 'stowage_request_duration_seconds_bucket', { ...labels, le: '1' })).toBe(2501);
+    expect(sampleValue(s, 'stowage_request_duration_seconds_bucket', { ...labels, le: '2.5' })).toBe(2502);
+  });
+});
+
 describe('timeMethods', () => {
   class Thing {
     private n = 0;
