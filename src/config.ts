@@ -13,6 +13,7 @@ import {
 import { absPath, configKit, ms } from './base/config-kit.js';
 import type { ConfigSection, SectionSchema, SectionValue } from './base/config-section.js';
 import { StowageError } from './base/errors.js';
+import { parseListenAddress } from './base/listen-address.js';
 import { readEnvironment } from './config-env.js';
 
 export const DEFAULT_CONFIG_FILE = '/etc/stowage/config.yaml';
@@ -154,6 +155,21 @@ export const ConfigSchema = z
         logFile: absPath.optional(),
         /** Every call ends within this, well inside kubelet's 10 min for waitforattach. */
         callTimeoutMs: ms.default(300_000),
+      })
+      .strict()
+      .prefault({}),
+    metrics: z
+      .object({
+        /**
+         * Serve Prometheus metrics at http://<listen>/metrics, e.g. 127.0.0.1:9477. Off when unset.
+         * Only `stowage daemon` serves them (docs/metrics.md).
+         */
+        listen: z
+          .string()
+          .refine((s) => parseListenAddress(s) !== undefined, {
+            message: 'must be host:port with a port of 0-65535, e.g. 127.0.0.1:9477 or [::1]:9477',
+          })
+          .optional(),
       })
       .strict()
       .prefault({}),

@@ -2,7 +2,8 @@ import type { Logger } from 'pino';
 import { driverTraits } from '../drivers/catalog.js';
 import { registerBuiltins } from '../drivers/index.js';
 import { StowageError } from './base/errors.js';
-import type { AwsCredentials } from './cloud/client-options.js';
+import { timeMethods } from './base/timed-methods.js';
+import type { AwsCredentials, CloudCallObserver } from './cloud/client-options.js';
 import { SdkEc2 } from './cloud/ec2.js';
 import { SdkEc2Network } from './cloud/ec2-network.js';
 import { SdkEfs } from './cloud/efs.js';
@@ -15,6 +16,7 @@ import { VolumeLocks } from './core/locks.js';
 import { DriverRegistry } from './core/registry.js';
 import { VolumeManager } from './core/volume-manager.js';
 import { createLogger } from './log.js';
+import type { StowageMetrics } from './metrics/metrics.js';
 import { type CommandRunner, ProcessRunner } from './mount/exec.js';
 import { type FileOps, SpawnFileOps } from './mount/file-ops.js';
 import { type LoopDevices, LosetupLoopDevices } from './mount/loop.js';
@@ -23,6 +25,7 @@ import { probeTcp, type TcpProbe } from './net/tcp-probe.js';
 import { openStore, storeLocation } from './state/open.js';
 import { SqliteStore } from './state/sqlite-store.js';
 import type { StateStore } from './state/store.js';
+import { timedStore } from './state/timed-store.js';
 
 export interface Runtime {
   config: Config;
@@ -35,6 +38,8 @@ export interface Runtime {
   hosts: HostDirectory;
   /** The AWS seams when a cloud driver is enabled. */
   cloud?: CloudClients;
+  /** The daemon's metrics, when it serves them (metrics.listen); see src/metrics. */
+  metrics?: StowageMetrics;
   close(): Promise<void>;
 }
 
@@ -53,7 +58,15 @@ export interface RuntimeOverrides {
   nativeBinding?: string;
   /** AWS credentials for this process's clients instead of the SDK's default chain (a PV's Secret). */
   awsCredentials?: AwsCredentials;
+  /**
+   * Metrics to feed (the daemon's, when metrics.listen is set): the store, mounter, drivers, locks,
+   * AWS clients and reconcile report to it. Without it nothing is timed, at no cost.
+   */
+  metrics?: StowageMetrics;
 }
+
+/** Driver methods that are waits worth a histogram: attaching, and the block device showing up. */
+const DRIVER_WAITS: ReadonlySet<string> = new Set(['attach', 'localDevice']);
 
 /** The composition root: config -> logger, store, mounter, registry, manager. */
 export function createRuntime(config: Config, o: RuntimeOverrides = {}): Runtime {
@@ -66,10 +79,12 @@ export function createRuntime(config: Config, o: RuntimeOverrides = {}): Runtime
     deviceWaitMs: config.timeouts.deviceWaitMs,
     lockWaitMs: config.timeouts.lockWaitMs,
   };
+  const { metrics } = o;
   const runner = o.runner ?? new ProcessRunner();
-  const mounter =
+  let mounter =
     o.mounter ??
     new LinuxMounter(runner, { commandTimeoutMs: timeouts.commandMs, mkfsTimeoutMs: timeouts.mkfsMs });
+  if (metrics) mounter = timeMethods(mounter, metrics.mountCall, new Set(['mount']));
   const loop = o.loop ?? new LosetupLoopDevices(runner, timeouts.commandMs);
   let store: StateStore;
   if (o.store) store = o.store;
@@ -79,6 +94,12 @@ export function createRuntime(config: Config, o: RuntimeOverrides = {}): Runtime
       throw new StowageError('INTERNAL', 'an etcd store is opened with openRuntime(), not createRuntime()');
     }
     store = new SqliteStore(where.path);
+  }
+  if (metrics) {
+    store = timedStore(store, metrics.storeCall(store.kind));
+    const onError = (err: Error) =>
+      log.warn({ err: err.message }, 'metrics: reading mounts from the store failed');
+    metrics.watchHost(store, config.hostId, onError);
   }
   let registry = o.registry;
   if (!registry) {
@@ -93,10 +114,12 @@ export function createRuntime(config: Config, o: RuntimeOverrides = {}): Runtime
   };
   const cloud =
     o.cloud ??
-    (config.drivers.some((d) => driverTraits(d)?.usesAws) ? awsClients(config, o.awsCredentials) : undefined);
+    (config.drivers.some((d) => driverTraits(d)?.usesAws)
+      ? awsClients(config, o.awsCredentials, metrics?.cloudCall)
+      : undefined);
   // Each factory takes its own section of the config (typed by its catalog entry).
-  registry.enable(config.drivers, (name, factory) =>
-    factory(
+  registry.enable(config.drivers, (name, factory) => {
+    const driver = factory(
       {
         host: config.hostId,
         log: log.child({ driver: name }),
@@ -110,8 +133,9 @@ export function createRuntime(config: Config, o: RuntimeOverrides = {}): Runtime
         ...(cloud ? { cloud } : {}),
       },
       config,
-    ),
-  );
+    );
+    return metrics ? timeMethods(driver, metrics.driverCall(name), DRIVER_WAITS) : driver;
+  });
   const locks = new VolumeLocks(store, {
     host: config.hostId,
     waitMs: timeouts.lockWaitMs,
@@ -121,6 +145,7 @@ export function createRuntime(config: Config, o: RuntimeOverrides = {}): Runtime
         { volume, err: err.message },
         `volume lock not released; it expires in ${config.timeouts.lockTtlMs} ms`,
       ),
+    ...(metrics ? { onWait: metrics.lockWait } : {}),
   });
   const manager = new VolumeManager({
     host: config.hostId,
@@ -132,6 +157,7 @@ export function createRuntime(config: Config, o: RuntimeOverrides = {}): Runtime
     timeouts,
     log,
     takeOverGone: config.hosts.takeOverGone,
+    ...(metrics ? { onReconcileAction: metrics.reconcileAction } : {}),
   });
   const hosts = new HostDirectory({
     store,
@@ -149,6 +175,7 @@ export function createRuntime(config: Config, o: RuntimeOverrides = {}): Runtime
     manager,
     hosts,
     ...(cloud ? { cloud } : {}),
+    ...(metrics ? { metrics } : {}),
     close: () => store.close(),
   };
 }
@@ -164,7 +191,7 @@ export async function openRuntime(config: Config, o: RuntimeOverrides = {}): Pro
  * The AWS seams, built only when a cloud driver is enabled. Identity: static from config when
  * aws.instanceId is set, else IMDSv2. Region: config, $AWS_REGION, then the instance's own.
  */
-function awsClients(config: Config, credentials?: AwsCredentials): CloudClients {
+function awsClients(config: Config, credentials?: AwsCredentials, observe?: CloudCallObserver): CloudClients {
   dropEmptyAwsVariables();
   const a = config.aws;
   let identity: IdentitySource;
@@ -196,6 +223,7 @@ function awsClients(config: Config, credentials?: AwsCredentials): CloudClients 
     maxAttempts: a.maxAttempts,
     requestTimeoutMs: a.requestTimeoutMs,
     ...(credentials ? { credentials } : {}),
+    ...(observe ? { observe } : {}),
   };
   const ec2 = new SdkEc2({ ...base, ...(config.ebs.endpoint ? { endpoint: config.ebs.endpoint } : {}) });
   const efs = new SdkEfs({ ...base, ...(config.efs.endpoint ? { endpoint: config.efs.endpoint } : {}) });

@@ -71,7 +71,8 @@ describe('the layers of docs/architecture.md', () => {
   it('the seams (state, mount, cloud, net) and the config import nothing of the core or above', () => {
     const seams = all('src/state', 'src/mount', 'src/cloud', 'src/net', 'src/config.ts', 'src/config-env.ts');
     const upward = seams.filter(
-      (i) => /^src\/(core|docker|cli|runtime|index)/.test(i.to) || /^(drivers|flexvolume)\//.test(i.to),
+      (i) =>
+        /^src\/(core|docker|cli|runtime|index|metrics)/.test(i.to) || /^(drivers|flexvolume)\//.test(i.to),
     );
     // The one exception: the config composes its schema (and the environment its older variable
     // names) from the drivers' sections, which it finds through the catalog (and those import only
@@ -108,9 +109,25 @@ describe('the layers of docs/architecture.md', () => {
     );
     expect(concrete.map(show)).toEqual([]);
     const above = all('src/core').filter(
-      (i) => /^src\/(docker|cli|runtime)/.test(i.to) || /^(drivers|flexvolume)\//.test(i.to),
+      (i) => /^src\/(docker|cli|runtime|metrics)/.test(i.to) || /^(drivers|flexvolume)\//.test(i.to),
     );
     expect(above.map(show)).toEqual([]);
+  });
+
+  it('metrics are fed through observers: src/metrics knows the rest only by type, and only the daemon loads it', () => {
+    // The seams, the core and the drivers call plain functions (onWait, observe, ...) the runtime
+    // hands them; none of them, nor the flexvolume door, loads prom-client.
+    expect(
+      all('src/metrics')
+        .filter((i) => i.to && !i.typeOnly && !/^src\/(base|metrics)\//.test(i.to))
+        .map(show),
+    ).toEqual([]);
+    const loaders = all('src', 'drivers', 'flexvolume').filter(
+      (i) =>
+        !i.from.startsWith('src/metrics/') &&
+        (i.spec === 'prom-client' || (/^src\/metrics\//.test(i.to) && !i.typeOnly)),
+    );
+    expect(loaders.map(show)).toEqual([]);
   });
 
   it('drivers import stowage only through src/index.ts (their config sections and the catalog: src/base)', () => {

@@ -58,6 +58,7 @@ describe('defaults', () => {
       socketPrefix: 'stowage-',
       drivers: ['local'],
       log: { level: 'info' },
+      metrics: {},
       timeouts: {
         commandMs: 30_000,
         mountMs: 30_000,

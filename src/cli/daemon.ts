@@ -1,12 +1,14 @@
 import { isAbsolute, relative } from 'node:path';
-import { isStowageError } from '../base/errors.js';
+import { isStowageError, StowageError } from '../base/errors.js';
+import type { Config } from '../config.js';
 import { closePluginSockets, type PluginSocket, servePluginSockets } from '../docker/server.js';
+import type { MetricsServer } from '../metrics/server.js';
 import {
   checkMountPropagation,
   type PropagationCheckOptions,
   type PropagationVerdict,
 } from '../mount/propagation.js';
-import type { Runtime } from '../runtime.js';
+import { openRuntime, type Runtime } from '../runtime.js';
 
 /**
  * How long registering this host and reconciling may hold up the sockets at start. Docker enables
@@ -25,11 +27,23 @@ export interface DaemonOptions {
 
 export interface RunningDaemon {
   sockets: PluginSocket[];
+  /** The /metrics endpoint, when metrics.listen is set. */
+  metrics?: MetricsServer;
   startup: StartupTasks;
   /** The driver checks started at start (they only log). */
   doctor: Promise<void>;
   /** Removes the sockets (requests in flight finish), stops the startup tasks, closes the store. */
   stop(): Promise<void>;
+}
+
+/**
+ * The daemon's runtime: with metrics fed by the store, locks, drivers and AWS clients when
+ * metrics.listen is set. prom-client is loaded only then (the CLI and flexvolume never load it).
+ */
+export async function openDaemonRuntime(config: Config): Promise<Runtime> {
+  if (!config.metrics.listen) return openRuntime(config);
+  const { StowageMetrics } = await import('../metrics/metrics.js');
+  return openRuntime(config, { metrics: new StowageMetrics() });
 }
 
 /**
@@ -92,17 +106,21 @@ export async function startDaemon(rt: Runtime, opts: DaemonOptions = {}): Promis
   // the background, and take no part in what follows.
   const doctor = runDriverChecks(rt);
 
+  // Before anything else starts: a metrics.listen that cannot be served stops the start cleanly.
+  const metrics = await serveDaemonMetrics(rt);
   const startup = new StartupTasks(rt);
-  await startup.firstTry(opts.startBudgetMs ?? START_BUDGET_MS);
   let sockets: PluginSocket[];
   try {
+    await startup.firstTry(opts.startBudgetMs ?? START_BUDGET_MS);
     sockets = await servePluginSockets(manager, log, {
       socketDir: config.socketDir,
       prefix: config.socketPrefix,
       drivers: config.drivers,
+      ...(rt.metrics ? { timer: dockerRequestTimer(rt.metrics) } : {}),
     });
   } catch (err) {
     await startup.stop(opts.stopGraceMs ?? 20_000);
+    await metrics?.close();
     throw err;
   }
   log.info(
@@ -116,14 +134,37 @@ export async function startDaemon(rt: Runtime, opts: DaemonOptions = {}): Promis
   );
   return {
     sockets,
+    ...(metrics ? { metrics } : {}),
     startup,
     doctor,
     stop: async () => {
       await closePluginSockets(sockets, log);
       await startup.stop(opts.stopGraceMs ?? 20_000);
+      await metrics?.close();
       await rt.close();
     },
   };
+}
+
+/** Serves /metrics when metrics.listen is set; the runtime must have been opened with metrics. */
+async function serveDaemonMetrics(rt: Runtime): Promise<MetricsServer | undefined> {
+  const { listen } = rt.config.metrics;
+  if (!listen) return undefined;
+  if (!rt.metrics) {
+    throw new StowageError(
+      'INTERNAL',
+      'metrics.listen is set but the runtime was opened without metrics (open it with openDaemonRuntime)',
+    );
+  }
+  const { serveMetrics } = await import('../metrics/server.js');
+  const server = await serveMetrics(rt.metrics.registry, listen, rt.log);
+  rt.log.info({ metrics: `http://${server.address}/metrics` }, 'serving Prometheus metrics');
+  return server;
+}
+
+/** The Docker door's request timing: one timer per driver and operation. */
+function dockerRequestTimer(metrics: NonNullable<Runtime['metrics']>) {
+  return (driver: string) => (operation: string) => metrics.requestTimer('docker', driver, operation);
 }
 
 /** Each driver's doctor checks, all at once; failures are logged as warnings. Never rejects. */

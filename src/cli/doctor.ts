@@ -43,7 +43,43 @@ export async function runDoctor(config: Config): Promise<DoctorCheck[]> {
     checks.push({ name: 'socket dir', ok: false, detail: `${config.socketDir}: ${(err as Error).message}` });
   }
   checks.push(await dockerReachable());
+  checks.push(await metricsCheck(config));
   return checks;
+}
+
+/**
+ * Whether the daemon serves metrics, and where. Nothing answering is fine (the daemon serves them
+ * only while it runs); something else answering there is not: the daemon could not listen.
+ */
+export async function metricsCheck(config: Config, timeoutMs = 2000): Promise<DoctorCheck> {
+  const { listen } = config.metrics;
+  if (!listen) {
+    return {
+      name: 'metrics',
+      ok: true,
+      detail: 'off (set metrics.listen, e.g. 127.0.0.1:9477, to serve /metrics)',
+    };
+  }
+  const url = `http://${listen}/metrics`;
+  let reply: Response;
+  try {
+    reply = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+  } catch {
+    return {
+      name: 'metrics',
+      ok: true,
+      detail: `on at ${url} (not answering now; the daemon serves it while it runs)`,
+    };
+  }
+  const text = await reply.text().catch(() => '');
+  if (reply.ok && text.includes('stowage_requests_total')) {
+    return { name: 'metrics', ok: true, detail: `on at ${url} (answering)` };
+  }
+  return {
+    name: 'metrics',
+    ok: false,
+    detail: `metrics.listen is ${listen}, but something else answers there (HTTP ${reply.status}); the daemon cannot serve metrics on it: choose another port`,
+  };
 }
 
 async function dockerReachable(): Promise<DoctorCheck> {

@@ -1,12 +1,11 @@
 import { Command, Option } from 'commander';
 import { isStowageError } from '../base/errors.js';
 import { formatSize } from '../base/size.js';
-import { openRuntime } from '../runtime.js';
 import { totalRefs } from '../state/store.js';
 import { addClusterCommands } from './cluster.js';
 import { addConfigCommand } from './config-cmd.js';
 import { configFrom, print, quiet, withRuntime } from './context.js';
-import { runDaemon } from './daemon.js';
+import { openDaemonRuntime, runDaemon } from './daemon.js';
 import { runDoctor } from './doctor.js';
 import { addFlexvolumeCommands } from './flexvolume.js';
 import { addReadyCommand } from './ready.js';
@@ -44,7 +43,7 @@ export function buildCli(): Command {
     .command('daemon')
     .description('serve the Docker volume plugin sockets of the enabled drivers')
     .action(async (_opts, cmd: Command) => {
-      await runDaemon(await openRuntime(configFrom(cmd)));
+      await runDaemon(await openDaemonRuntime(configFrom(cmd)));
     });
 
   const volumes = program.command('volumes').description('look at volumes in the state store');
@@ -121,7 +120,7 @@ export function buildCli(): Command {
 
   program
     .command('doctor')
-    .description('check this host: root, mount tools, socket dir, dockerd, state store, drivers')
+    .description('check this host: root, mount tools, socket dir, dockerd, state store, drivers, metrics')
     .option('--json', 'print JSON instead of a table')
     .action(async (opts: { json?: boolean }, cmd: Command) => {
       const checks = await runDoctor(quiet(configFrom(cmd)));

@@ -1,3 +1,6 @@
+import type { InitializeMiddleware, MetadataBearer, MiddlewareStack } from '@smithy/types';
+import { awsErrorName } from './errors.js';
+
 /** What every AWS client of stowage is built with (the `aws` config section plus an endpoint). */
 export interface AwsClientOptions {
   /** A region, or a function that finds it (the instance's own, through IMDS). */
@@ -12,6 +15,8 @@ export interface AwsClientOptions {
    * chain (environment, profile, instance role) finds its own.
    */
   credentials?: AwsCredentials;
+  /** Hears of every call of the client (metrics); see observeCalls. */
+  observe?: CloudCallObserver;
 }
 
 export interface AwsCredentials {
@@ -33,4 +38,41 @@ export function sdkClientConfig(o: AwsClientOptions) {
       connectionTimeout: Math.min(o.requestTimeoutMs, 5000),
     },
   };
+}
+
+/** One AWS API call as a metric sees it: `code` is `OK` or AWS's error code (after the retries). */
+export interface CloudCall {
+  service: string;
+  operation: string;
+  code: string;
+  seconds: number;
+}
+export type CloudCallObserver = (call: CloudCall) => void;
+
+/**
+ * Times every call of an SDK client, retries included, by adding one middleware at the first
+ * step of its stack. Returns the client. Without an observer the client is left as it is.
+ */
+export function observeCalls<I extends object, O extends MetadataBearer, C>(
+  client: C & { middlewareStack: MiddlewareStack<I, O> },
+  service: string,
+  observe: CloudCallObserver | undefined,
+): C & { middlewareStack: MiddlewareStack<I, O> } {
+  if (!observe) return client;
+  const timing: InitializeMiddleware<I, O> = (next, context) => async (args) => {
+    const operation = (context.commandName ?? 'Unknown').replace(/Command$/, '');
+    const start = performance.now();
+    const report = (code: string) =>
+      observe({ service, operation, code, seconds: (performance.now() - start) / 1000 });
+    try {
+      const out = await next(args);
+      report('OK');
+      return out;
+    } catch (err) {
+      report(awsErrorName(err) ?? 'Unknown');
+      throw err;
+    }
+  };
+  client.middlewareStack.add(timing, { step: 'initialize', name: 'stowageCallTiming', priority: 'high' });
+  return client;
 }

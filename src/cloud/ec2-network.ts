@@ -1,5 +1,5 @@
 import type { EC2Client } from '@aws-sdk/client-ec2';
-import { type AwsClientOptions, sdkClientConfig } from './client-options.js';
+import { type AwsClientOptions, observeCalls, sdkClientConfig } from './client-options.js';
 import { awsErrorName, fromAwsError } from './errors.js';
 
 export interface Ec2Subnet {
@@ -59,7 +59,7 @@ export class SdkEc2Network implements Ec2NetworkApi {
   private load(): Promise<Loaded> {
     this.loaded ??= import('@aws-sdk/client-ec2').then((sdk) => ({
       sdk,
-      client: new sdk.EC2Client(sdkClientConfig(this.opts)),
+      client: observeCalls(new sdk.EC2Client(sdkClientConfig(this.opts)), 'ec2', this.opts.observe),
     }));
     return this.loaded;
   }

@@ -7,7 +7,7 @@ import type {
   VolumeType,
 } from '@aws-sdk/client-ec2';
 import { isStowageError, StowageError } from '../base/errors.js';
-import { type AwsClientOptions, sdkClientConfig } from './client-options.js';
+import { type AwsClientOptions, observeCalls, sdkClientConfig } from './client-options.js';
 import { fromAwsError } from './errors.js';
 
 export type VolumeState = 'creating' | 'available' | 'in-use' | 'deleting' | 'deleted' | 'error';
@@ -98,7 +98,7 @@ export class SdkEc2 implements Ec2Api {
   private load(): Promise<{ sdk: Sdk; client: EC2Client }> {
     this.sdk ??= import('@aws-sdk/client-ec2').then((sdk) => ({
       sdk,
-      client: new sdk.EC2Client(sdkClientConfig(this.opts)),
+      client: observeCalls(new sdk.EC2Client(sdkClientConfig(this.opts)), 'ec2', this.opts.observe),
     }));
     return this.sdk;
   }

@@ -1,6 +1,6 @@
 import type { EFSClient } from '@aws-sdk/client-efs';
 import { type ErrorCode, isStowageError, StowageError } from '../base/errors.js';
-import { type AwsClientOptions, sdkClientConfig } from './client-options.js';
+import { type AwsClientOptions, observeCalls, sdkClientConfig } from './client-options.js';
 import { awsErrorName, fromAwsError } from './errors.js';
 
 export interface EfsFileSystem {
@@ -231,7 +231,7 @@ export class SdkEfs implements EfsApi {
   private load(): Promise<Loaded> {
     this.loaded ??= import('@aws-sdk/client-efs').then((sdk) => ({
       sdk,
-      client: new sdk.EFSClient(sdkClientConfig(this.opts)),
+      client: observeCalls(new sdk.EFSClient(sdkClientConfig(this.opts)), 'efs', this.opts.observe),
     }));
     return this.loaded;
   }

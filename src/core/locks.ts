@@ -13,6 +13,11 @@ export interface VolumeLocksOptions {
   isProcessAlive?: (pid: number) => boolean;
   /** Hears of a store lock that could not be released (it then expires after ttlMs). */
   onUnlockError?: (volume: string, err: Error) => void;
+  /**
+   * Hears how long each acquisition of `op` waited and whether it ended in BUSY (metrics). A store
+   * failure while waiting is not reported here: the store's own metrics count it.
+   */
+  onWait?: (op: string, seconds: number, busy: boolean) => void;
 }
 
 interface Owner {
@@ -39,12 +44,18 @@ export class VolumeLocks {
   ) {}
 
   async withLock<T>(volume: string, op: string, fn: () => Promise<T>): Promise<T> {
+    const started = performance.now();
     const deadline = Date.now() + this.opts.waitMs;
-    const release = await this.acquireLocal(volume, op, deadline);
+    const refused = (err: unknown): never => {
+      if (isStowageError(err, 'BUSY')) this.reportWait(op, started, true);
+      throw err;
+    };
+    const release = await this.acquireLocal(volume, op, deadline).catch(refused);
     const owner = `${this.opts.host}|${process.pid}|${op}|${randomBytes(4).toString('hex')}|${INCARNATION}`;
     const key = `volume/${volume}`;
     try {
-      await this.acquireStore(volume, key, owner, op, deadline);
+      await this.acquireStore(volume, key, owner, op, deadline).catch(refused);
+      this.reportWait(op, started, false);
       try {
         return await fn();
       } finally {
@@ -54,6 +65,10 @@ export class VolumeLocks {
       this.held.delete(volume);
       release();
     }
+  }
+
+  private reportWait(op: string, started: number, busy: boolean): void {
+    this.opts.onWait?.(op, (performance.now() - started) / 1000, busy);
   }
 
   /** Waits for the volume to be free in this process and takes it in the same synchronous step. */

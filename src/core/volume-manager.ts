@@ -36,7 +36,19 @@ export interface VolumeManagerDeps {
   log: Logger;
   /** Config hosts.takeOverGone: volumes of gone hosts may be taken without preempt=true. */
   takeOverGone?: boolean;
+  /** Hears of each action reconcile takes, by kind (metrics). */
+  onReconcileAction?: (kind: ReconcileActionKind) => void;
 }
+
+/** What reconcile did to one record, as counted by stowage_reconcile_actions_total{kind}. */
+export type ReconcileActionKind =
+  | 'intent-checked'
+  | 'intent-undone'
+  | 'intent-finished'
+  | 'unmount-completed'
+  | 'mount-dropped'
+  | 'mount-confirmed'
+  | 'attachment-released';
 
 export interface VolumeView {
   volume: VolumeRecord;
@@ -412,6 +424,10 @@ export class VolumeManager {
    */
   async reconcile(): Promise<ReconcileReport> {
     const actions: string[] = [];
+    const act = (kind: ReconcileActionKind, action: string) => {
+      actions.push(action);
+      this.d.onReconcileAction?.(kind);
+    };
     const log = this.d.log.child({ op: 'reconcile' });
 
     // Another process on this host (an old daemon finishing, a flexvolume call) may have finished
@@ -419,6 +435,7 @@ export class VolumeManager {
     for (const intent of await this.d.store.listIntents(this.d.host)) {
       if (!(await this.serves(intent.volume))) continue; // its driver's daemon finishes it
       let action = `interrupted ${intent.op} of ${intent.volume}: state checked`;
+      let kind: ReconcileActionKind = 'intent-checked';
       const outcome = await this.withVolume(intent.volume, 'reconcile', async (vol, driver) => {
         const open = (await this.d.store.listIntents(this.d.host)).some((i) => i.id === intent.id);
         if (!open) {
@@ -430,11 +447,13 @@ export class VolumeManager {
             .finishResize(vol, driver, intent, log)
             .catch((err: unknown) => `could not be finished (${(err as Error).message})`);
           action = `interrupted resize of ${intent.volume}: ${done}`;
+          kind = 'intent-finished';
           return;
         }
         if (intent.op === 'publish' || intent.op === 'unpublish') {
           const done = await this.publisher.finishInterrupted(vol, intent, log);
           action = `interrupted ${intent.op} of ${intent.volume} at ${String(intent.details.target)}: ${done}`;
+          kind = 'intent-finished';
           return;
         }
         const m = (await this.d.store.getMounts(vol.name)).find((x) => x.host === this.d.host);
@@ -442,12 +461,13 @@ export class VolumeManager {
         const remote = (intent.details.to ?? intent.details.from ?? this.d.host) !== this.d.host;
         if (!remote && (intent.op === 'mount' || intent.op === 'attach') && (!m || totalRefs(m) === 0)) {
           action = `interrupted ${intent.op} of ${intent.volume}: undone`;
+          kind = 'intent-undone';
           await this.teardown(vol, driver, log);
         }
       });
       if (outcome === 'not served') continue;
       await this.d.store.endIntent(intent.id); // a no-op when its owner already ended it
-      if (action) actions.push(action);
+      if (action) act(kind, action);
     }
 
     for (const snapshot of await this.d.store.listMountsByHost(this.d.host)) {
@@ -457,16 +477,17 @@ export class VolumeManager {
         if (!m) return;
         const refs = totalRefs(m);
         if (refs === 0) {
-          actions.push(`unfinished unmount of ${m.volume}: completed`);
+          act('unmount-completed', `unfinished unmount of ${m.volume}: completed`);
           await this.teardown(vol, driver, log);
         } else if (!(await this.d.mounter.isMountPoint(m.mountpoint))) {
-          actions.push(
+          act(
+            'mount-dropped',
             `${m.volume} had ${refs} mount(s) recorded but is not mounted (host restarted?): records dropped`,
           );
           await this.teardown(vol, driver, log);
         } else if (m.state !== 'mounted') {
           await this.d.store.putMount({ ...m, state: 'mounted', updatedAt: new Date().toISOString() });
-          actions.push(`${m.volume}: mount confirmed`);
+          act('mount-confirmed', `${m.volume}: mount confirmed`);
         }
       });
     }
@@ -479,10 +500,10 @@ export class VolumeManager {
         const attached = (await this.d.store.getAttachments(vol.name)).some((x) => x.host === this.d.host);
         const mounted = (await this.d.store.getMounts(vol.name)).some((m) => m.host === this.d.host);
         if (!attached || mounted) return;
-        actions.push(released);
+        act('attachment-released', released);
         await this.teardown(vol, driver, log);
       });
-      if (outcome === 'no volume') actions.push(released);
+      if (outcome === 'no volume') act('attachment-released', released);
     }
     for (const action of actions) log.warn(action);
     return { actions };

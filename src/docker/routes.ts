@@ -7,12 +7,23 @@ import { type Caller, createRouter, type RouteHandler } from './http.js';
 import { BODY_LIMIT_BYTES, CreateReq, MountReq, NameReq } from './protocol.js';
 
 /**
+ * Times requests of one operation (metrics): called once per route when the socket is set up,
+ * it returns what each request calls with its result code (`OK` or the error's) and duration.
+ */
+export type RequestTimer = (operation: string) => (code: string, seconds: number) => void;
+
+/**
  * The Docker volume plugin protocol for one driver: parse with zod, call the VolumeManager,
  * answer JSON. StowageError messages go back in `Err` as they are (dockerd shows them verbatim),
  * so they are written for the user. Protocol errors are answered with HTTP 200 and `Err`, which
  * dockerd shows without prefixing the method name.
  */
-export function createPluginHandler(manager: VolumeManager, driver: string, log: Logger) {
+export function createPluginHandler(
+  manager: VolumeManager,
+  driver: string,
+  log: Logger,
+  timer?: RequestTimer,
+) {
   const routes = new Map<string, RouteHandler>();
   const route = <S extends z.ZodType | undefined>(
     op: string,
@@ -22,7 +33,9 @@ export function createPluginHandler(manager: VolumeManager, driver: string, log:
       caller: Caller,
     ) => Promise<Record<string, unknown> | string>,
   ) => {
+    const done = timer?.(op);
     routes.set(`/${op.includes('.') ? op : `VolumeDriver.${op}`}`, async (raw, caller) => {
+      const started = done ? performance.now() : 0;
       try {
         let body: unknown;
         if (schema) {
@@ -37,9 +50,11 @@ export function createPluginHandler(manager: VolumeManager, driver: string, log:
           body = parsed.data;
         }
         const reply = await fn(body as never, caller);
+        done?.('OK', (performance.now() - started) / 1000);
         return typeof reply === 'string' ? reply : JSON.stringify({ ...reply, Err: '' });
       } catch (err) {
         const e = toStowageError(err);
+        done?.(e.code, (performance.now() - started) / 1000);
         if (e.code === 'INTERNAL') log.error({ op, err: e.message, stack: e.stack }, 'request failed');
         else log.info({ op, code: e.code, err: e.message }, 'request refused');
         return JSON.stringify({ Err: e.message });

@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import { StowageError } from '../base/errors.js';
 import type { VolumeManager } from '../core/volume-manager.js';
 import { CONTENT_TYPE } from './protocol.js';
-import { createPluginHandler } from './routes.js';
+import { createPluginHandler, type RequestTimer } from './routes.js';
 
 export interface PluginSocket {
   driver: string;
@@ -19,6 +19,8 @@ export interface ServeOptions {
   socketDir: string;
   prefix: string;
   drivers: readonly string[];
+  /** Times each driver's requests (metrics); none when metrics are off. */
+  timer?: (driver: string) => RequestTimer;
 }
 
 /** Serves one unix socket per enabled driver: <socketDir>/<prefix><driver>.sock, mode 0600. */
@@ -33,7 +35,9 @@ export async function servePluginSockets(
     for (const driver of opts.drivers) {
       const path = join(opts.socketDir, `${opts.prefix}${driver}.sock`);
       await clearStaleSocket(path);
-      const server = createServer(createPluginHandler(manager, driver, log.child({ driver })));
+      const server = createServer(
+        createPluginHandler(manager, driver, log.child({ driver }), opts.timer?.(driver)),
+      );
       // dockerd's calls last at most 2 min; requests hung longer than that have no one waiting.
       server.requestTimeout = 150_000;
       server.on('clientError', answerMalformed);

@@ -5,6 +5,7 @@ import { type Logger, pino } from 'pino';
 import { type Config, loadConfig } from '../../src/config.js';
 import type { DriverRegistry } from '../../src/core/registry.js';
 import type { VolumeManager } from '../../src/core/volume-manager.js';
+import type { StowageMetrics } from '../../src/metrics/metrics.js';
 import { createRuntime, type Runtime } from '../../src/runtime.js';
 import { SqliteStore } from '../../src/state/sqlite-store.js';
 import type { StateStore } from '../../src/state/store.js';
@@ -39,6 +40,8 @@ export interface TestRuntimeOptions {
   store?: (path: string) => StateStore;
   /** Where the runtime logs (default: nowhere), for a test that checks a warning was written. */
   log?: Logger;
+  /** Metrics the runtime feeds (as the daemon's does with metrics.listen set). */
+  metrics?: StowageMetrics;
 }
 
 /**
@@ -74,6 +77,7 @@ export async function createTestRuntime(opts: TestRuntimeOptions = {}): Promise<
     store,
     log: opts.log ?? pino({ level: 'silent' }),
     ...(opts.registry ? { registry: opts.registry } : {}),
+    ...(opts.metrics ? { metrics: opts.metrics } : {}),
   });
   return {
     dir,
