@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { realpath, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { StowageError } from '../base/errors.js';
@@ -195,8 +195,10 @@ export class LinuxMounter implements Mounter {
   }
 
   async isBlockDevice(path: string): Promise<boolean> {
+    // A device node: stat'ed synchronously, like procfs, since devtmpfs answers from memory; the
+    // mount pipeline asks this before every mount of a block volume.
     try {
-      return (await stat(path)).isBlockDevice();
+      return statSync(path).isBlockDevice();
     } catch {
       return false;
     }
