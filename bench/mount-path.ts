@@ -17,8 +17,9 @@
  * bench/deploy.ts's (it builds the image and the plugins), not repeated here.
  * Writes the `mount-path` section of BENCHMARKS.md.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { access, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus, release } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -44,7 +45,9 @@ mount -- "$dev" "$dir"
 umount -- "$dir"
 losetup --detach "$dev"
 t1=$EPOCHREALTIME
-echo "$t0 $t1"
+/bin/true
+t2=$EPOCHREALTIME
+echo "$t0 $t1 $t2"
 `;
 
 // ---------------------------------------------------------------------------------------------
@@ -72,8 +75,35 @@ function sh(cmd: string, args: string[]): string {
 // ---------------------------------------------------------------------------------------------
 // Variants
 
+/**
+ * What starting one process costs (`/bin/true`, start to exit) from bash and from node: the daemon
+ * must start each tool from a node process, whose fork copies far more page tables than bash's.
+ */
+const processStarts = { bash: [] as number[], node: [] as number[] };
+
+function nodeProcessStart(): Promise<number> {
+  return new Promise((done, fail) => {
+    const started = performance.now();
+    // The options the daemon's ProcessRunner uses.
+    const child = spawn('/bin/true', [], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    child.stdout.resume();
+    child.stderr.resume();
+    child.on('error', fail);
+    child.on('close', () => done((performance.now() - started) * 1000));
+  });
+}
+
+function memoryOf(pid: number): string {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (key: string) =>
+    Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? Number.NaN);
+  return `${(kb('VmRSS') / 1024).toFixed(0)} MB resident, ${(kb('VmPTE') / 1024).toFixed(1)} MB of page tables`;
+}
+
 interface Variant {
   name: string;
+  /** The daemon's process, for its memory figures. */
+  pid?: number;
   /** One Mount + Unmount; returns [mount µs, unmount µs]. */
   round(i: number): Promise<[number, number]>;
 }
@@ -87,8 +117,11 @@ function floorVariant(dir: string): Variant {
     async round() {
       const res = spawnSync('/bin/bash', [script, img, target], { encoding: 'utf8', timeout: 30_000 });
       if (res.status !== 0) throw new Error(`floor script failed (${res.status}): ${res.stderr}`);
-      const [t0, t1] = res.stdout.trim().split(' ').map(Number);
-      if (t0 === undefined || t1 === undefined || !(t1 >= t0)) throw new Error(`floor printed ${res.stdout}`);
+      const [t0, t1, t2] = res.stdout.trim().split(' ').map(Number);
+      if (t0 === undefined || t1 === undefined || t2 === undefined || !(t2 >= t1 && t1 >= t0)) {
+        throw new Error(`floor printed ${res.stdout}`);
+      }
+      processStarts.bash.push((t2 - t1) * 1e6);
       // The script times all four tools at once; the split is not measured.
       return [(t1 - t0) * 1e6, 0];
     },
@@ -143,6 +176,7 @@ async function daemonVariant(name: string, root: string, dir: string): Promise<V
   cleanups.push(() => client.post('/VolumeDriver.Remove', JSON.stringify({ Name: VOLUME })));
   return {
     name,
+    ...(daemon.proc.pid === undefined ? {} : { pid: daemon.proc.pid }),
     async round() {
       const id = randomBytes(32).toString('hex'); // a container id, as dockerd sends
       const m = await post('Mount', { Name: VOLUME, ID: id });
@@ -173,7 +207,17 @@ interface Row {
 
 const fmt = (us: number) => `${(us / 1000).toFixed(2)} ms`;
 
-function render(rows: Row[], facts: { date: string; wallS: number; baseline?: string }): string {
+interface ProcessStarts {
+  bash: ReturnType<typeof summarize>;
+  node: ReturnType<typeof summarize>;
+  memory: string[];
+}
+
+function render(
+  rows: Row[],
+  starts: ProcessStarts,
+  facts: { date: string; wallS: number; baseline?: string },
+): string {
   const floor = rows[0]!;
   const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
   const table = [
@@ -215,6 +259,18 @@ ${table}
   connection, as dockerd does, and counts request start to the last reply byte of both. Outside
   the clock every round checks that the mountpoint is in /proc/self/mountinfo after Mount and
   gone after Unmount.${facts.baseline ? `\n- ${rows.find((r) => r.name.startsWith('baseline'))?.name}: the same daemon built from ${facts.baseline}, in the same rounds.` : ''}
+
+### What one process costs
+
+| Start \`/bin/true\` and wait for its exit, from | Median | p90 |
+| --- | --- | --- |
+| bash (in the floor script) | ${fmt(starts.bash.medianUs)} | ${fmt(starts.bash.p90Us)} |
+| node (this bench's process, the daemon's spawn options) | ${fmt(starts.node.medianUs)} | ${fmt(starts.node.p90Us)} |
+
+Memory at the end: ${starts.memory.join('; ')}. A fork copies the parent's page tables, so each
+tool the daemon starts costs it more than the same tool costs bash; the daemon starts three per
+Mount + Unmount (\`losetup --find --show\`, \`mount\`, \`umount -d\`) where the script starts four.
+
 - Percentiles are nearest-rank. \`docker run -v\` with stowage-local against Docker's built-in
   \`local\` is measured by bench/deploy.ts (its section below).
 `;
@@ -254,7 +310,12 @@ async function main(): Promise<void> {
       samples[i]!.mount.push(m);
       samples[i]!.unmount.push(u);
     }
+    if (r >= WARMUP) processStarts.node.push(await nodeProcessStart());
   }
+  const memory = variants
+    .filter((v) => v.pid !== undefined)
+    .map((v) => `${v.name}: ${memoryOf(v.pid!)}`)
+    .concat([`this bench (node): ${memoryOf(process.pid)}`]);
   // No loop device may be left behind by either side.
   const leftover = sh('losetup', ['--list', '--noheadings', '--output', 'NAME,BACK-FILE'])
     .split('\n')
@@ -267,7 +328,12 @@ async function main(): Promise<void> {
     mount: summarize(Float64Array.from(samples[i]!.mount)),
     unmount: summarize(Float64Array.from(samples[i]!.unmount)),
   }));
-  const markdown = render(rows, {
+  const starts = {
+    bash: summarize(Float64Array.from(processStarts.bash)),
+    node: summarize(Float64Array.from(processStarts.node)),
+    memory,
+  };
+  const markdown = render(rows, starts, {
     date: new Date().toISOString(),
     wallS: (performance.now() - started) / 1000,
     ...(baseline ? { baseline: process.env.BENCH_BASELINE_LABEL ?? baseline } : {}),
