@@ -69,16 +69,18 @@ describe('ProcessRunner', () => {
   });
 
   it('a known tool that is not installed says which package to install', async () => {
-    // Make the tools "missing" by running with a PATH holding nothing (restored at once).
+    // Make the tools "missing" by running with a PATH holding nothing (restored at once). A runner
+    // of its own: tools are looked up once per runner, and another test may have run one already.
     const path = process.env.PATH;
     process.env.PATH = dir;
+    const fresh = new ProcessRunner();
     let errs: StowageError[];
     try {
       errs = await Promise.all([
-        failure(runner.run('mkfs.xfs', ['-q', '/dev/null'], { timeoutMs: 10_000 })),
-        failure(runner.run('mkfs.ext4', ['-q', '/dev/null'], { timeoutMs: 10_000 })),
-        failure(runner.run('losetup', ['--find'], { timeoutMs: 10_000 })),
-        failure(runner.run('blkid', ['-p', '/dev/null'], { timeoutMs: 10_000 })),
+        failure(fresh.run('mkfs.xfs', ['-q', '/dev/null'], { timeoutMs: 10_000 })),
+        failure(fresh.run('mkfs.ext4', ['-q', '/dev/null'], { timeoutMs: 10_000 })),
+        failure(fresh.run('losetup', ['--find'], { timeoutMs: 10_000 })),
+        failure(fresh.run('blkid', ['-p', '/dev/null'], { timeoutMs: 10_000 })),
       ]);
     } finally {
       process.env.PATH = path;
