@@ -270,6 +270,8 @@ ${table}
 Memory at the end: ${starts.memory.join('; ')}. A fork copies the parent's page tables, so each
 tool the daemon starts costs it more than the same tool costs bash; the daemon starts three per
 Mount + Unmount (\`losetup --find --show\`, \`mount\`, \`umount -d\`) where the script starts four.
+In this run the daemon's Mount + Unmount took ${fmt(daemon.total.medianUs - floor.total.medianUs)} more than the
+floor, and three process starts from node took ${fmt(3 * (starts.node.medianUs - starts.bash.medianUs))} more than from bash.
 
 - Percentiles are nearest-rank. \`docker run -v\` with stowage-local against Docker's built-in
   \`local\` is measured by bench/deploy.ts (its section below).
