@@ -6,7 +6,7 @@ import { readFile, writeFile } from 'node:fs/promises';
  */
 const begin = (id: string) => `<!-- bench:${id} -->`;
 const end = (id: string) => `<!-- /bench:${id} -->`;
-const ORDER = ['socket-latency', 'flexvolume-coldstart', 'deploy'];
+const ORDER = ['socket-latency', 'flexvolume-coldstart', 'mount-path', 'deploy'];
 
 export async function writeSection(path: string, id: string, markdown: string): Promise<void> {
   const text = await readFile(path, 'utf8').catch(() => '');

@@ -2,6 +2,8 @@ import { link, mkdir, open, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   type AttachmentRecord,
+  type AttachRecords,
+  type AttachTarget,
   blockMountSpec,
   crashPoint,
   type DoctorCheck,
@@ -30,6 +32,8 @@ export class LocalDriver implements Driver {
   readonly scope = 'local' as const;
   readonly needsAttach = true;
   readonly lazyUnmount = false;
+  /** The image's loop device is its own: umount frees it, and detach finds it gone (see detach). */
+  readonly unmountFreesLoop = true;
   readonly optionSpecs = LOCAL_OPTION_SPECS;
   private readonly maxBytes: number;
 
@@ -141,19 +145,39 @@ export class LocalDriver implements Driver {
     await unlinkIfPresent(image);
   }
 
-  async attach(volume: VolumeRecord): Promise<{ device: string }> {
+  async attach(
+    volume: VolumeRecord,
+    _target?: AttachTarget,
+    recorded?: AttachRecords,
+  ): Promise<{ device: string }> {
     const image = this.imageOf(volume);
     if (!(await statOrUndefined(image))) {
       throw new StowageError('NOT_FOUND', `the image file of volume ${volume.name} (${image}) is missing`);
     }
-    const [existing] = await this.ctx.loop.findByFile(image);
+    // A device already backing the image (a crash after losetup, before the record said so) is
+    // used rather than a second one: two loop devices over one image are two writers to it.
+    const known = recorded?.before.find((a) => a.host === this.ctx.host)?.device;
+    const [existing] = await this.ctx.loop.findByFile(image, known || undefined);
     if (existing) return { device: existing };
     return { device: await this.ctx.loop.attach(image) };
   }
 
+  /**
+   * The recorded loop device is reused only while it still backs this volume's image: after a
+   * reboot, or a detach by hand, /dev/loopN may be free or back another volume's image, and
+   * mounting it would show that volume's data. Asked of the kernel (sysfs, no process).
+   */
+  async attachmentHolds(volume: VolumeRecord, attachment: AttachmentRecord): Promise<boolean> {
+    if (!attachment.device) return false;
+    const devices = await this.ctx.loop.findByFile(this.imageOf(volume), attachment.device);
+    return devices.includes(attachment.device);
+  }
+
   async detach(volume: VolumeRecord, attachment: AttachmentRecord): Promise<void> {
     // Detach only devices that really back this image: a recorded /dev/loopN may have been reused.
-    for (const device of await this.ctx.loop.findByFile(this.imageOf(volume))) {
+    // After an unmount the device is usually gone already (unmountFreesLoop): then nothing is run.
+    const image = this.imageOf(volume);
+    for (const device of await this.ctx.loop.findByFile(image, attachment.device || undefined)) {
       await this.ctx.loop.detach(device);
     }
     this.ctx.log.debug({ volume: volume.name, recorded: attachment.device }, 'loop devices released');

@@ -96,6 +96,26 @@ export class Attacher {
     }
   }
 
+  /**
+   * Whether this host's recorded `attachment` may be mounted as it is: recorded as attached, and
+   * still so in the driver's eyes (a loop device may back another image after a reboot). When not,
+   * the caller attaches afresh; the device the record named is left alone, it is not ours now.
+   */
+  async holds(
+    vol: VolumeRecord,
+    driver: Driver,
+    attachment: AttachmentRecord | undefined,
+    log: Logger,
+  ): Promise<boolean> {
+    if (attachment?.state !== 'attached') return false;
+    if (!driver.attachmentHolds || (await driver.attachmentHolds(vol, attachment))) return true;
+    log.warn(
+      { device: attachment.device },
+      'the recorded attachment no longer holds (its device does not show this volume); attaching afresh',
+    );
+    return false;
+  }
+
   /** The attachment as this host sees it: the local block device path in place of the cloud name. */
   async local(vol: VolumeRecord, driver: Driver, attachment: AttachmentRecord): Promise<AttachmentRecord> {
     if (!driver.localDevice) return attachment;

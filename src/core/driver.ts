@@ -67,6 +67,11 @@ export type MountSpec =
       device: string;
       fsType: string;
       mountOptions: string[];
+      /**
+       * The filesystem stowage itself made on this volume (recorded after its mkfs): the device is
+       * mounted as that type without probing it first. Absent: probed (blkid) before mounting.
+       */
+      madeFilesystem?: string;
     }
   | {
       kind: 'nfs';
@@ -152,6 +157,12 @@ export interface Driver {
    * lazily instead of staying stuck. Never for block devices, where a busy mount means a user.
    */
   readonly lazyUnmount: boolean;
+  /**
+   * True when the volume's device is a loop device set up for it alone (local): its last unmount
+   * frees the device in the same umount (`umount -d`), one process instead of two, and the
+   * driver's detach then finds nothing left to free. Never for a device that outlives the unmount.
+   */
+  readonly unmountFreesLoop?: boolean;
   readonly optionSpecs: OptionSpecs;
 
   parseOptions(raw: Record<string, string>): ParsedOptions<Record<string, unknown>>;
@@ -176,6 +187,12 @@ export interface Driver {
    * is known by: the cloud's device name for EBS, the loop device for local. Idempotent.
    */
   attach?(volume: VolumeRecord, target?: AttachTarget, recorded?: AttachRecords): Promise<{ device: string }>;
+  /**
+   * Whether this host's attachment, recorded as attached, is still what the record says, checked
+   * before it is mounted again (local: the loop device still backs the volume's image, which after
+   * a reboot it may not). False: the core attaches afresh. Absent: the record is taken as it is.
+   */
+  attachmentHolds?(volume: VolumeRecord, attachment: AttachmentRecord): Promise<boolean>;
   /** Waits (bounded) for an attachment's block device to show up on this host; returns its path. */
   localDevice?(volume: VolumeRecord, attachment: AttachmentRecord): Promise<string>;
   /** Inverse of attach (from `target`, this host when undefined); already detached is success. */

@@ -19,7 +19,7 @@ import type { AttachTarget, Driver, Timeouts } from './driver.js';
 import type { GrowResult } from './grow-pipeline.js';
 import type { VolumeLocks } from './locks.js';
 import { validateMountId } from './mount-ids.js';
-import { mountAt, unmountAt, unmountDeadlineMs } from './mount-pipeline.js';
+import { MADE_FILESYSTEM, mountAt, unmountAt, unmountDeadlineMs } from './mount-pipeline.js';
 import { validateVolumeName } from './names.js';
 import { Publisher, type PublishRequest } from './publisher.js';
 import type { DriverRegistry } from './registry.js';
@@ -548,13 +548,15 @@ export class VolumeManager {
     let attachedNow = false;
     try {
       let attachment = (await this.d.store.getAttachments(name)).find((a) => a.host === this.d.host);
-      if (driver.needsAttach && driver.attach && attachment?.state !== 'attached') {
+      if (driver.needsAttach && driver.attach && !(await this.attacher.holds(vol, driver, attachment, log))) {
         attachment = await this.attacher.attach(vol, driver, undefined, log);
         attachedNow = true;
       }
       const here = attachment && (await this.attacher.local(vol, driver, attachment));
       crashPoint('mount:attached');
-      await mountAt(this.pipeline(log), await driver.mountSpec(vol, here), target);
+      await mountAt(this.pipeline(log), await driver.mountSpec(vol, here), target, {
+        onFormatted: (fsType) => this.recordFormatted(name, fsType),
+      });
       crashPoint('mount:mounted');
       await this.d.store.putMount({
         volume: name,
@@ -573,6 +575,13 @@ export class VolumeManager {
       await this.d.store.endIntent(intent);
     }
     return target;
+  }
+
+  /** Records that stowage made `fsType` on the volume: its later mounts skip the probe (blkid). */
+  private async recordFormatted(name: string, fsType: string): Promise<void> {
+    const current = await this.d.store.getVolume(name);
+    if (current)
+      await this.d.store.updateVolume(name, { fields: { ...current.fields, [MADE_FILESYSTEM]: fsType } });
   }
 
   /** Unmount's work under the volume's lock: one count of `id` less, torn down at zero. */
@@ -615,6 +624,7 @@ export class VolumeManager {
       await unmountAt(pipeline, target, {
         lazyFallback: driver.lazyUnmount,
         timeoutMs: unmountDeadlineMs(vol, pipeline.timeouts),
+        freeLoopDevice: driver.unmountFreesLoop === true,
       });
       // No longer a mount point (a lazy unmount detaches at once): the empty directory goes too, as
       // Docker's own driver does. rmdir refuses anything that is not an empty directory.

@@ -1,4 +1,6 @@
 import { spawn } from 'node:child_process';
+import { accessSync, constants, statSync } from 'node:fs';
+import { delimiter, isAbsolute, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { formatMs } from '../base/backoff.js';
 import { trackChild, untrackChild } from '../base/children.js';
@@ -41,16 +43,91 @@ const PACKAGE_OF: Record<string, string> = {
 const MAX_OUTPUT_BYTES = 4 * 1024 * 1024;
 
 /**
+ * Where each tool lives, looked up in PATH once per process. A spawn by bare name makes the child
+ * try every PATH directory in turn (execvp: nine failed execve calls for `losetup` with this
+ * machine's PATH); the daemon runs the same handful of tools thousands of times, so it resolves
+ * each once and spawns it by its absolute path. Only hits are kept: a tool installed while the
+ * daemon runs (apt-get install xfsprogs) is found by the next call. A PATH changed after a tool was
+ * found is not seen for that tool; the daemon does not change its PATH.
+ */
+export class ToolPaths {
+  private readonly found = new Map<string, string>();
+
+  constructor(
+    private readonly searchPath: () => string = () => process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+    private readonly isExecutableFile: (path: string) => boolean = executableFile,
+  ) {}
+
+  /** The absolute path of `name`, or undefined when no PATH directory has it. */
+  resolve(name: string): string | undefined {
+    if (name.includes('/')) return name; // a path already: spawned as given, as execvp would
+    const known = this.found.get(name);
+    if (known !== undefined) return known;
+    for (const dir of this.searchPath().split(delimiter)) {
+      // A relative entry ("." or empty) would make the tool depend on the working directory.
+      if (!isAbsolute(dir)) continue;
+      const candidate = join(dir, name);
+      if (this.isExecutableFile(candidate)) {
+        this.found.set(name, candidate);
+        return candidate;
+      }
+    }
+    return undefined;
+  }
+
+  /** Drops what is known of `name` (its file went away: an upgrade moved it). */
+  forget(name: string): void {
+    this.found.delete(name);
+  }
+}
+
+function executableFile(path: string): boolean {
+  try {
+    accessSync(path, constants.X_OK);
+    return statSync(path).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/**
  * Runs each command with node's own child_process (a library here cost ~100 ms of start-up on every
- * flexvolume call): no shell, stdin closed, LC_ALL=C, output collected, one deadline.
+ * flexvolume call): no shell, stdin closed, LC_ALL=C, output collected, one deadline. Tools are
+ * spawned by the absolute path `tools` found for them, under their usual name as argv[0].
  */
 export class ProcessRunner implements CommandRunner {
-  run(command: string, args: readonly string[], opts: RunOptions): Promise<CommandResult> {
+  constructor(private readonly tools: ToolPaths = new ToolPaths()) {}
+
+  async run(command: string, args: readonly string[], opts: RunOptions): Promise<CommandResult> {
+    const path = this.tools.resolve(command);
+    if (path === undefined) throw notInstalled(command, 'ENOENT, found in no directory of PATH');
+    try {
+      return await this.spawnAt(path, command, args, opts);
+    } catch (err) {
+      // The file found earlier is gone (the package was upgraded or removed): look once more, and
+      // run it from where it is now. A spawn that failed this way never started a process.
+      if (!(err instanceof SpawnFailure) || err.code !== 'ENOENT' || path === command) throw unwrap(err);
+      this.tools.forget(command);
+      const again = this.tools.resolve(command);
+      if (again === undefined) throw notInstalled(command, err.message);
+      return this.spawnAt(again, command, args, opts).catch((e: unknown) => {
+        throw unwrap(e);
+      });
+    }
+  }
+
+  private spawnAt(
+    path: string,
+    command: string,
+    args: readonly string[],
+    opts: RunOptions,
+  ): Promise<CommandResult> {
     const what = opts.what ?? [command, ...args].join(' ');
     return new Promise<CommandResult>((resolve, reject) => {
       // Its own process group, so that the deadline kills helpers it started too (mount.nfs...):
       // otherwise a child holding our pipes open keeps us waiting long past the deadline.
-      const child = spawn(command, [...args], {
+      const child = spawn(path, [...args], {
+        argv0: command, // mkfs.ext4 and friends read their own name
         stdio: ['ignore', 'pipe', 'pipe'],
         detached: true,
         shell: false,
@@ -79,17 +156,7 @@ export class ProcessRunner implements CommandRunner {
         );
       }, opts.timeoutMs);
       if (child.pid !== undefined) trackChild(child.pid);
-      child.on('error', (e: NodeJS.ErrnoException) =>
-        settle(() => {
-          const pkg = e.code === 'ENOENT' ? PACKAGE_OF[command] : undefined;
-          reject(
-            new StowageError(
-              e.code === 'ENOENT' ? 'UNAVAILABLE' : 'INTERNAL',
-              `cannot run ${command}: ${e.message}${pkg ? ` (install it with: apt-get install ${pkg})` : ''}`,
-            ),
-          );
-        }),
-      );
+      child.on('error', (e: NodeJS.ErrnoException) => settle(() => reject(new SpawnFailure(command, e))));
       child.on('close', (code, signal) =>
         settle(() => {
           const stdout = stripFinalNewline(out());
@@ -108,6 +175,33 @@ export class ProcessRunner implements CommandRunner {
       );
     });
   }
+}
+
+/** The process could not be started at all (node's 'error' event): kept apart for one retry. */
+class SpawnFailure extends Error {
+  readonly code: string | undefined;
+
+  constructor(
+    readonly command: string,
+    reason: NodeJS.ErrnoException,
+  ) {
+    super(reason.message);
+    this.code = reason.code;
+  }
+}
+
+function unwrap(err: unknown): unknown {
+  if (!(err instanceof SpawnFailure)) return err;
+  if (err.code === 'ENOENT') return notInstalled(err.command, err.message);
+  return new StowageError('INTERNAL', `cannot run ${err.command}: ${err.message}`);
+}
+
+function notInstalled(command: string, why: string): StowageError {
+  const pkg = PACKAGE_OF[command];
+  return new StowageError(
+    'UNAVAILABLE',
+    `cannot run ${command}: ${why}${pkg ? ` (install it with: apt-get install ${pkg})` : ''}`,
+  );
 }
 
 /** What a tool said about its failure: its last lines (stderr, else stdout), trimmed, on one line. */

@@ -586,3 +586,100 @@ function makeOtherDriver(): Driver & { provisioned: string[] } {
     describe: () => ({}),
   };
 }
+
+describe('mount path: steps the records answer (issue 14)', () => {
+  it('records the filesystem it made, and a later mount mounts it as that type without blkid', async () => {
+    await t.manager.create('local', 'v1', { fsType: 'ext4' });
+    await t.manager.mount('local', 'v1', ID_A);
+    expect(t.mounter.count('probe')).toBe(1); // blank: probed, then formatted
+    expect((await t.store.getVolume('v1'))?.fields.madeFilesystem).toBe('ext4');
+    await t.manager.unmount('local', 'v1', ID_A);
+
+    await t.manager.mount('local', 'v1', ID_B);
+    expect(t.mounter.count('probe')).toBe(1);
+    expect(t.mounter.callsOf('mount').at(-1)?.detail).toMatchObject({ source: '/dev/loop0', fsType: 'ext4' });
+    expect(t.mounter.count('mkfs')).toBe(1);
+  });
+
+  it('still probes, every time, a volume whose filesystem stowage did not make', async () => {
+    await t.manager.create('local', 'v1', { fsType: 'ext4' });
+    t.loop.diskOf(image('v1')).fsType = 'ext4'; // an image that came with its filesystem
+    for (const id of [ID_A, ID_B]) {
+      await t.manager.mount('local', 'v1', id);
+      await t.manager.unmount('local', 'v1', id);
+    }
+    expect(t.mounter.count('probe')).toBe(2);
+    expect(t.mounter.count('mkfs')).toBe(0);
+    expect((await t.store.getVolume('v1'))?.fields.madeFilesystem).toBeUndefined();
+  });
+
+  it('mounts what a reformatted volume holds now, probing it when the recorded type does not mount', async () => {
+    await t.manager.create('local', 'v1', { fsType: 'ext4' });
+    await t.manager.mount('local', 'v1', ID_A);
+    await t.manager.unmount('local', 'v1', ID_A);
+    t.loop.diskOf(image('v1')).fsType = 'xfs'; // someone ran mkfs.xfs on the image
+
+    await t.manager.mount('local', 'v1', ID_B);
+    expect(t.mounter.table.get(target('v1'))).toMatchObject({ fsType: 'xfs' });
+    expect(t.mounter.count('probe')).toBe(2);
+    expect(t.mounter.count('mkfs')).toBe(1);
+  });
+
+  it('refuses to format again a volume stowage formatted that now shows no filesystem', async () => {
+    await t.manager.create('local', 'v1', { fsType: 'ext4' });
+    await t.manager.mount('local', 'v1', ID_A);
+    await t.manager.unmount('local', 'v1', ID_A);
+    t.loop.diskOf(image('v1')).fsType = null; // wiped signatures: the data may still be there
+
+    const err = await failure(t.manager.mount('local', 'v1', ID_B));
+    expect(err.code).toBe('CONFLICT');
+    expect(err.message).toMatch(/shows no filesystem, but stowage made a ext4 filesystem on this volume/);
+    expect(err.message).toMatch(/remove the volume and create it again/);
+    expect(t.mounter.count('mkfs')).toBe(1);
+    expect(await footprint('v1')).toEqual(NOTHING);
+  });
+
+  it('does not mount a recorded loop device that now backs another image: it attaches afresh', async () => {
+    await t.manager.create('local', 'v1', {});
+    await t.manager.create('local', 'v2', {});
+    // Attached here without a mount (a kubelet waitforattach), recorded as /dev/loop0.
+    expect(await t.manager.attachHere('local', 'v1')).toBe('/dev/loop0');
+    // A reboot frees it; v2 is mounted first and gets /dev/loop0.
+    await t.loop.detach('/dev/loop0');
+    await t.manager.mount('local', 'v2', ID_A);
+    expect(t.loop.attached()).toEqual([['/dev/loop0', image('v2')]]);
+
+    await t.manager.mount('local', 'v1', ID_B);
+    expect(t.mounter.table.get(target('v1'))).toMatchObject({ source: '/dev/loop1' });
+    expect(t.mounter.table.get(target('v2'))).toMatchObject({ source: '/dev/loop0' });
+    expect(await t.store.getAttachments('v1')).toEqual([
+      expect.objectContaining({ host: TEST_HOST, device: '/dev/loop1', state: 'attached' }),
+    ]);
+    // v2's device was left alone.
+    expect(t.loop.attached()).toEqual([
+      ['/dev/loop0', image('v2')],
+      ['/dev/loop1', image('v1')],
+    ]);
+  });
+
+  it('mounts a recorded loop device that still backs the image without attaching again', async () => {
+    await t.manager.create('local', 'v1', {});
+    await t.manager.attachHere('local', 'v1');
+    await t.manager.mount('local', 'v1', ID_A);
+    expect(t.loop.count('attach')).toBe(1);
+    expect(t.mounter.table.get(target('v1'))).toMatchObject({ source: '/dev/loop0' });
+  });
+
+  it('asks the unmount of a local volume to free its loop device too (umount -d)', async () => {
+    await t.manager.create('local', 'v1', {});
+    await t.manager.mount('local', 'v1', ID_A);
+    await t.manager.unmount('local', 'v1', ID_A);
+    expect(t.mounter.callsOf('unmount')).toEqual([
+      expect.objectContaining({
+        path: target('v1'),
+        detail: expect.objectContaining({ freeLoopDevice: true }),
+      }),
+    ]);
+    expect(t.loop.attached()).toEqual([]);
+  });
+});

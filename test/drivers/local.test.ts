@@ -22,13 +22,23 @@ const tempDir = useTempDir('local');
 let dir: string;
 let imageDir: string;
 let mounter: FakeMounter;
-let loop: FakeLoopDevices;
+let loop: HintedLoopDevices;
+
+/** The fake loop devices, remembering the recorded device each findByFile was given. */
+class HintedLoopDevices extends FakeLoopDevices {
+  readonly hints: (string | undefined)[] = [];
+
+  override async findByFile(file: string, recorded?: string): Promise<string[]> {
+    this.hints.push(recorded);
+    return super.findByFile(file);
+  }
+}
 
 beforeEach(() => {
   dir = tempDir();
   imageDir = join(dir, 'images');
   mounter = new FakeMounter();
-  loop = new FakeLoopDevices(mounter);
+  loop = new HintedLoopDevices(mounter);
 });
 
 /**
@@ -392,6 +402,38 @@ describe('LocalDriver.attach and detach', () => {
     await loop.attach(image('v1'));
     await d.detach(record('v1'), attachment('v1', '/dev/loop0'));
     expect(loop.attached()).toEqual([]);
+  });
+});
+
+describe('LocalDriver.attachmentHolds', () => {
+  it('holds while the recorded loop device backs the image, and not once it backs another', async () => {
+    const d = driver();
+    await d.provision(input(d, 'v1', { size: '64M' }));
+    await d.provision(input(d, 'v2', { size: '64M' }));
+    await d.attach(record('v1')); // loop0
+    expect(await d.attachmentHolds(record('v1'), attachment('v1', '/dev/loop0'))).toBe(true);
+    // A reboot (or a detach by hand) frees loop0, and v2 takes it.
+    await loop.detach('/dev/loop0');
+    expect(await d.attachmentHolds(record('v1'), attachment('v1', '/dev/loop0'))).toBe(false);
+    await d.attach(record('v2'));
+    expect(loop.attached()).toEqual([['/dev/loop0', image('v2')]]);
+    expect(await d.attachmentHolds(record('v1'), attachment('v1', '/dev/loop0'))).toBe(false);
+    // An attachment recorded before its device was known never holds.
+    expect(await d.attachmentHolds(record('v1'), attachment('v1', ''))).toBe(false);
+  });
+
+  it("hands this host's recorded device to the loop devices, so sysfs' answer can be taken", async () => {
+    const d = driver();
+    await d.provision(input(d, 'v1', { size: '64M' }));
+    const before = [
+      attachment('v1', '/dev/loop3'),
+      { ...attachment('v1', '/dev/loop9'), host: 'other-host' },
+    ];
+    await d.attach(record('v1'), undefined, { before, noteDevice: async () => undefined });
+    await d.attach(record('v1'), undefined, { before: [], noteDevice: async () => undefined });
+    await d.attachmentHolds(record('v1'), attachment('v1', '/dev/loop0'));
+    await d.detach(record('v1'), attachment('v1', '/dev/loop0'));
+    expect(loop.hints).toEqual(['/dev/loop3', undefined, '/dev/loop0', '/dev/loop0']);
   });
 });
 

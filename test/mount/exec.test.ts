@@ -1,9 +1,10 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { chmod, mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isStowageError, type StowageError } from '../../src/base/errors.js';
-import { ProcessRunner } from '../../src/mount/exec.js';
+import { ProcessRunner, ToolPaths } from '../../src/mount/exec.js';
 import { within } from '../helpers/deadline.js';
 import { failure } from '../helpers/failure.js';
 
@@ -68,16 +69,18 @@ describe('ProcessRunner', () => {
   });
 
   it('a known tool that is not installed says which package to install', async () => {
-    // Make the tools "missing" by running with a PATH holding nothing (restored at once).
+    // Make the tools "missing" by running with a PATH holding nothing (restored at once). A runner
+    // of its own: tools are looked up once per runner, and another test may have run one already.
     const path = process.env.PATH;
     process.env.PATH = dir;
+    const fresh = new ProcessRunner();
     let errs: StowageError[];
     try {
       errs = await Promise.all([
-        failure(runner.run('mkfs.xfs', ['-q', '/dev/null'], { timeoutMs: 10_000 })),
-        failure(runner.run('mkfs.ext4', ['-q', '/dev/null'], { timeoutMs: 10_000 })),
-        failure(runner.run('losetup', ['--find'], { timeoutMs: 10_000 })),
-        failure(runner.run('blkid', ['-p', '/dev/null'], { timeoutMs: 10_000 })),
+        failure(fresh.run('mkfs.xfs', ['-q', '/dev/null'], { timeoutMs: 10_000 })),
+        failure(fresh.run('mkfs.ext4', ['-q', '/dev/null'], { timeoutMs: 10_000 })),
+        failure(fresh.run('losetup', ['--find'], { timeoutMs: 10_000 })),
+        failure(fresh.run('blkid', ['-p', '/dev/null'], { timeoutMs: 10_000 })),
       ]);
     } finally {
       process.env.PATH = path;
@@ -153,5 +156,73 @@ describe('deadlines and signals (regressions)', () => {
     expect(isStowageError(err, 'INTERNAL')).toBe(true);
     expect((err as StowageError).message).toContain('SIGKILL');
     expect((err as StowageError).message).not.toContain('cannot run');
+  });
+});
+
+describe('ToolPaths: each tool looked up in PATH once per process', () => {
+  /** A tool named `name` in `dir` that prints which copy ran and the name it was called by. */
+  async function tool(toolDir: string, name: string, says: string): Promise<string> {
+    await mkdir(toolDir, { recursive: true });
+    const path = join(toolDir, name);
+    await writeFile(path, `#!/bin/sh\necho "${says} $(basename "$0")"\n`);
+    await chmod(path, 0o755);
+    return path;
+  }
+
+  /** ToolPaths over `dirs`, counting each file it checks. */
+  function counted(dirs: string[]) {
+    const checked: string[] = [];
+    const tools = new ToolPaths(
+      () => dirs.join(':'),
+      (p) => {
+        checked.push(p);
+        return existsSync(p);
+      },
+    );
+    return { tools, checked };
+  }
+
+  it('resolves a tool once, then spawns it by its absolute path without looking again', async () => {
+    const bin = join(dir, 'bin');
+    const path = await tool(bin, 'stowage-tool', 'first');
+    const { tools, checked } = counted([join(dir, 'empty'), 'relative/dir', bin]);
+    const run = new ProcessRunner(tools);
+    for (let i = 0; i < 3; i++) {
+      expect((await run.run('stowage-tool', [], { timeoutMs: 10_000 })).stdout).toBe('first stowage-tool');
+    }
+    // Relative PATH entries are never tried; the rest once, for the first call only.
+    expect(checked).toEqual([join(dir, 'empty', 'stowage-tool'), path]);
+    expect(tools.resolve('stowage-tool')).toBe(path);
+  });
+
+  it('does not remember a miss: a tool installed later is found', async () => {
+    const bin = join(dir, 'bin');
+    const { tools } = counted([bin]);
+    const run = new ProcessRunner(tools);
+    const err = await failure(run.run('mkfs.xfs', [], { timeoutMs: 10_000 }));
+    expect(err.code).toBe('UNAVAILABLE');
+    expect(err.message).toMatch(
+      /^cannot run mkfs\.xfs: .*ENOENT.*\(install it with: apt-get install xfsprogs\)$/,
+    );
+    await tool(bin, 'mkfs.xfs', 'installed');
+    expect((await run.run('mkfs.xfs', [], { timeoutMs: 10_000 })).stdout).toBe('installed mkfs.xfs');
+  });
+
+  it('looks again when the file it found has gone, and runs the tool from where it is now', async () => {
+    const old = await tool(join(dir, 'sbin'), 'stowage-tool', 'moved');
+    const { tools } = counted([join(dir, 'sbin'), join(dir, 'usr-sbin')]);
+    const run = new ProcessRunner(tools);
+    await run.run('stowage-tool', [], { timeoutMs: 10_000 });
+    // An upgrade moves it (usrmerge): the cached path now names nothing.
+    await mkdir(join(dir, 'usr-sbin'));
+    await rename(old, join(dir, 'usr-sbin', 'stowage-tool'));
+    expect((await run.run('stowage-tool', [], { timeoutMs: 10_000 })).stdout).toBe('moved stowage-tool');
+    expect(tools.resolve('stowage-tool')).toBe(join(dir, 'usr-sbin', 'stowage-tool'));
+  });
+
+  it('spawns a command given as a path as it is', () => {
+    const { tools, checked } = counted(['/usr/bin']);
+    expect(tools.resolve('/bin/sh')).toBe('/bin/sh');
+    expect(checked).toEqual([]);
   });
 });

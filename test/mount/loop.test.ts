@@ -10,9 +10,11 @@ import {
   devicesBacking,
   LOSETUP_LIST_ARGS,
   LosetupLoopDevices,
+  loopDevicesFromSysfs,
   majMinOf,
   parseLosetupList,
 } from '../../src/mount/loop.js';
+import { LinuxMounter } from '../../src/mount/mounter.js';
 import { parseMountInfo } from '../../src/mount/mountinfo.js';
 import { mountContaining } from '../../src/mount/propagation.js';
 
@@ -141,6 +143,29 @@ describe('majMinOf', () => {
   });
 });
 
+/**
+ * A directory shaped like /sys/block: `loopN/size` for each device, and `loopN/loop/backing_file`
+ * for the bound ones, as the kernel shows them.
+ */
+async function fakeSysBlock(
+  root: string,
+  devices: Record<string, { backingFile?: string; sectors?: number }>,
+): Promise<string> {
+  const sys = join(root, 'sys-block');
+  await mkdir(sys, { recursive: true });
+  for (const [name, d] of Object.entries(devices)) {
+    await mkdir(join(sys, name), { recursive: true });
+    await writeFile(join(sys, name, 'size'), `${d.sectors ?? 0}\n`);
+    if (d.backingFile !== undefined) {
+      await mkdir(join(sys, name, 'loop'), { recursive: true });
+      await writeFile(join(sys, name, 'loop', 'backing_file'), `${d.backingFile}\n`);
+    }
+  }
+  // Not loop devices: never looked at.
+  await mkdir(join(sys, 'vda'), { recursive: true });
+  return sys;
+}
+
 describe('LosetupLoopDevices.findByFile', () => {
   class RecordingRunner implements CommandRunner {
     readonly calls: { command: string; args: readonly string[] }[] = [];
@@ -159,7 +184,21 @@ describe('LosetupLoopDevices.findByFile', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('lists every device once and keeps those backed by the file, whatever path they recorded', async () => {
+  /** An image of 8 MiB (16384 sectors) and losetup's answer naming `device` as its only user. */
+  async function imageWithLosetupAnswer(device: string) {
+    const image = join(dir, 'v1.img');
+    await writeFile(image, '');
+    await truncate(image, 8 * 1024 * 1024);
+    const st = await stat(image, { bigint: true });
+    const losetupSays = JSON.stringify({
+      loopdevices: [
+        { name: device, 'back-file': image, 'back-ino': Number(st.ino), 'back-maj:min': majMinOf(st.dev) },
+      ],
+    });
+    return { image, losetupSays };
+  }
+
+  it('asks losetup when a bound device shows a path this namespace lacks and has the image’s size', async () => {
     const image = join(dir, 'v1.img');
     await writeFile(image, '');
     const st = await stat(image, { bigint: true });
@@ -179,8 +218,10 @@ describe('LosetupLoopDevices.findByFile', () => {
         },
       ],
     });
+    // loop0 was attached from another mount namespace: its path means nothing here.
+    const sys = await fakeSysBlock(dir, { loop0: { backingFile: '/old/ns/v1.img', sectors: 0 } });
     const runner = new RecordingRunner(out);
-    expect(await new LosetupLoopDevices(runner, 1000).findByFile(image)).toEqual(['/dev/loop0']);
+    expect(await new LosetupLoopDevices(runner, 1000, sys).findByFile(image)).toEqual(['/dev/loop0']);
     expect(runner.calls).toEqual([{ command: 'losetup', args: LOSETUP_LIST_ARGS }]);
   });
 
@@ -188,6 +229,92 @@ describe('LosetupLoopDevices.findByFile', () => {
     const runner = new RecordingRunner(LOSETUP_2_38);
     expect(await new LosetupLoopDevices(runner, 1000).findByFile(join(dir, 'missing.img'))).toEqual([]);
     expect(runner.calls).toEqual([]);
+  });
+
+  it('answers "none" from sysfs without a process when no bound device shows the image', async () => {
+    const { image, losetupSays } = await imageWithLosetupAnswer('/dev/loop1');
+    const other = join(dir, 'other.img');
+    await writeFile(other, '');
+    const sys = await fakeSysBlock(dir, {
+      loop0: { sectors: 0 }, // not bound
+      loop1: { backingFile: other, sectors: 0 }, // another image, seen here
+      loop2: { backingFile: '/gone/elsewhere.img', sectors: 2048 }, // unseen path, other size
+      loop3: { backingFile: `${image} (deleted)`, sectors: 4 }, // a deleted file, other size
+    });
+    const runner = new RecordingRunner(losetupSays);
+    expect(await new LosetupLoopDevices(runner, 1000, sys).findByFile(image)).toEqual([]);
+    expect(runner.calls).toEqual([]);
+  });
+
+  it('takes a sysfs match without a process only when it is the device the store records', async () => {
+    const { image, losetupSays } = await imageWithLosetupAnswer('/dev/loop1');
+    const sys = await fakeSysBlock(dir, { loop1: { backingFile: image, sectors: 16384 } });
+    const runner = new RecordingRunner(losetupSays);
+    const loop = new LosetupLoopDevices(runner, 1000, sys);
+    expect(await loop.findByFile(image, '/dev/loop1')).toEqual(['/dev/loop1']);
+    expect(runner.calls).toEqual([]);
+    // Unrecorded (or recorded as another device): the path may be another namespace's view of
+    // another file, so losetup, which knows the inode, has the last word.
+    expect(await loop.findByFile(image)).toEqual(['/dev/loop1']);
+    expect(await loop.findByFile(image, '/dev/loop7')).toEqual(['/dev/loop1']);
+    expect(runner.calls).toHaveLength(2);
+  });
+
+  it('does not trust a sysfs match that losetup contradicts (another namespace’s file at the same path)', async () => {
+    const image = join(dir, 'v1.img');
+    await writeFile(image, '');
+    // sysfs shows loop4 backed by our path; the kernel's inode says it is another file.
+    const sys = await fakeSysBlock(dir, { loop4: { backingFile: image, sectors: 0 } });
+    const st = await stat(image, { bigint: true });
+    const runner = new RecordingRunner(
+      JSON.stringify({
+        loopdevices: [
+          {
+            name: '/dev/loop4',
+            'back-file': image,
+            'back-ino': Number(st.ino) + 7,
+            'back-maj:min': majMinOf(st.dev),
+          },
+        ],
+      }),
+    );
+    expect(await new LosetupLoopDevices(runner, 1000, sys).findByFile(image)).toEqual([]);
+    expect(runner.calls).toHaveLength(1);
+  });
+
+  it('asks losetup when a bound device of the image’s size shows a path that cannot be looked up', async () => {
+    const { image, losetupSays } = await imageWithLosetupAnswer('/dev/loop2');
+    const sys = await fakeSysBlock(dir, { loop2: { backingFile: '/v1.img', sectors: 16384 } });
+    const runner = new RecordingRunner(losetupSays);
+    expect(await new LosetupLoopDevices(runner, 1000, sys).findByFile(image, '/dev/loop2')).toEqual([
+      '/dev/loop2',
+    ]);
+    expect(runner.calls).toEqual([{ command: 'losetup', args: LOSETUP_LIST_ARGS }]);
+  });
+
+  it('loopDevicesFromSysfs compares the looked-up file by inode and filesystem, not by path', async () => {
+    const image = join(dir, 'v1.img');
+    await writeFile(image, '');
+    const st = await stat(image, { bigint: true });
+    // The same file through another path (a hard link) is the same file.
+    const alias = join(dir, 'alias.img');
+    await sh('ln', [image, alias]);
+    const sys = await fakeSysBlock(dir, { loop5: { backingFile: alias } });
+    const identity = { majMin: majMinOf(st.dev), ino: Number(st.ino) };
+    expect(await loopDevicesFromSysfs(sys, identity, 0)).toEqual(['/dev/loop5']);
+    expect(await loopDevicesFromSysfs(sys, { ...identity, ino: identity.ino + 1 }, 0)).toEqual([]);
+  });
+
+  it('detach of a device the kernel freed meanwhile is success; of a bound one, the failure', async () => {
+    const sys = await fakeSysBlock(dir, { loop0: { sectors: 0 }, loop1: { backingFile: '/x.img' } });
+    const failing: CommandRunner = {
+      run: async () => {
+        throw new Error('losetup: detach failed: No such device or address');
+      },
+    };
+    const loop = new LosetupLoopDevices(failing, 1000, sys);
+    await expect(loop.detach('/dev/loop0')).resolves.toBeUndefined();
+    await expect(loop.detach('/dev/loop1')).rejects.toThrow(/detach failed/);
   });
 });
 
@@ -245,5 +372,41 @@ describe('LosetupLoopDevices with real loop devices', () => {
     await loop.detach(device);
     attached.pop();
     expect(await loop.findByFile(other)).toEqual([]);
+  });
+
+  it('finds its recorded device through sysfs without running losetup --list; umount -d frees it', async () => {
+    const spawned: string[] = [];
+    const real = new ProcessRunner();
+    const counting: CommandRunner = {
+      run: (command, args, opts) => {
+        spawned.push([command, ...args].join(' '));
+        return real.run(command, args, opts);
+      },
+    };
+    const counted = new LosetupLoopDevices(counting, 10_000);
+    const image = join(dir, 'v1.img');
+    await writeFile(image, '');
+    // An odd size: a device of another test (another namespace, a path unseen here) of the same
+    // size would rightly send the question to losetup.
+    await truncate(image, 33_800 * 512);
+    await sh('mkfs.ext4', ['-q', '-F', image]);
+    const device = await counted.attach(image);
+    attached.push(device);
+    spawned.length = 0;
+    expect(await counted.findByFile(image, device)).toEqual([device]);
+    expect(spawned).toEqual([]);
+
+    const mountpoint = join(dir, 'mnt');
+    await mkdir(mountpoint);
+    const mounter = new LinuxMounter(counting, { commandTimeoutMs: 10_000, mkfsTimeoutMs: 60_000 });
+    await mounter.mount(device, mountpoint, { fsType: 'ext4' });
+    mounted.push(mountpoint);
+    await mounter.unmount(mountpoint, { freeLoopDevice: true });
+    mounted.pop();
+    expect(spawned).toEqual([`mount -t ext4 -- ${device} ${mountpoint}`, `umount -d -- ${mountpoint}`]);
+    // The same umount freed the device: nothing backs the image any more. (Not detached again
+    // here: another test may own that device number by now.)
+    expect(await counted.findByFile(image, device)).toEqual([]);
+    attached.pop();
   });
 });
