@@ -408,8 +408,8 @@ describe('LocalDriver.attach and detach', () => {
 describe('LocalDriver.attachmentHolds', () => {
   it('holds while the recorded loop device backs the image, and not once it backs another', async () => {
     const d = driver();
-    await d.provision(input(d, 'v1', { size: '64M' }));
-    await d.provision(input(d, 'v2', { size: '64M' }));
+    await d.provision(volumeInput(d, 'v1', { size: '64M' }));
+    await d.provision(volumeInput(d, 'v2', { size: '64M' }));
     await d.attach(record('v1')); // loop0
     expect(await d.attachmentHolds(record('v1'), attachment('v1', '/dev/loop0'))).toBe(true);
     // A reboot (or a detach by hand) frees loop0, and v2 takes it.
@@ -424,7 +424,7 @@ describe('LocalDriver.attachmentHolds', () => {
 
   it("hands this host's recorded device to the loop devices, so sysfs' answer can be taken", async () => {
     const d = driver();
-    await d.provision(input(d, 'v1', { size: '64M' }));
+    await d.provision(volumeInput(d, 'v1', { size: '64M' }));
     const before = [
       attachment('v1', '/dev/loop3'),
       { ...attachment('v1', '/dev/loop9'), host: 'other-host' },
