@@ -41,6 +41,11 @@ async function foreignMount(target: string, source: string): Promise<void> {
   await t.mounter.mount(source, target, { fsType: 'nfs' });
 }
 
+/** The intent a publish or unpublish of POD at podDir() leaves open when the process dies. */
+async function openIntent(op: 'publish' | 'unpublish'): Promise<void> {
+  await t.store.beginIntent({ volume: 'v1', host: TEST_HOST, op, details: { id: POD, target: podDir() } });
+}
+
 async function refs(): Promise<Record<string, number>> {
   return (await t.store.getMounts('v1')).find((m) => m.host === TEST_HOST)?.refs ?? {};
 }
@@ -145,12 +150,7 @@ describe('publish and unpublish', () => {
 describe('reconcile after a crash inside publish or unpublish', () => {
   it('releases a count whose bind was never made (crash between the two)', async () => {
     await t.manager.mount('local', 'v1', POD); // the count publish takes first
-    await t.store.beginIntent({
-      volume: 'v1',
-      host: TEST_HOST,
-      op: 'publish',
-      details: { id: POD, target: podDir() },
-    });
+    await openIntent('publish');
     const report = await t.manager.reconcile();
     expect(report.actions).toContain(
       `interrupted publish of v1 at ${podDir()}: its count without a bind released`,
@@ -165,12 +165,7 @@ describe('reconcile after a crash inside publish or unpublish', () => {
 
   it('keeps a publish that finished but was not recorded as ended', async () => {
     await t.manager.publish({ driver: 'local', volume: 'v1', id: POD, target: podDir() });
-    await t.store.beginIntent({
-      volume: 'v1',
-      host: TEST_HOST,
-      op: 'publish',
-      details: { id: POD, target: podDir() },
-    });
+    await openIntent('publish');
     const report = await t.manager.reconcile();
     expect(report.actions).toContain(`interrupted publish of v1 at ${podDir()}: published; kept`);
     expect(await refs()).toEqual({ [POD]: 1 });
@@ -181,12 +176,7 @@ describe('reconcile after a crash inside publish or unpublish', () => {
   it('finishes an unpublish that began: the bind goes, then the count (and the volume with it)', async () => {
     await t.manager.mount('local', 'v1', DOCKER);
     await t.manager.publish({ driver: 'local', volume: 'v1', id: POD, target: podDir() });
-    await t.store.beginIntent({
-      volume: 'v1',
-      host: TEST_HOST,
-      op: 'unpublish',
-      details: { id: POD, target: podDir() },
-    });
+    await openIntent('unpublish');
     const report = await t.manager.reconcile();
     expect(report.actions).toContain(`interrupted unpublish of v1 at ${podDir()}: finished`);
     expect(t.mounter.table.has(podDir())).toBe(false);
@@ -197,12 +187,7 @@ describe('reconcile after a crash inside publish or unpublish', () => {
   it('finishes an unpublish that had unbound already (crash before the count was released)', async () => {
     await t.manager.publish({ driver: 'local', volume: 'v1', id: POD, target: podDir() });
     await t.mounter.unmount(podDir());
-    await t.store.beginIntent({
-      volume: 'v1',
-      host: TEST_HOST,
-      op: 'unpublish',
-      details: { id: POD, target: podDir() },
-    });
+    await openIntent('unpublish');
     await t.manager.reconcile();
     expect(await t.store.getMounts('v1')).toEqual([]);
     expect(t.mounter.table.size).toBe(0);
