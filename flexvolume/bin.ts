@@ -1,5 +1,6 @@
 import { writeSync } from 'node:fs';
-import { dirname } from 'node:path';
+import nodeModule from 'node:module';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { killTrackedChildren } from '../src/base/children.js';
 import { flexMain } from './main.js';
@@ -13,8 +14,21 @@ console.log = console.info = console.warn = console.error = console.debug = cons
 process.removeAllListeners('warning');
 process.on('warning', silent);
 
+const installDir = dirname(fileURLToPath(import.meta.url));
+// Node 22.1+ keeps V8's compiled code of the modules loaded from here on (the call's chunks: the
+// config, the store, the driver) in a dot-directory next to the bundle, which kubelet ignores:
+// measured on Node 22, a store-opening call 28 ms faster. Node 20 has no such cache; a directory
+// that cannot be written only means no cache.
+try {
+  (nodeModule as { enableCompileCache?: (dir: string) => unknown }).enableCompileCache?.(
+    join(installDir, '.compile-cache'),
+  );
+} catch {
+  // no cache: the call works the same, only slower
+}
+
 const [driver, ...args] = process.argv.slice(2);
-const reply = await flexMain(driver, args, dirname(fileURLToPath(import.meta.url)));
+const reply = await flexMain(driver, args, installDir);
 // Commands still running belong to a call that gave up at its deadline: they must not finish the
 // job (a late mount) after the reply said it failed.
 killTrackedChildren();

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -217,6 +217,14 @@ describe('flexvolume local: kubelet call sequence', () => {
     await kubelet.unmountPod(POD_B, 'pv-shared');
     expect((await inspect('flex-shared'))?.mounts).toEqual([]);
     expect((await docker(['volume', 'rm', 'flex-shared'])).exitCode).toBe(0);
+  });
+
+  it('keeps compiled code next to the bundle on Node 22 and later (Node 20 has no compile cache)', async () => {
+    await kubelet.ok(['unmount', kubelet.podDir(POD_A, 'never-mounted')]); // a call that loads the store
+    const driverDir = join(base, 'plugins', 'stowage~local');
+    const [version] = (await readdir(driverDir)).filter((e) => e.startsWith('.v-'));
+    const cached = existsSync(join(driverDir, version ?? 'none', '.compile-cache'));
+    expect(cached, `Node ${process.versions.node}`).toBe(Number(process.versions.node.split('.')[0]) >= 22);
   });
 });
 
