@@ -1,23 +1,15 @@
-import type { DriverFactory, DriverRegistry } from '../src/index.js';
-import { DRIVER_NAMES, type DriverName } from './catalog.js';
-import { ebsDriver } from './ebs/index.js';
-import { efsDriver } from './efs/index.js';
-import { localDriver } from './local/index.js';
-import { nfsDriver } from './nfs/index.js';
+import { type DriverRegistry, StowageError } from '../src/index.js';
+import { DRIVER_NAMES, loadDriver } from './catalog.js';
 
 /**
- * The daemon loads every driver up front (the flexvolume executable loads one, through the
- * catalog's lazy loaders). The type ties this table to the catalog: a driver added there and
- * forgotten here does not compile.
+ * Registers every driver that ships with stowage, loaded through the catalog's loaders (the one
+ * list of drivers): the daemon and the CLI load all of them at start, the flexvolume executable
+ * only its own.
  */
-const FACTORIES: Record<DriverName, DriverFactory> = {
-  local: localDriver,
-  nfs: nfsDriver,
-  efs: efsDriver,
-  ebs: ebsDriver,
-};
-
-/** Registers every driver that ships with stowage. */
-export function registerBuiltins(registry: DriverRegistry): void {
-  for (const name of DRIVER_NAMES) registry.register(name, FACTORIES[name]);
+export async function registerBuiltins(registry: DriverRegistry): Promise<void> {
+  const loaded = await Promise.all(DRIVER_NAMES.map(async (name) => [name, await loadDriver(name)] as const));
+  for (const [name, factory] of loaded) {
+    if (!factory) throw new StowageError('INTERNAL', `the catalog lists driver ${name} but loads nothing`);
+    registry.register(name, factory);
+  }
 }

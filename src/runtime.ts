@@ -101,10 +101,12 @@ export function createRuntime(config: Config, o: RuntimeOverrides = {}): Runtime
       log.warn({ err: err.message }, 'metrics: reading mounts from the store failed');
     metrics.watchHost(store, config.hostId, onError);
   }
-  let registry = o.registry;
+  const registry = o.registry;
   if (!registry) {
-    registry = new DriverRegistry();
-    registerBuiltins(registry);
+    throw new StowageError(
+      'INTERNAL',
+      'createRuntime needs a registry: openRuntime() loads the built-in drivers',
+    );
   }
   const files = o.files ?? new SpawnFileOps(runner);
   const state: StateView = {
@@ -184,7 +186,14 @@ export function createRuntime(config: Config, o: RuntimeOverrides = {}): Runtime
 export async function openRuntime(config: Config, o: RuntimeOverrides = {}): Promise<Runtime> {
   const opened =
     o.store ?? (await openStore(config, o.nativeBinding ? { nativeBinding: o.nativeBinding } : {}));
-  return createRuntime(config, { ...o, store: opened });
+  return createRuntime(config, { ...o, store: opened, registry: o.registry ?? (await builtinRegistry()) });
+}
+
+/** A registry holding every driver that ships with stowage (each is enabled from the config). */
+export async function builtinRegistry(): Promise<DriverRegistry> {
+  const registry = new DriverRegistry();
+  await registerBuiltins(registry);
+  return registry;
 }
 
 /**

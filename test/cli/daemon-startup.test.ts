@@ -227,9 +227,9 @@ describe('startDaemon: start budget', () => {
 
 describe('startDaemon: driver checks', () => {
   /** A registry with a driver `checked` whose doctor is `doctor`; it serves nothing else. */
-  function withDoctor(doctor: () => Promise<DoctorCheck[]>): DriverRegistry {
+  async function withDoctor(doctor: () => Promise<DoctorCheck[]>): Promise<DriverRegistry> {
     const registry = new DriverRegistry();
-    registerBuiltins(registry);
+    await registerBuiltins(registry);
     registry.register('checked', () => ({
       name: 'checked',
       scope: 'local',
@@ -251,7 +251,7 @@ describe('startDaemon: driver checks', () => {
 
   it('run in the background: a check that never answers does not hold up the sockets', async () => {
     const rt = await setUp({
-      registry: withDoctor(() => new Promise<DoctorCheck[]>(() => undefined)),
+      registry: await withDoctor(() => new Promise<DoctorCheck[]>(() => undefined)),
       flags: { drivers: ['local', 'checked'] },
     });
     await start(rt);
@@ -261,7 +261,7 @@ describe('startDaemon: driver checks', () => {
 
   it('log a check that throws as a warning only', async () => {
     const rt = await setUp({
-      registry: withDoctor(async () => {
+      registry: await withDoctor(async () => {
         throw new Error('imds did not answer');
       }),
       flags: { drivers: ['checked'] },
@@ -278,7 +278,7 @@ describe('startDaemon: driver checks', () => {
 
   it('report each failed check by name', async () => {
     const rt = await setUp({
-      registry: withDoctor(async () => [
+      registry: await withDoctor(async () => [
         {
           name: 'nfs: server',
           ok: false,

@@ -83,7 +83,7 @@ let disk: FakeDisk;
 beforeEach(async () => {
   disk = new FakeDisk(() => t);
   const registry = new DriverRegistry();
-  registerBuiltins(registry);
+  await registerBuiltins(registry);
   registry.register('disk', () => disk as unknown as Driver);
   t = await createTestRuntime({ registry, flags: { drivers: ['local', 'disk'] } });
 });

@@ -61,9 +61,9 @@ function otherDriver(): Driver & { unmounted: string[] } {
 }
 
 /** Registry with the built-in drivers and `other`; which are enabled is the runtime's `drivers`. */
-function registryWithOther(other: Driver): DriverRegistry {
+async function registryWithOther(other: Driver): Promise<DriverRegistry> {
   const registry = new DriverRegistry();
-  registerBuiltins(registry);
+  await registerBuiltins(registry);
   registry.register('other', () => other);
   return registry;
 }
@@ -78,8 +78,8 @@ class LockRecordingStore extends SqliteStore {
 }
 
 describe('DriverRegistry.isEnabled', () => {
-  it('is true for built (enabled) drivers only, and never throws', () => {
-    const registry = registryWithOther(otherDriver());
+  it('is true for built (enabled) drivers only, and never throws', async () => {
+    const registry = await registryWithOther(otherDriver());
     registry.enable(['other'], () => ({}) as never);
     expect(registry.isEnabled('other')).toBe(true);
     expect(registry.isEnabled('local')).toBe(false); // registered, not enabled
@@ -93,12 +93,12 @@ describe('reconcile() with daemons per driver sharing a store', () => {
     let observed: LockRecordingStore | undefined;
     // The `local` daemon, and on the same host and store the `other` driver's daemon.
     const local = await runtime({
-      registry: registryWithOther(other),
+      registry: await registryWithOther(other),
       store: (path) => (observed = new LockRecordingStore(path)),
     });
     const theirs = await runtime({
       sameHostAs: local,
-      registry: registryWithOther(other),
+      registry: await registryWithOther(other),
       flags: { drivers: ['other'] },
     });
     expect(local.runtime.registry.isEnabled('other')).toBe(false);

@@ -310,7 +310,7 @@ describe('create', () => {
   it('is a CONFLICT when the name belongs to another driver, whose volume stays untouched', async () => {
     // A second driver next to the built-in local one, through the runtime's registry seam.
     const registry = new DriverRegistry();
-    registerBuiltins(registry);
+    await registerBuiltins(registry);
     const other = makeOtherDriver();
     registry.register('other', () => other);
     const two = await runtimeWith({ registry, flags: { drivers: ['local', 'other'] } });

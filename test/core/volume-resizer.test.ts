@@ -60,7 +60,7 @@ let grow: GrowingDisk;
 beforeEach(async () => {
   grow = new GrowingDisk();
   const registry = new DriverRegistry();
-  registerBuiltins(registry);
+  await registerBuiltins(registry);
   registry.register('grow', () => grow as unknown as Driver);
   t = await createTestRuntime({
     registry,

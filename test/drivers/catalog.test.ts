@@ -18,9 +18,9 @@ describe('driver catalog', () => {
     expect([...DRIVER_NAMES].sort()).toEqual(['ebs', 'efs', 'local', 'nfs']);
   });
 
-  it('registers, for the daemon, exactly the drivers it lists', () => {
+  it('registers, for the daemon, exactly the drivers it lists', async () => {
     const registry = new DriverRegistry();
-    registerBuiltins(registry);
+    await registerBuiltins(registry);
     expect(registry.known()).toEqual([...DRIVER_NAMES].sort());
   });
 

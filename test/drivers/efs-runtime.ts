@@ -8,7 +8,7 @@ import { SdkEfs } from '../../src/cloud/efs.js';
 import { type InstanceIdentity, StaticIdentity } from '../../src/cloud/imds.js';
 import { type Config, loadConfig } from '../../src/config.js';
 import type { MountOptions } from '../../src/mount/mounter.js';
-import { createRuntime, type Runtime } from '../../src/runtime.js';
+import { builtinRegistry, createRuntime, type Runtime } from '../../src/runtime.js';
 import { SqliteStore } from '../../src/state/sqlite-store.js';
 import { FakeEc2 } from '../fakes/aws/ec2-endpoint.js';
 import { FakeEfs } from '../fakes/aws/efs-endpoint.js';
@@ -181,6 +181,7 @@ export async function setupEfs(o: SetupOptions = {}): Promise<EfsRuntime> {
     files,
     probeTcp: async (host) => ({ ok: mounter.nfsServers.has(host), detail: 'fake probe' }),
     store,
+    registry: await builtinRegistry(),
     log: pino({ level: 'info' }, { write: (line: string) => logged.push(JSON.parse(line) as Logged) }),
     cloud: {
       ec2: ec2Api,

@@ -6,7 +6,7 @@ import { type Config, loadConfig } from '../../src/config.js';
 import type { DriverRegistry } from '../../src/core/registry.js';
 import type { VolumeManager } from '../../src/core/volume-manager.js';
 import type { StowageMetrics } from '../../src/metrics/metrics.js';
-import { createRuntime, type Runtime } from '../../src/runtime.js';
+import { builtinRegistry, createRuntime, type Runtime } from '../../src/runtime.js';
 import { SqliteStore } from '../../src/state/sqlite-store.js';
 import type { StateStore } from '../../src/state/store.js';
 import { FakeFileOps } from '../fakes/fake-file-ops.js';
@@ -76,7 +76,7 @@ export async function createTestRuntime(opts: TestRuntimeOptions = {}): Promise<
     probeTcp: async (host) => ({ ok: mounter.nfsServers.has(host), detail: 'fake probe' }),
     store,
     log: opts.log ?? pino({ level: 'silent' }),
-    ...(opts.registry ? { registry: opts.registry } : {}),
+    registry: opts.registry ?? (await builtinRegistry()),
     ...(opts.metrics ? { metrics: opts.metrics } : {}),
   });
   return {
