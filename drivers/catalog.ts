@@ -32,6 +32,12 @@ export interface DriverTraits {
   usesDevices: boolean;
   /** The driver calls AWS: the runtime builds the cloud clients only when one of these is enabled. */
   usesAws: boolean;
+  /** Several hosts may mount one volume at once (a network filesystem): CSI's MULTI_NODE_* modes. */
+  multiNode: boolean;
+  /** A volume lives in one availability zone and only hosts of that zone can use it (CSI topology). */
+  zonal: boolean;
+  /** A volume lives on the host that created it (a disk image there): CSI topology is that host. */
+  hostLocal: boolean;
 }
 
 interface CatalogEntry {
@@ -51,27 +57,30 @@ function traits(...on: (keyof DriverTraits)[]): DriverTraits {
     blockFs: has('blockFs'),
     usesDevices: has('usesDevices'),
     usesAws: has('usesAws'),
+    multiNode: has('multiNode'),
+    zonal: has('zonal'),
+    hostLocal: has('hostLocal'),
   };
 }
 
 const CATALOG = {
   local: {
-    traits: traits('fsGroup', 'blockFs', 'usesDevices'),
+    traits: traits('fsGroup', 'blockFs', 'usesDevices', 'hostLocal'),
     config: localConfig,
     load: async () => (await import('./local/index.js')).localDriver,
   },
   nfs: {
-    traits: traits(),
+    traits: traits('multiNode'),
     config: nfsConfig,
     load: async () => (await import('./nfs/index.js')).nfsDriver,
   },
   efs: {
-    traits: traits('usesAws'),
+    traits: traits('usesAws', 'multiNode'),
     config: efsConfig,
     load: async () => (await import('./efs/index.js')).efsDriver,
   },
   ebs: {
-    traits: traits('flexAttach', 'fsGroup', 'requiresFSResize', 'blockFs', 'usesDevices', 'usesAws'),
+    traits: traits('flexAttach', 'fsGroup', 'requiresFSResize', 'blockFs', 'usesDevices', 'usesAws', 'zonal'),
     config: ebsConfig,
     load: async () => (await import('./ebs/index.js')).ebsDriver,
   },

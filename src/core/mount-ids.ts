@@ -8,12 +8,20 @@ import { StowageError } from '../base/errors.js';
  * cannot drift apart:
  *   pod:<pod uid>:<volume directory>  a pod's bind mount (the directory tells apart two volumes of one pod)
  *   device:<volume name>              kubelet's per-node mount of an attached volume (no pod behind it)
+ *   stage:<digest of the path>        a CSI NodeStage at a staging path (no pod behind it either)
+ *   csi:<digest of the path>          a CSI NodePublish at a target path that names no pod
+ * A CSI NodePublish at kubelet's usual target (…/pods/<uid>/volumes/kubernetes.io~csi/<pv>/mount)
+ * is counted as that pod's, `pod:<uid>:csi_<pv>` (a PV name has no `_`, so it never meets a flexvolume id), so "in use by pod …" names it either way.
  */
 
 const MOUNT_ID_RE = /^[A-Za-z0-9_.:-]{1,128}$/;
 const MAX = 128;
 const POD = 'pod:';
 const DEVICE = 'device:';
+const STAGE = 'stage:';
+const CSI = 'csi:';
+/** kubelet's target path for a CSI volume of a pod (mount access type). */
+const CSI_POD_TARGET = /\/pods\/([0-9a-fA-F-]{1,64})\/volumes\/kubernetes\.io~csi\/([^/]{1,253})\/mount$/;
 
 export function validateMountId(id: unknown): asserts id is string {
   if (typeof id !== 'string' || !MOUNT_ID_RE.test(id)) {
@@ -36,9 +44,24 @@ export function deviceMountId(volumeName: string): string {
   return id.length <= MAX ? id : `${DEVICE}${digest(volumeName)}`;
 }
 
-/** Mount ids that are kubelet's device mounts: no pod or container behind them. */
+/**
+ * A CSI NodeStage's id: one per staging path, so that a flexvolume device mount and a CSI stage of
+ * one volume on one host (or two COs staging it) are counted apart and never release each other.
+ */
+export function stageMountId(stagingPath: string): string {
+  return `${STAGE}${digest(stagingPath)}`;
+}
+
+/** A CSI NodePublish's id: the pod's when kubelet's target path names it, else one per path. */
+export function csiPublishMountId(targetPath: string): string {
+  const pod = CSI_POD_TARGET.exec(targetPath);
+  if (pod) return podMountId(pod[1] as string, `csi_${pod[2] as string}`);
+  return `${CSI}${digest(targetPath)}`;
+}
+
+/** Mount ids of per-node mounts (kubelet's device mounts, CSI stages): no pod or container behind them. */
 export function isDeviceRef(id: string): boolean {
-  return id.startsWith(DEVICE);
+  return id.startsWith(DEVICE) || id.startsWith(STAGE);
 }
 
 /** The pod uid of a pod's mount id, else undefined. */
@@ -49,9 +72,11 @@ export function podOf(id: string): string | undefined {
 /** "pod <uid>" and "2 Docker mounts": who the refs of this host stand for, kubelet's devices aside. */
 export function describeUsers(ids: string[]): string {
   const pods = [...new Set(ids.map(podOf).filter((p): p is string => p !== undefined))];
-  const others = ids.filter((id) => podOf(id) === undefined).length;
+  const csi = ids.filter((id) => id.startsWith(CSI)).length;
+  const others = ids.filter((id) => podOf(id) === undefined && !id.startsWith(CSI)).length;
   const parts: string[] = [];
   if (pods.length > 0) parts.push(`pod${pods.length === 1 ? '' : 's'} ${pods.join(', ')}`);
+  if (csi > 0) parts.push(`${csi} CSI publish${csi === 1 ? '' : 'es'}`);
   if (others > 0) parts.push(`${others} Docker mount${others === 1 ? '' : 's'}`);
   return parts.join(' and ');
 }

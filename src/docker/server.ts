@@ -1,11 +1,10 @@
-import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
+import { chmod, mkdir, unlink } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import { StowageError } from '../base/errors.js';
 import type { VolumeManager } from '../core/volume-manager.js';
+import { clearStaleSocket } from '../net/unix-socket.js';
 import { CONTENT_TYPE } from './protocol.js';
 import { createPluginHandler, type RequestTimer } from './routes.js';
 
@@ -104,43 +103,4 @@ function answerMalformed(err: Error & { code?: string }, socket: Duplex): void {
   socket.end(
     `HTTP/1.1 ${status}\r\nContent-Type: ${CONTENT_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
   );
-}
-
-/** A socket file left by a crashed daemon is removed; one that answers belongs to a live daemon. */
-async function clearStaleSocket(path: string): Promise<void> {
-  let st: Awaited<ReturnType<typeof lstat>>;
-  try {
-    st = await lstat(path);
-  } catch {
-    return;
-  }
-  if (!st.isSocket()) {
-    throw new StowageError(
-      'CONFLICT',
-      `${path} exists and is not a socket; move it away before starting stowage`,
-    );
-  }
-  const alive = await new Promise<boolean>((resolve) => {
-    const c = connect(path);
-    const timer = setTimeout(() => {
-      c.destroy();
-      resolve(true);
-    }, 1000);
-    c.once('connect', () => {
-      clearTimeout(timer);
-      c.destroy();
-      resolve(true);
-    });
-    c.once('error', () => {
-      clearTimeout(timer);
-      resolve(false);
-    });
-  });
-  if (alive) {
-    throw new StowageError(
-      'CONFLICT',
-      `another process already serves ${path}; stop it (is stowage already running?)`,
-    );
-  }
-  await unlink(path);
 }

@@ -1,10 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import {
+  csiPublishMountId,
   describeUsers,
   deviceMountId,
   isDeviceRef,
   podMountId,
   podOf,
+  stageMountId,
   validateMountId,
 } from '../../src/core/mount-ids.js';
 import { failure } from '../helpers/failure.js';
@@ -40,6 +42,27 @@ describe('mount ids', () => {
     );
     expect(describeUsers([podMountId('p1', 'a'), 'c'.repeat(64)])).toBe('pod p1 and 1 Docker mount');
     expect(describeUsers(['c'.repeat(64), 'd'.repeat(64)])).toBe('2 Docker mounts');
+  });
+
+  it('counts CSI stages per staging path and CSI publishes per pod or target path', () => {
+    const staging = '/var/lib/kubelet/plugins/kubernetes.io/csi/local.csi.stowage.io/abc/globalmount';
+    expect(stageMountId(staging)).toMatch(/^stage:[0-9a-f]{32}$/);
+    expect(stageMountId(staging)).toBe(stageMountId(staging));
+    expect(stageMountId(`${staging}2`)).not.toBe(stageMountId(staging));
+    expect(isDeviceRef(stageMountId(staging))).toBe(true);
+    const target = `/var/lib/kubelet/pods/${UID}/volumes/kubernetes.io~csi/pvc-1/mount`;
+    expect(csiPublishMountId(target)).toBe(`pod:${UID}:csi_pvc-1`);
+    expect(podOf(csiPublishMountId(target))).toBe(UID);
+    expect(isDeviceRef(csiPublishMountId(target))).toBe(false);
+    const elsewhere = csiPublishMountId('/srv/targets/one');
+    expect(elsewhere).toMatch(/^csi:[0-9a-f]{32}$/);
+    expect(csiPublishMountId('/srv/targets/two')).not.toBe(elsewhere);
+    for (const id of [stageMountId(staging), csiPublishMountId(target), elsewhere]) {
+      expect(() => validateMountId(id)).not.toThrow();
+    }
+    expect(describeUsers([csiPublishMountId(target), elsewhere, 'c'.repeat(64)])).toBe(
+      `pod ${UID} and 1 CSI publish and 1 Docker mount`,
+    );
   });
 
   it('refuses ids the store cannot hold', async () => {

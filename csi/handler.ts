@@ -1,0 +1,75 @@
+import { type handleUnaryCall, Metadata, type ServerErrorResponse, status } from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import { isStowageError, StowageError, toStowageError } from '../src/base/errors.js';
+import { grpcStatusOf } from './status.js';
+
+/** A CSI RPC as this door writes it: the request in, the response out, StowageError on failure. */
+export type Rpc<Req, Res> = (req: Req) => Promise<Res>;
+
+/** Hears each answered call: its method, the StowageError code it failed with or OK, and its time. */
+export type CallObserver = (method: string, code: string, seconds: number) => void;
+
+/**
+ * Wraps one RPC for grpc-js: the error type of stowage becomes the spec's gRPC status (with the
+ * message that says what to do), anything else INTERNAL; every call is logged by method and
+ * volume id with its duration — never its secrets or volume context, which may hold credentials.
+ * A call the CO gave up on (deadline, cancel) still runs to its end: every step below is
+ * idempotent and journalled, so the CO's retry finds the work done or in progress (ABORTED).
+ */
+export function unary<Req, Res>(
+  method: string,
+  rpc: Rpc<Req, Res>,
+  log: Logger,
+  observe?: CallObserver,
+): handleUnaryCall<Req, Res> {
+  return (call, callback) => {
+    const started = performance.now();
+    const req = call.request;
+    const volumeId = volumeIdOf(req);
+    rpc(req).then(
+      (res) => {
+        const seconds = (performance.now() - started) / 1000;
+        log.debug({ method, volumeId, ms: Math.round(seconds * 1000) }, 'CSI call');
+        observe?.(method, 'OK', seconds);
+        callback(null, res);
+      },
+      (err: unknown) => {
+        const seconds = (performance.now() - started) / 1000;
+        const e = isStowageError(err) ? err : toStowageError(err, `CSI ${method}`);
+        const level = e.code === 'INTERNAL' ? 'error' : 'info';
+        log[level](
+          { method, volumeId, code: e.code, err: e.message, ms: Math.round(seconds * 1000) },
+          'CSI call failed',
+        );
+        observe?.(method, e.code, seconds);
+        callback(grpcError(e));
+      },
+    );
+  };
+}
+
+/** A StowageError as grpc-js sends it. */
+export function grpcError(e: StowageError): ServerErrorResponse {
+  const err = new Error(e.message) as ServerErrorResponse;
+  err.code = e.details.unimplemented === true ? status.UNIMPLEMENTED : grpcStatusOf(e.code);
+  err.details = e.message;
+  err.metadata = new Metadata();
+  return err;
+}
+
+/**
+ * The error for an RPC this plugin does not offer for its driver (it is not in the capabilities it
+ * advertises): the spec's UNIMPLEMENTED, which tells the CO not to retry.
+ */
+export function unimplemented(method: string, why: string): StowageError {
+  return new StowageError('NOT_SUPPORTED', `${method} is not supported: ${why}`, {
+    details: { unimplemented: true },
+  });
+}
+
+function volumeIdOf(req: unknown): string | undefined {
+  if (typeof req !== 'object' || req === null) return undefined;
+  const r = req as { volumeId?: unknown; name?: unknown };
+  const id = typeof r.volumeId === 'string' && r.volumeId !== '' ? r.volumeId : r.name;
+  return typeof id === 'string' && id !== '' ? id.slice(0, 200) : undefined;
+}
