@@ -72,7 +72,7 @@ describe('the layers of docs/architecture.md', () => {
     const seams = all('src/state', 'src/mount', 'src/cloud', 'src/net', 'src/config.ts', 'src/config-env.ts');
     const upward = seams.filter(
       (i) =>
-        /^src\/(core|docker|cli|runtime|index|metrics)/.test(i.to) || /^(drivers|flexvolume)\//.test(i.to),
+        /^src\/(core|docker|cli|runtime|index|metrics)/.test(i.to) || /^(drivers|flexvolume|csi)\//.test(i.to),
     );
     // The one exception: the config composes its schema (and the environment its older variable
     // names) from the drivers' sections, which it finds through the catalog (and those import only
@@ -103,13 +103,23 @@ describe('the layers of docs/architecture.md', () => {
     ).toEqual([]);
   });
 
+  it('the CSI door reaches the store and the kernel only through the core, and no other door', () => {
+    // src/cli/csi.ts composes it (runtime, startup); csi/ itself only calls the VolumeManager.
+    expect(
+      all('csi')
+        .filter((i) => /^src\/(state|mount|runtime|docker|cli|metrics)/.test(i.to) || /^flexvolume\//.test(i.to))
+        .map(show),
+    ).toEqual([]);
+    expect(all('csi').length).toBeGreaterThan(0);
+  });
+
   it('the core uses the seams only through their interfaces (types, and the store record helpers)', () => {
     const concrete = all('src/core').filter(
       (i) => /^src\/(state|mount|cloud|net)\//.test(i.to) && !i.typeOnly && i.to !== 'src/state/store.ts',
     );
     expect(concrete.map(show)).toEqual([]);
     const above = all('src/core').filter(
-      (i) => /^src\/(docker|cli|runtime|metrics)/.test(i.to) || /^(drivers|flexvolume)\//.test(i.to),
+      (i) => /^src\/(docker|cli|runtime|metrics)/.test(i.to) || /^(drivers|flexvolume|csi)\//.test(i.to),
     );
     expect(above.map(show)).toEqual([]);
   });
@@ -122,7 +132,7 @@ describe('the layers of docs/architecture.md', () => {
         .filter((i) => i.to && !i.typeOnly && !/^src\/(base|metrics)\//.test(i.to))
         .map(show),
     ).toEqual([]);
-    const loaders = all('src', 'drivers', 'flexvolume').filter(
+    const loaders = all('src', 'drivers', 'flexvolume', 'csi').filter(
       (i) =>
         !i.from.startsWith('src/metrics/') &&
         (i.spec === 'prom-client' || (/^src\/metrics\//.test(i.to) && !i.typeOnly)),

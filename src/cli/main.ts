@@ -5,6 +5,7 @@ import { totalRefs } from '../state/store.js';
 import { addClusterCommands } from './cluster.js';
 import { addConfigCommand } from './config-cmd.js';
 import { configFrom, print, quiet, withRuntime } from './context.js';
+import { addCsiCommand } from './csi.js';
 import { openDaemonRuntime, runDaemon } from './daemon.js';
 import { runDoctor } from './doctor.js';
 import { addFlexvolumeCommands } from './flexvolume.js';
@@ -115,6 +116,7 @@ export function buildCli(): Command {
 
   addClusterCommands(program);
   addFlexvolumeCommands(program);
+  addCsiCommand(program);
   addConfigCommand(program);
   addReadyCommand(program);
 
