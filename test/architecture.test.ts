@@ -72,7 +72,8 @@ describe('the layers of docs/architecture.md', () => {
     const seams = all('src/state', 'src/mount', 'src/cloud', 'src/net', 'src/config.ts', 'src/config-env.ts');
     const upward = seams.filter(
       (i) =>
-        /^src\/(core|docker|cli|runtime|index|metrics)/.test(i.to) || /^(drivers|flexvolume|csi)\//.test(i.to),
+        /^src\/(core|docker|cli|runtime|index|metrics)/.test(i.to) ||
+        /^(drivers|flexvolume|csi)\//.test(i.to),
     );
     // The one exception: the config composes its schema (and the environment its older variable
     // names) from the drivers' sections, which it finds through the catalog (and those import only
@@ -107,7 +108,9 @@ describe('the layers of docs/architecture.md', () => {
     // src/cli/csi.ts composes it (runtime, startup); csi/ itself only calls the VolumeManager.
     expect(
       all('csi')
-        .filter((i) => /^src\/(state|mount|runtime|docker|cli|metrics)/.test(i.to) || /^flexvolume\//.test(i.to))
+        .filter(
+          (i) => /^src\/(state|mount|runtime|docker|cli|metrics)/.test(i.to) || /^flexvolume\//.test(i.to),
+        )
         .map(show),
     ).toEqual([]);
     expect(all('csi').length).toBeGreaterThan(0);
