@@ -1,5 +1,6 @@
 import { isStowageError, StowageError } from '../src/base/errors.js';
 import type { Config } from '../src/config.js';
+import { resultCode } from '../src/core/door-requests.js';
 import { deviceMountId, podMountId } from '../src/core/mount-ids.js';
 import { validateVolumeName } from '../src/core/names.js';
 import type { Runtime } from '../src/runtime.js';
@@ -117,17 +118,35 @@ export async function runCall(ctx: CallContext, call: string, args: string[]): P
     ...(ctx.installDir ? { dir: ctx.installDir } : {}),
     ...(awsCredentials ? { awsCredentials } : {}),
   });
+  let code = 'OK';
   try {
     rt.log.debug({ call, args: rest }, 'flexvolume call');
     const reply = await handler(ctx, rt, json, rest);
     rt.log.info({ call, args: rest, status: reply.status }, 'flexvolume call done');
     return reply;
   } catch (err) {
+    code = resultCode(err);
     rt.log.warn({ call, args: rest, err: (err as Error).message }, 'flexvolume call failed');
     throw err;
   } finally {
+    await countCall(rt, ctx.driver, call, code);
     await rt.close();
   }
+}
+
+/**
+ * The call counted in the store for the daemon's /metrics (door `flexvolume`), once its reply is
+ * decided. Its duration runs from the process's start, Node's own included: what kubelet waits
+ * for, bar the exit. Never fails the call (DoorRequests.record).
+ */
+function countCall(rt: Runtime, driver: string, call: string, code: string): Promise<void> {
+  return rt.requests.record({
+    door: 'flexvolume',
+    driver,
+    operation: call,
+    code,
+    seconds: performance.now() / 1000,
+  });
 }
 
 /** The new and old sizes in bytes: the last two arguments of expandvolume and expandfs. */

@@ -10,6 +10,7 @@ import { SdkEfs } from './cloud/efs.js';
 import { DEFAULT_IMDS_ENDPOINT, type IdentitySource, Imdsv2, StaticIdentity } from './cloud/imds.js';
 import { Ec2NodeLookup } from './cloud/node-lookup.js';
 import type { Config } from './config.js';
+import { DoorRequests } from './core/door-requests.js';
 import type { CloudClients, StateView, Timeouts } from './core/driver.js';
 import { HostDirectory } from './core/hosts.js';
 import { VolumeLocks } from './core/locks.js';
@@ -40,6 +41,8 @@ export interface Runtime {
   cloud?: CloudClients;
   /** The daemon's metrics, when it serves them (metrics.listen); see src/metrics. */
   metrics?: StowageMetrics;
+  /** Where the flexvolume executable and the CLI count their requests, for the daemon's metrics. */
+  requests: DoorRequests;
   close(): Promise<void>;
 }
 
@@ -98,7 +101,7 @@ export function createRuntime(config: Config, o: RuntimeOverrides = {}): Runtime
   if (metrics) {
     store = timedStore(store, metrics.storeCall(store.kind));
     const onError = (err: Error) =>
-      log.warn({ err: err.message }, 'metrics: reading mounts from the store failed');
+      log.warn({ err: err.message }, "metrics: reading this host's records from the store failed");
     metrics.watchHost(store, config.hostId, onError);
   }
   const registry = o.registry;
@@ -178,6 +181,7 @@ export function createRuntime(config: Config, o: RuntimeOverrides = {}): Runtime
     hosts,
     ...(cloud ? { cloud } : {}),
     ...(metrics ? { metrics } : {}),
+    requests: new DoorRequests({ store, host: config.hostId, log }),
     close: () => store.close(),
   };
 }

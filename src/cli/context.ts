@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { type Config, loadConfig } from '../config.js';
+import { resultCode } from '../core/door-requests.js';
 import { openRuntime, type Runtime } from '../runtime.js';
 
 interface GlobalFlags {
@@ -44,12 +45,35 @@ export function print(text: string): void {
   process.stdout.write(`${text}\n`);
 }
 
-/** Runs `fn` with a runtime opened from the command's config (quiet) and always closes it. */
+/**
+ * Runs `fn` with a runtime opened from the command's config (quiet) and always closes it. The
+ * command is counted in the store as a request of door `cli` (for the daemon's /metrics), once its
+ * outcome is known: operation the command as typed (`volumes rm`), no driver (a command names a
+ * volume, whatever its driver), the duration from the process's start.
+ */
 export async function withRuntime<T>(cmd: Command, fn: (rt: Runtime) => Promise<T>): Promise<T> {
   const rt = await openRuntime(quiet(configFrom(cmd)));
+  let code = 'OK';
   try {
     return await fn(rt);
+  } catch (err) {
+    code = resultCode(err);
+    throw err;
   } finally {
+    await rt.requests.record({
+      door: 'cli',
+      driver: '',
+      operation: commandPath(cmd),
+      code,
+      seconds: performance.now() / 1000,
+    });
     await rt.close();
   }
+}
+
+/** The command's words after `stowage`: `volumes rm`, `hosts ls`. */
+export function commandPath(cmd: Command): string {
+  const words: string[] = [];
+  for (let c: Command | null = cmd; c?.parent; c = c.parent) words.unshift(c.name());
+  return words.join(' ');
 }

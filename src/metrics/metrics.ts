@@ -5,8 +5,17 @@ import type { ReconcileActionKind } from '../core/volume-manager.js';
 import type { StateStore } from '../state/store.js';
 import { Batched } from './batched.js';
 import { BUCKETS } from './buckets.js';
+import {
+  RequestCounter,
+  RequestHistogram,
+  type StoredRequestReader,
+  storedRequestSeries,
+} from './stored-requests.js';
 
-/** Where a request came in: the Docker plugin socket (the CLI and flexvolume: docs/metrics.md). */
+/**
+ * Where a request came in and is timed live: the Docker plugin socket. The flexvolume executable
+ * and the CLI record theirs in the store, read at scrape (watchHost; docs/metrics.md).
+ */
 export type Door = 'docker';
 
 /** Ends one request's timing with its result: `OK` or the StowageError code it failed with. */
@@ -26,22 +35,31 @@ export class StowageMetrics {
   private readonly batched = new Batched();
   private readonly flushBatched = () => this.batched.flush();
 
-  private readonly requests = new Counter({
-    name: 'stowage_requests_total',
-    help: 'Requests answered, by door, driver, operation and result code (OK or the error code).',
-    labelNames: ['door', 'driver', 'operation', 'code'] as const,
-    registers: [this.registry],
-    collect: this.flushBatched,
-  });
+  /** The flexvolume and CLI requests recorded in the store: set by watchHost, read at each scrape. */
+  private readStoredRequests: StoredRequestReader | undefined;
 
-  private readonly requestSeconds = new Histogram({
-    name: 'stowage_request_duration_seconds',
-    help: 'Time to answer a request, by door, driver and operation.',
-    labelNames: ['door', 'driver', 'operation'] as const,
-    buckets: [...BUCKETS.request],
-    registers: [this.registry],
-    collect: this.flushBatched,
-  });
+  private readonly requests = new RequestCounter(
+    {
+      name: 'stowage_requests_total',
+      help: 'Requests answered, by door, driver, operation and result code (OK or the error code).',
+      labelNames: ['door', 'driver', 'operation', 'code'] as const,
+      registers: [this.registry],
+      collect: this.flushBatched,
+    },
+    () => this.readStoredRequests,
+  );
+
+  private readonly requestSeconds = new RequestHistogram(
+    {
+      name: 'stowage_request_duration_seconds',
+      help: 'Time to answer a request, by door, driver and operation.',
+      labelNames: ['door', 'driver', 'operation'] as const,
+      buckets: [...BUCKETS.request],
+      registers: [this.registry],
+      collect: this.flushBatched,
+    },
+    () => this.readStoredRequests,
+  );
 
   private readonly cloudRequests = new Counter({
     name: 'stowage_cloud_requests_total',
@@ -189,23 +207,18 @@ export class StowageMetrics {
   }
 
   /**
-   * The gauges read from the store at scrape time: this host's mounts and attachments by driver
-   * and state. One read serves both gauges of a scrape; a failed read leaves them empty (the
+   * What is read from the store at scrape time, this host's only: the mounts and attachments
+   * gauges by driver and state, and the requests the flexvolume executable and the CLI recorded
+   * (door `flexvolume` and `cli` in the request families). One read serves both gauges of a
+   * scrape, one both request families; a failed read leaves its series out of that scrape (the
    * store's failure counter shows why) rather than failing the whole scrape.
    */
-  watchHost(store: StateStore, host: string, onError: (err: Error) => void): void {
-    let reading: Promise<HostCounts | undefined> | undefined;
-    const read = () => {
-      reading ??= countOnHost(store, host)
-        .catch((err: Error) => {
-          onError(err);
-          return undefined;
-        })
-        .finally(() => {
-          reading = undefined;
-        });
-      return reading;
-    };
+  watchHost(store: HostRecords, host: string, onError: (err: Error) => void): void {
+    const read = sharedRead(() => countOnHost(store, host), onError);
+    this.readStoredRequests = sharedRead(
+      async () => storedRequestSeries(await store.requestTallies(host), BUCKETS.request),
+      onError,
+    );
     const gauge = (name: string, help: string, pick: (c: HostCounts) => Map<string, number>) =>
       new Gauge({
         name,
@@ -234,13 +247,38 @@ export class StowageMetrics {
   }
 }
 
+/** The store's reads the scrape makes. */
+export type HostRecords = Pick<
+  StateStore,
+  'listVolumeSummaries' | 'listMountsByHost' | 'listAttachmentsByHost' | 'requestTallies'
+>;
+
 interface HostCounts {
   /** driver \0 state -> records */
   mounts: Map<string, number>;
   attachments: Map<string, number>;
 }
 
-async function countOnHost(store: StateStore, host: string): Promise<HostCounts> {
+/**
+ * `load`, shared by the callers that ask while it runs (the metrics of one scrape) and done again
+ * by the next; a failure goes to `onError` and reads as undefined.
+ */
+function sharedRead<T>(load: () => Promise<T>, onError: (err: Error) => void): () => Promise<T | undefined> {
+  let reading: Promise<T | undefined> | undefined;
+  return () => {
+    reading ??= load()
+      .catch((err: Error) => {
+        onError(err);
+        return undefined;
+      })
+      .finally(() => {
+        reading = undefined;
+      });
+    return reading;
+  };
+}
+
+async function countOnHost(store: HostRecords, host: string): Promise<HostCounts> {
   const [volumes, mounts, attachments] = await Promise.all([
     store.listVolumeSummaries(host),
     store.listMountsByHost(host),

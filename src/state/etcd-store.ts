@@ -3,12 +3,15 @@ import { StowageError } from '../base/errors.js';
 import { EtcdConnection, type EtcdStoreOptions } from './etcd-client.js';
 import { EtcdHosts, type HostStatus } from './etcd-hosts.js';
 import { delOp, EtcdKv, parse, putOp, rangeOp, values } from './etcd-kv.js';
+import { EtcdRequestTallies } from './etcd-requests.js';
 import type {
   AttachmentRecord,
   HostRecord,
   IntentRecord,
   LockHolder,
   MountRecord,
+  RequestSample,
+  RequestTally,
   StateStore,
   VolumeRecord,
   VolumeState,
@@ -32,6 +35,7 @@ type VolumePatch = Partial<Pick<VolumeRecord, 'status' | 'fields' | 'adopted' | 
  *   alive/<id>                     lease-bound liveness marker (registerHost)
  *   intents/<host>/<random>        IntentRecord without its id: the id is the key's create revision
  *   locks/<key>                    LockHolder
+ *   requests/<host>/<door>/…       RequestTally (etcd-requests.ts)
  *
  * Consistency: every read-modify-write is a txn that compares the key's mod revision with the one
  * read (0 = absent), retried on a lost race with the fresh value that the failed txn returns; so
@@ -50,6 +54,7 @@ export class EtcdStore implements StateStore {
   private readonly conn: EtcdConnection;
   private readonly kv: EtcdKv;
   private readonly hosts: EtcdHosts;
+  private readonly requests: EtcdRequestTallies;
   private closed = false;
 
   constructor(private readonly opts: EtcdStoreOptions) {
@@ -64,6 +69,7 @@ export class EtcdStore implements StateStore {
     this.conn = new EtcdConnection(opts);
     this.kv = new EtcdKv(this.conn.client);
     this.hosts = new EtcdHosts(this.conn, this.kv, (...segments) => this.k(...segments));
+    this.requests = new EtcdRequestTallies(this.kv, (...segments) => this.k(...segments));
   }
 
   /**
@@ -368,6 +374,16 @@ export class EtcdStore implements StateStore {
       ops: cur && parse<LockHolder>(cur.value).owner === owner ? [delOp(k)] : undefined,
       result: undefined,
     }));
+  }
+
+  // ---- request tallies (etcd-requests.ts) ----
+
+  async recordRequest(host: string, sample: RequestSample): Promise<void> {
+    await this.run(`count a ${sample.door} request`, () => this.requests.record(host, sample));
+  }
+
+  async requestTallies(host: string): Promise<RequestTally[]> {
+    return this.run(`read request tallies of ${host}`, () => this.requests.list(host));
   }
 
   /**

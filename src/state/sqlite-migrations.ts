@@ -53,4 +53,18 @@ export const MIGRATIONS: readonly string[] = [
      owner TEXT NOT NULL,
      expires_at INTEGER NOT NULL
    );`,
+  // 2: requests of the doors that cannot serve metrics themselves (flexvolume, CLI), one row per
+  // host, labels and latency bucket, counted up in place; the daemon reads this host's rows at each
+  // scrape. WITHOUT ROWID: the rows are found and kept in key order, with no second index.
+  `CREATE TABLE request_tallies (
+     host TEXT NOT NULL,
+     door TEXT NOT NULL,
+     driver TEXT NOT NULL,
+     operation TEXT NOT NULL,
+     code TEXT NOT NULL,
+     le TEXT NOT NULL,
+     count INTEGER NOT NULL,
+     seconds REAL NOT NULL,
+     PRIMARY KEY (host, door, driver, operation, code, le)
+   ) WITHOUT ROWID;`,
 ];

@@ -9,6 +9,8 @@ import type {
   IntentRecord,
   LockHolder,
   MountRecord,
+  RequestSample,
+  RequestTally,
   StateStore,
   VolumeRecord,
   VolumeState,
@@ -145,6 +147,15 @@ export class SqliteStore implements StateStore {
          ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at`,
       ),
       deleteLock: d.prepare('DELETE FROM locks WHERE key = ? AND owner = ?'),
+      recordRequest: d.prepare(
+        `INSERT INTO request_tallies (host, door, driver, operation, code, le, count, seconds)
+         VALUES (@host, @door, @driver, @operation, @code, @le, 1, @seconds)
+         ON CONFLICT (host, door, driver, operation, code, le) DO UPDATE SET
+           count = count + 1, seconds = seconds + excluded.seconds`,
+      ),
+      requestTallies: d.prepare(
+        'SELECT door, driver, operation, code, le, count, seconds FROM request_tallies WHERE host = ?',
+      ),
     };
   }
 
@@ -368,6 +379,23 @@ export class SqliteStore implements StateStore {
 
   async breakLock(key: string, owner: string): Promise<void> {
     this.stmts.deleteLock.run(key, owner);
+  }
+
+  /** One statement, its own implicit transaction: counted up in place, never read back first. */
+  async recordRequest(host: string, r: RequestSample): Promise<void> {
+    this.stmts.recordRequest.run({
+      host,
+      door: r.door,
+      driver: r.driver,
+      operation: r.operation,
+      code: r.code,
+      le: r.le,
+      seconds: r.seconds,
+    });
+  }
+
+  async requestTallies(host: string): Promise<RequestTally[]> {
+    return this.stmts.requestTallies.all(host) as RequestTally[];
   }
 
   async close(): Promise<void> {

@@ -88,6 +88,30 @@ export interface VolumeState {
   attachments: AttachmentRecord[];
 }
 
+/**
+ * One request answered by a door whose process ends with the call and so cannot serve metrics
+ * itself (the flexvolume executable, the CLI). It records the request here; the daemon on the same
+ * host reads the tallies at each scrape (docs/metrics.md).
+ */
+export interface RequestSample {
+  door: string;
+  driver: string;
+  operation: string;
+  /** `OK` or the StowageError code the request failed with. */
+  code: string;
+  /** The latency bucket it fell in, as Prometheus writes `le`: `"0.005"`, or `"+Inf"`. */
+  le: string;
+  seconds: number;
+}
+
+/**
+ * The requests of one host with the same door, driver, operation, code and bucket: how many, and
+ * their seconds added up. Totals since the store was made: they only grow.
+ */
+export interface RequestTally extends RequestSample {
+  count: number;
+}
+
 export interface LockHolder {
   owner: string;
   expiresAt: number;
@@ -138,6 +162,11 @@ export interface StateStore {
   unlock(key: string, owner: string): Promise<void>;
   /** Removes a lock whose holder is known to be dead (same host, process gone). */
   breakLock(key: string, owner: string): Promise<void>;
+
+  /** Adds one request to `host`'s tally of its labels and bucket: a single write (an upsert). */
+  recordRequest(host: string, sample: RequestSample): Promise<void>;
+  /** Every tally of `host` (in no particular order); `seconds` is the sum of the tally's requests. */
+  requestTallies(host: string): Promise<RequestTally[]>;
 
   close(): Promise<void>;
 }

@@ -53,7 +53,11 @@ function twoClients(over: Partial<EtcdStoreOptions> = {}): [EtcdStore, EtcdStore
 
 const now = () => new Date().toISOString();
 
-storeContract('etcd', async () => open());
+storeContract(
+  'etcd',
+  async () => open(),
+  async (s) => open({ prefix: (s as EtcdStore).prefix }),
+);
 
 describe('parseEtcdUrl', () => {
   it('reads the hosts, the ports and the key prefix', () => {

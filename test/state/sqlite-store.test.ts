@@ -18,7 +18,11 @@ afterAll(async () => {
   for (const d of dirs) await rm(d, { recursive: true, force: true });
 });
 
-storeContract('sqlite', async () => new SqliteStore(await tempDb()));
+storeContract(
+  'sqlite',
+  async () => new SqliteStore(await tempDb()),
+  async (s) => new SqliteStore((s as SqliteStore).path),
+);
 
 describe('SqliteStore', () => {
   it('keeps everything across close and reopen', async () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { isStowageError } from '../../src/base/errors.js';
-import type { StateStore, VolumeRecord } from '../../src/state/store.js';
+import type { RequestTally, StateStore, VolumeRecord } from '../../src/state/store.js';
 
 export function volume(name: string, over: Partial<VolumeRecord> = {}): VolumeRecord {
   return {
@@ -21,9 +21,14 @@ const now = () => new Date().toISOString();
 
 /**
  * The StateStore contract: every backend (SQLite today, etcd later) must pass all of it.
- * `open` returns a fresh, empty store.
+ * `open` returns a fresh, empty store; `openSibling` another client of the same data (a second
+ * connection, as another process on the host would have).
  */
-export function storeContract(backend: string, open: () => Promise<StateStore>): void {
+export function storeContract(
+  backend: string,
+  open: () => Promise<StateStore>,
+  openSibling: (store: StateStore) => Promise<StateStore>,
+): void {
   describe(`StateStore contract: ${backend}`, () => {
     it('stores, reads, updates and deletes volumes', async () => {
       const s = await open();
@@ -207,6 +212,45 @@ export function storeContract(backend: string, open: () => Promise<StateStore>):
       expect((await s.tryLock('volume/v', 'o3', 60_000)).acquired).toBe(true); // o2's lock expired
       await s.breakLock('volume/v', 'o3');
       expect((await s.tryLock('volume/v', 'o4', 60_000)).acquired).toBe(true);
+      await s.close();
+    });
+
+    it('counts requests per host, door, driver, operation, code and bucket, adding up their seconds', async () => {
+      const s = await open();
+      const mount = { door: 'flexvolume', driver: 'local', operation: 'mount', code: 'OK' };
+      await s.recordRequest('h1', { ...mount, le: '0.25', seconds: 0.125 });
+      await s.recordRequest('h1', { ...mount, le: '0.25', seconds: 0.25 });
+      await s.recordRequest('h1', { ...mount, le: '+Inf', seconds: 200 });
+      await s.recordRequest('h1', { ...mount, code: 'BUSY', le: '0.25', seconds: 0.125 });
+      await s.recordRequest('h1', { ...mount, door: 'cli', driver: '', le: '0.25', seconds: 0.125 });
+      await s.recordRequest('h2', { ...mount, le: '0.25', seconds: 0.5 });
+      const byLabels = (a: RequestTally, b: RequestTally) =>
+        JSON.stringify([a.door, a.driver, a.operation, a.code, a.le]) <
+        JSON.stringify([b.door, b.driver, b.operation, b.code, b.le])
+          ? -1
+          : 1;
+      expect((await s.requestTallies('h1')).sort(byLabels)).toEqual([
+        { ...mount, door: 'cli', driver: '', le: '0.25', count: 1, seconds: 0.125 },
+        { ...mount, code: 'BUSY', le: '0.25', count: 1, seconds: 0.125 },
+        { ...mount, le: '+Inf', count: 1, seconds: 200 },
+        { ...mount, le: '0.25', count: 2, seconds: 0.375 },
+      ]);
+      expect(await s.requestTallies('h2')).toEqual([{ ...mount, le: '0.25', count: 1, seconds: 0.5 }]);
+      expect(await s.requestTallies('h3')).toEqual([]);
+      await s.close();
+    });
+
+    it('loses no count when several clients record the same request at once', async () => {
+      const s = await open();
+      const other = await openSibling(s);
+      const sample = { door: 'flexvolume', driver: 'local', operation: 'unmount', code: 'OK', le: '0.1' };
+      await Promise.all(
+        Array.from({ length: 20 }, (_, i) =>
+          (i % 2 === 0 ? s : other).recordRequest('h', { ...sample, seconds: 0.0625 }),
+        ),
+      );
+      expect(await s.requestTallies('h')).toEqual([{ ...sample, count: 20, seconds: 1.25 }]);
+      await other.close();
       await s.close();
     });
   });
