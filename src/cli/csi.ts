@@ -126,6 +126,9 @@ export async function startCsi(rt: Runtime, opts: CsiOptions): Promise<RunningCs
         },
       },
       opts.mode,
+      // Counted in the store like flexvolume's calls: the daemon of this host shows them.
+      (method, code, seconds) =>
+        void rt.requests.record({ door: 'csi', driver: opts.driver, operation: method, code, seconds }),
     );
     const server = await serveCsi(opts.endpoint, services, rt.log);
     rt.log.info({ driver: opts.driver, mode: opts.mode, endpoint: server.path }, 'stowage CSI plugin ready');

@@ -6,9 +6,11 @@ import type { StateStore } from '../state/store.js';
 /**
  * The doors whose process ends with its call (kubelet runs the flexvolume executable once per
  * call; a `stowage` command runs once), so they cannot serve /metrics: they record each request in
- * the store, and the daemon of the same host shows them next to its own Docker requests.
+ * the store, and the daemon of the same host shows them next to its own Docker requests. The CSI
+ * plugin records the same way: it is a process of its own beside the daemon, and one /metrics per
+ * host (the daemon's, on metrics.listen) shows every door.
  */
-export type RecordingDoor = 'flexvolume' | 'cli';
+export type RecordingDoor = 'flexvolume' | 'cli' | 'csi';
 
 export interface DoorRequest {
   door: RecordingDoor;
