@@ -1,11 +1,9 @@
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, posix, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseAllDocuments } from 'yaml';
 import { pluginName } from '../../csi/context.js';
-import { socketPathOf } from '../../csi/endpoint.js';
 import { DRIVER_NAMES, DRIVER_TRAITS, type DriverName } from '../../drivers/catalog.js';
 import { EBS_OPTION_SPECS } from '../../drivers/ebs/options.js';
 import { EFS_OPTION_SPECS } from '../../drivers/efs/options.js';
@@ -14,6 +12,20 @@ import { NFS_OPTION_SPECS } from '../../drivers/nfs/options.js';
 import { buildCli } from '../../src/cli/main.js';
 import { loadConfig } from '../../src/config.js';
 import { type OptionSpecs, parseOptions } from '../../src/core/options.js';
+import {
+  argValue,
+  CSI_DEPLOY,
+  csiBundles,
+  type Doc,
+  isStowage,
+  parseFile,
+  sidecarOf,
+  socketOf,
+  stowageArgv,
+  VERSION,
+  volumePath,
+  workloads,
+} from './csi-manifests.js';
 
 /**
  * deploy/kubernetes/csi is what a cluster runs: each driver's kustomization (its CSIDriver,
@@ -21,9 +33,7 @@ import { type OptionSpecs, parseOptions } from '../../src/core/options.js';
  * cross-references checked, so that a typo in a name, a path, a flag or an image fails CI
  * instead of a cluster. What each check stands for is in docs/csi.md.
  */
-const ROOT = join(import.meta.dirname, '..', '..');
-const CSI = join(ROOT, 'deploy', 'kubernetes', 'csi');
-const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+const CSI = CSI_DEPLOY;
 const KUBELET_DIR = '/var/lib/kubelet';
 const NAMESPACE = 'stowage-system';
 const SPECS: Record<DriverName, OptionSpecs> = {
@@ -41,85 +51,6 @@ const SIDECAR_ROLES: Record<string, string | undefined> = {
   'csi-node-driver-registrar': undefined,
   livenessprobe: undefined,
 };
-const SIDECAR_IMAGE = /^registry\.k8s\.io\/sig-storage\/([a-z-]+)(?::v\d+\.\d+\.\d+|@sha256:[0-9a-f]{64})$/;
-
-// biome-ignore lint/suspicious/noExplicitAny: parsed YAML of many kinds, walked by key
-type Doc = Record<string, any>;
-
-function parseFile(file: string): Doc[] {
-  return parseAllDocuments(readFileSync(file, 'utf8'))
-    .map((d) => {
-      expect(d.errors, file).toEqual([]);
-      return d.toJS() as Doc | null;
-    })
-    .filter((d): d is Doc => d !== null);
-}
-
-/** The objects a kustomization's resources make (files and, recursively, directories). */
-function kustomize(dir: string): Doc[] {
-  const [k] = parseFile(join(dir, 'kustomization.yaml'));
-  expect(k?.kind, dir).toBe('Kustomization');
-  return (k!.resources as string[]).flatMap((r) => {
-    const path = join(dir, r);
-    return statSync(path).isDirectory() ? kustomize(path) : parseFile(path);
-  });
-}
-
-function argValue(args: string[], flag: string): string | undefined {
-  for (let i = 0; i < args.length; i++) {
-    if (args[i] === flag) return args[i + 1];
-    if (args[i]!.startsWith(`${flag}=`)) return args[i]!.slice(flag.length + 1);
-  }
-  return undefined;
-}
-
-interface Workload {
-  kind: 'Deployment' | 'DaemonSet';
-  name: string;
-  pod: Doc;
-  containers: Doc[];
-}
-
-function workloads(all: Doc[]): Workload[] {
-  return all
-    .filter((d) => d.kind === 'Deployment' || d.kind === 'DaemonSet')
-    .map((d) => ({
-      kind: d.kind,
-      name: d.metadata.name,
-      pod: d.spec.template.spec,
-      containers: [...(d.spec.template.spec.initContainers ?? []), ...d.spec.template.spec.containers],
-    }));
-}
-
-const isStowage = (c: Doc) => String(c.image).startsWith('stowage:');
-const sidecarOf = (c: Doc) => SIDECAR_IMAGE.exec(c.image)?.[1];
-
-/** Where a path inside a container lies: the pod volume mounted above it and the rest of the path. */
-function volumePath(c: Doc, path: string): { volume: string; rest: string } | undefined {
-  const mounts = ((c.volumeMounts ?? []) as Doc[])
-    .filter((m) => path === m.mountPath || path.startsWith(`${String(m.mountPath).replace(/\/$/, '')}/`))
-    .sort((a, b) => b.mountPath.length - a.mountPath.length);
-  const m = mounts[0];
-  return m ? { volume: m.name, rest: posix.relative(m.mountPath, path) } : undefined;
-}
-
-/** The socket a container talks to: stowage's --endpoint, a sidecar's --csi-address. */
-function socketOf(c: Doc): string | undefined {
-  const args: string[] = c.args ?? [];
-  if (isStowage(c)) {
-    const endpoint = argValue(args, '--endpoint');
-    return endpoint === undefined ? undefined : socketPathOf(endpoint);
-  }
-  return argValue(args, '--csi-address');
-}
-
-/** stowage's argv split into global flags, the command, and the command's flags. */
-function stowageArgv(c: Doc): { globals: string[]; command: string; flags: string[] } {
-  const args: string[] = c.args;
-  let i = 0;
-  while (args[i]?.startsWith('-')) i += 2; // every global flag of stowage takes a value
-  return { globals: args.slice(0, i), command: args[i]!, flags: args.slice(i + 1) };
-}
 
 function flagNames(args: string[]): string[] {
   return args.filter((a) => a.startsWith('--')).map((a) => a.split('=')[0]!);
@@ -130,10 +61,7 @@ const csiCommand = cli.commands.find((c) => c.name() === 'csi')!;
 const GLOBAL_FLAGS = cli.options.map((o) => o.long);
 const CSI_FLAGS = csiCommand.options.map((o) => o.long);
 
-const bundles = Object.fromEntries(DRIVER_NAMES.map((d) => [d, kustomize(join(CSI, d))])) as Record<
-  DriverName,
-  Doc[]
->;
+const bundles = csiBundles();
 
 describe('deploy/kubernetes/csi layout', () => {
   it('has a folder per driver, plus common', () => {
