@@ -89,6 +89,12 @@ describe.each(DRIVER_NAMES)('the %s CSI plugin', (driver) => {
   const loads = workloads(all);
   const byKind = (kind: string) => all.filter((d) => d.kind === kind);
 
+  it('makes stowage-system a namespace where privileged pods are admitted', () => {
+    const ns = byKind('Namespace');
+    expect(ns.map((d) => d.metadata.name)).toEqual([NAMESPACE]);
+    expect(ns[0]!.metadata.labels?.['pod-security.kubernetes.io/enforce']).toBe('privileged');
+  });
+
   it('puts every namespaced object in stowage-system', () => {
     const clusterScoped = new Set([
       'Namespace',
