@@ -6,6 +6,7 @@ import {
   CreateVolumeCommand,
   DeleteSnapshotCommand,
   DescribeSnapshotsCommand,
+  type DescribeSnapshotsCommandInput,
   DescribeVolumesCommand,
   EC2Client,
   EC2ServiceException,
@@ -152,7 +153,7 @@ describe('FakeEc2 snapshots through the real SDK', () => {
     const sa = (await snapshotWithTags(ec2, a, { 'stowage:snapshot-name': 'one' })).SnapshotId;
     const sb = (await snapshotWithTags(ec2, b, { 'stowage:snapshot-name': 'two', env: 'x' })).SnapshotId;
     fake.addSnapshot({ snapshotId: 'snap-0aaaaaaaaaaaaaaa1', sizeGiB: 1, tags: { env: 'x' } });
-    const ids = async (input: ConstructorParameters<typeof DescribeSnapshotsCommand>[0]) =>
+    const ids = async (input: DescribeSnapshotsCommandInput) =>
       ((await ec2.send(new DescribeSnapshotsCommand(input))).Snapshots ?? []).map((s) => s.SnapshotId).sort();
 
     expect(await ids({ Filters: [{ Name: 'tag:stowage:snapshot-name', Values: ['two'] }] })).toEqual([sb]);
