@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
-import { StowageError } from '../base/errors.js';
+import { pollUntil } from '../base/backoff.js';
+import { StowageError, toStowageError } from '../base/errors.js';
 import type { VolumeRecord } from '../state/store.js';
 import type { SnapshotOps, VolumeSnapshot } from './driver.js';
 import type { VolumeLocks } from './locks.js';
@@ -16,6 +17,12 @@ export interface SnapshotDeps {
 
 /** A snapshot name's limit: CSI's for a name, and well inside EBS's 256 characters of a tag value. */
 export const MAX_SNAPSHOT_NAME_LENGTH = 128;
+
+/**
+ * How long a new snapshot is looked for by name before the lock is let go (EC2 lists a snapshot a
+ * moment after CreateSnapshot answers).
+ */
+export const LISTED_WAIT_MS = 15_000;
 
 /** details.reason of a page token this process did not hand out (CSI answers ABORTED). */
 export const INVALID_PAGE_TOKEN = 'invalid-page-token';
@@ -71,6 +78,7 @@ export class VolumeSnapshots {
         { op: 'snapshot', volume, driver: driverName, snapshot: made.id, name },
         'snapshot started',
       );
+      await this.untilListed(ops, made, volume);
       return made;
     });
   }
@@ -136,6 +144,32 @@ export class VolumeSnapshots {
     return last && served.length < rest.length
       ? { snapshots: served, nextToken: encodeToken(last) }
       : { snapshots: served };
+  }
+
+  /**
+   * Holds the volume's lock until a look-up by name finds the new snapshot, so that a repeated
+   * request (the CO retries when an answer is late) answers it instead of taking a second one.
+   * Past the deadline, or when the look-up fails, the snapshot is answered all the same: it
+   * exists, and failing the request would make the CO ask for another.
+   */
+  private async untilListed(ops: SnapshotOps, made: VolumeSnapshot, volume: string): Promise<void> {
+    try {
+      await pollUntil(
+        async () =>
+          (await ops.list({ name: made.name ?? '' })).some((s) => s.id === made.id) ? true : undefined,
+        {
+          timeoutMs: LISTED_WAIT_MS,
+          initialDelayMs: 50,
+          maxDelayMs: 1000,
+          what: `snapshot ${made.id} to be listed`,
+        },
+      );
+    } catch (err) {
+      this.d.log.warn(
+        { op: 'snapshot', volume, snapshot: made.id, err: toStowageError(err, 'snapshot look-up').message },
+        'the new snapshot is not listed by name yet; a repeated request now could take a second one',
+      );
+    }
   }
 
   private opsOf(driverName: string): SnapshotOps {

@@ -53,6 +53,14 @@ describe('create', () => {
     expect(mem.calls.filter((c) => c === 'create')).toHaveLength(1);
   });
 
+  it('holds the lock until the storage lists the new snapshot: a repeat right after takes no second one', async () => {
+    mem.listLag = 3; // listed only from the fourth look-up on, as EC2 lists a snapshot late
+    const first = await snaps().create('snapdisk', 'db', 'nightly');
+    const again = await snaps().create('snapdisk', 'db', 'nightly');
+    expect(again.id).toBe(first.id);
+    expect(mem.all.size).toBe(1);
+  });
+
   it('the same name for another volume is CONFLICT, and nothing is taken', async () => {
     const first = await snaps().create('snapdisk', 'db', 'nightly');
     const err = await failure(snaps().create('snapdisk', 'web', 'nightly'));

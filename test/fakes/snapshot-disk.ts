@@ -24,6 +24,10 @@ export class MemorySnapshots implements SnapshotOps {
     this.failures.push({ op, error });
   }
 
+  /** The storage lists a new snapshot only after `calls` more list calls (eventual consistency). */
+  listLag = 0;
+  private readonly hiddenFor = new Map<string, number>();
+
   /** A snapshot the storage has that stowage did not take. */
   addForeign(): string {
     const id = this.newId();
@@ -50,6 +54,7 @@ export class MemorySnapshots implements SnapshotOps {
       state: 'pending',
     };
     this.all.set(id, s);
+    if (this.listLag > 0) this.hiddenFor.set(id, this.listLag);
     return { ...s };
   }
 
@@ -66,8 +71,14 @@ export class MemorySnapshots implements SnapshotOps {
 
   async list(filter: { volume?: string; name?: string }): Promise<VolumeSnapshot[]> {
     this.enter('list');
+    const hidden = new Set<string>();
+    for (const [id, left] of this.hiddenFor) {
+      hidden.add(id);
+      if (left <= 1) this.hiddenFor.delete(id);
+      else this.hiddenFor.set(id, left - 1);
+    }
     return [...this.all.values()]
-      .filter((s) => s.name !== undefined)
+      .filter((s) => s.name !== undefined && !hidden.has(s.id))
       .filter((s) => filter.volume === undefined || s.volume === filter.volume)
       .filter((s) => filter.name === undefined || s.name === filter.name)
       .reverse() // the storage's order is not the core's: the core sorts
