@@ -281,7 +281,7 @@ export class SdkEc2 implements Ec2Api {
 
   async findSnapshots(query: SnapshotQuery): Promise<Ec2Snapshot[]> {
     const filters = [
-      ...Object.entries(query.tags ?? {}).map(([k, v]) => ({ Name: `tag:${k}`, Values: [v] })),
+      ...Object.entries(query.tags ?? {}).map(([k, v]) => ({ Name: `tag:${k}`, Values: [literal(v)] })),
       ...(query.tagKeys?.length ? [{ Name: 'tag-key', Values: query.tagKeys }] : []),
     ];
     const input: DescribeSnapshotsCommandInput = {
@@ -407,6 +407,11 @@ function deviceNameInUse(err: unknown): StowageError | undefined {
     retryable: err.retryable,
     details: { ...err.details, reason: DEVICE_NAME_IN_USE },
   });
+}
+
+/** A filter value that matches only itself: EC2 reads `*` and `?` as wildcards, `\\` as an escape. */
+function literal(value: string): string {
+  return value.replace(/[\\*?]/g, (c) => `\\${c}`);
 }
 
 function toSnapshot(s: Snapshot): Ec2Snapshot {

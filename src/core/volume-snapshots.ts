@@ -57,7 +57,8 @@ export class VolumeSnapshots {
     const ops = this.opsOf(driverName);
     return this.d.locks.withLock(volume, 'snapshot', async () => {
       const vol = await this.d.requireReady(driverName, volume);
-      const [existing] = await ops.list({ name });
+      // Exactly this name (a storage's look-up may match more loosely).
+      const [existing] = (await ops.list({ name })).filter((s) => s.name === name);
       if (existing) {
         if (existing.volume !== volume) {
           throw new StowageError(

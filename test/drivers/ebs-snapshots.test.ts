@@ -95,6 +95,16 @@ describe('EbsSnapshots', () => {
     expect(call?.params).toMatchObject({ 'Owner.1': 'self', MaxResults: '1000' });
   });
 
+  it('a name with wildcard characters finds only itself', async () => {
+    const db = await volume('db');
+    const star = await ops.create(db, 'nightly*');
+    await ops.create(db, 'nightly-1');
+    const q = await ops.create(db, 'a?c\\');
+    await ops.create(db, 'abc\\');
+    expect((await ops.list({ name: 'nightly*' })).map((s) => s.id)).toEqual([star.id]);
+    expect((await ops.list({ name: 'a?c\\' })).map((s) => s.id)).toEqual([q.id]);
+  });
+
   it('get: a snapshot by id (a foreign one without name or volume); unknown and malformed ids are none', async () => {
     fake.addSnapshot({ snapshotId: 'snap-0aaaaaaaaaaaaaaa1', sizeGiB: 2 });
     expect(await ops.get('snap-0aaaaaaaaaaaaaaa1')).toEqual({

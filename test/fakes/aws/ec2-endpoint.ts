@@ -466,13 +466,15 @@ function filters(params: Params): Filter[] {
   }));
 }
 
-/** EC2 filter values may use `*` and `?` wildcards. */
+/** EC2 filter values may use `*` and `?` wildcards; a backslash makes the next character literal. */
 function globMatch(pattern: string, value: string): boolean {
-  if (!/[*?]/.test(pattern)) return pattern === value;
-  const re = pattern
-    .split('')
-    .map((c) => (c === '*' ? '.*' : c === '?' ? '.' : escapeRegExp(c)))
-    .join('');
+  if (!/[*?\\]/.test(pattern)) return pattern === value;
+  let re = '';
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i] ?? '';
+    if (c === '\\' && i + 1 < pattern.length) re += escapeRegExp(pattern[++i] ?? '');
+    else re += c === '*' ? '.*' : c === '?' ? '.' : escapeRegExp(c);
+  }
   return new RegExp(`^${re}$`, 's').test(value);
 }
 
