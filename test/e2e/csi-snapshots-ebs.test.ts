@@ -136,7 +136,16 @@ describe('CSI snapshots of EBS volumes', () => {
       await writeFile(join(dir, 'marker'), MARKER);
       await execa('sync', ['-f', join(dir, 'marker')]);
     });
-    const req = { sourceVolumeId: 'csi-snap-src', name: 'snapshot-0f1e2d3c' };
+    const req = {
+      sourceVolumeId: 'csi-snap-src',
+      name: 'snapshot-0f1e2d3c',
+      // What csi-snapshotter adds with --extra-create-metadata (deploy/kubernetes/csi/ebs).
+      parameters: {
+        'csi.storage.k8s.io/volumesnapshot/name': 'db-nightly',
+        'csi.storage.k8s.io/volumesnapshot/namespace': 'default',
+        'csi.storage.k8s.io/volumesnapshotcontent/name': 'snapcontent-0f1e2d3c',
+      },
+    };
     const first = (await call('CreateSnapshot', req)).snapshot;
     snapshotId = first.snapshotId;
     expect(snapshotId).toMatch(/^snap-/);
