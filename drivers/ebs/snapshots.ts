@@ -17,9 +17,14 @@ const SNAPSHOT_ID = /^snap-[0-9a-f]{8,17}$/;
 export class EbsSnapshots implements SnapshotOps {
   constructor(private readonly ec2: Ec2Api) {}
 
+  sourceIdOf(volume: VolumeRecord): string | undefined {
+    const id = volume.fields.volumeId;
+    return typeof id === 'string' ? id : undefined;
+  }
+
   async create(volume: VolumeRecord, name: string): Promise<VolumeSnapshot> {
-    const volumeId = volume.fields.volumeId;
-    if (typeof volumeId !== 'string') {
+    const volumeId = this.sourceIdOf(volume);
+    if (volumeId === undefined) {
       throw new StowageError('INTERNAL', `volume ${volume.name} has no EBS volume id recorded`);
     }
     const made = await this.ec2.createSnapshot(
@@ -61,6 +66,7 @@ function view(s: Ec2Snapshot): VolumeSnapshot {
     id: s.id,
     ...(name === undefined ? {} : { name }),
     ...(volume === undefined ? {} : { volume }),
+    ...(s.volumeId === '' ? {} : { sourceId: s.volumeId }),
     sizeBytes: s.sizeGiB * GiB,
     createdAt: s.startTime,
     // recoverable/recovering: in the Recycle Bin, not usable until restored.

@@ -148,6 +148,8 @@ export interface VolumeSnapshot {
   name?: string;
   /** The stowage volume it was taken of; undefined for a snapshot stowage did not take. */
   volume?: string;
+  /** The storage's id of the volume it was taken of (EBS: vol-…), which a volume made again anew lacks. */
+  sourceId?: string;
   sizeBytes: number;
   createdAt: Date;
   /** complete: a volume can be made from it; failed: the storage gave up on it (it holds nothing). */
@@ -168,6 +170,8 @@ export interface SnapshotOps {
   get(id: string): Promise<VolumeSnapshot | undefined>;
   /** Snapshots stowage took, only those of `volume` / under `name` when given. */
   list(filter: { volume?: string; name?: string }): Promise<VolumeSnapshot[]>;
+  /** The storage's id of the volume (what a snapshot of it has as `sourceId`). */
+  sourceIdOf(volume: VolumeRecord): string | undefined;
 }
 
 export interface DoctorCheck {

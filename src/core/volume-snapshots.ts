@@ -66,6 +66,15 @@ export class VolumeSnapshots {
             `snapshot name ${JSON.stringify(name)} is taken by ${existing.id}, a snapshot of volume ${existing.volume ?? '?'}; choose another name`,
           );
         }
+        // The same name, but the volume was removed and made again since: that snapshot holds the
+        // old volume's data, and answering it as this one's would be a surprise.
+        const source = ops.sourceIdOf(vol);
+        if (existing.sourceId !== undefined && source !== undefined && existing.sourceId !== source) {
+          throw new StowageError(
+            'CONFLICT',
+            `snapshot name ${JSON.stringify(name)} is taken by ${existing.id}, a snapshot of an earlier volume ${volume} (${existing.sourceId}; this one is ${source}); choose another name`,
+          );
+        }
         if (existing.state === 'failed') {
           throw new StowageError(
             'INTERNAL',

@@ -69,6 +69,16 @@ describe('create', () => {
     expect(mem.all.size).toBe(1);
   });
 
+  it('the same name for a volume made again under the same name is CONFLICT: the snapshot holds the old data', async () => {
+    const old = await snaps().create('snapdisk', 'db', 'nightly');
+    await t.manager.remove('snapdisk', 'db');
+    await t.manager.create('snapdisk', 'db', {});
+    const err = await failure(snaps().create('snapdisk', 'db', 'nightly'));
+    expect(err.code).toBe('CONFLICT');
+    expect(err.message).toContain(`taken by ${old.id}, a snapshot of an earlier volume db`);
+    expect(mem.all.size).toBe(1);
+  });
+
   it('refuses an unknown volume (NOT_FOUND), one of another driver, a bad name, a driver without snapshots', async () => {
     expect((await failure(snaps().create('snapdisk', 'nope', 'n'))).code).toBe('NOT_FOUND');
     await t.manager.create('local', 'loc', {});

@@ -62,7 +62,14 @@ describe('EbsSnapshots', () => {
   it("tags a new snapshot with its name (also as Name) and its volume's name; pending, then complete", async () => {
     const db = await volume('db', 4);
     const made = await ops.create(db, 'nightly');
-    expect(made).toMatchObject({ name: 'nightly', volume: 'db', sizeBytes: 4 * GiB, state: 'pending' });
+    expect(made).toMatchObject({
+      name: 'nightly',
+      volume: 'db',
+      sourceId: db.fields.volumeId,
+      sizeBytes: 4 * GiB,
+      state: 'pending',
+    });
+    expect(ops.sourceIdOf(db)).toBe(db.fields.volumeId);
     expect(made.id).toMatch(/^snap-/);
     expect(fake.snapshot(made.id)).toMatchObject({
       volumeId: db.fields.volumeId,
@@ -109,6 +116,7 @@ describe('EbsSnapshots', () => {
     fake.addSnapshot({ snapshotId: 'snap-0aaaaaaaaaaaaaaa1', sizeGiB: 2 });
     expect(await ops.get('snap-0aaaaaaaaaaaaaaa1')).toEqual({
       id: 'snap-0aaaaaaaaaaaaaaa1',
+      sourceId: 'vol-ffffffff', // what EC2 shows for a snapshot copied from elsewhere
       sizeBytes: 2 * GiB,
       createdAt: expect.any(Date),
       state: 'complete',

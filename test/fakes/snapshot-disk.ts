@@ -49,6 +49,7 @@ export class MemorySnapshots implements SnapshotOps {
       id,
       name,
       volume: volume.name,
+      sourceId: this.sourceIdOf(volume),
       sizeBytes: Number(volume.fields.sizeGiB ?? 1) * GiB,
       createdAt: this.nextTime(),
       state: 'pending',
@@ -56,6 +57,10 @@ export class MemorySnapshots implements SnapshotOps {
     this.all.set(id, s);
     if (this.listLag > 0) this.hiddenFor.set(id, this.listLag);
     return { ...s };
+  }
+
+  sourceIdOf(volume: VolumeRecord): string {
+    return String(volume.fields.diskId);
   }
 
   async delete(id: string): Promise<void> {
@@ -106,6 +111,7 @@ export class MemorySnapshots implements SnapshotOps {
 /** A driver with disks that need no attach or mount in these tests, and snapshots in memory. */
 export function snapshotDisk(name = 'snapdisk'): { driver: Driver; snapshots: MemorySnapshots } {
   const snapshots = new MemorySnapshots();
+  let disks = 0;
   const driver: Driver = {
     name,
     scope: 'global',
@@ -114,7 +120,12 @@ export function snapshotDisk(name = 'snapdisk'): { driver: Driver; snapshots: Me
     optionSpecs: {},
     snapshots,
     parseOptions: (raw) => parseOptions<Record<string, unknown>>(name, {}, raw, {}),
-    provision: async () => ({ fields: { sizeGiB: 2 }, adopted: false, removePolicy: 'delete' }),
+    // Each Create makes a new disk: a volume removed and made again has another id.
+    provision: async (v) => ({
+      fields: { sizeGiB: 2, diskId: `disk-${v.name}-${++disks}` },
+      adopted: false,
+      removePolicy: 'delete',
+    }),
     destroy: async () => undefined,
     abandon: async () => undefined,
     mountSpec: () => {
