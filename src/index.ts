@@ -10,7 +10,9 @@ export {
   DEVICE_NAME_IN_USE,
   type Ec2Api,
   type Ec2Instance,
+  type Ec2Snapshot,
   type Ec2Volume,
+  type SnapshotQuery,
 } from './cloud/ec2.js';
 export type { Ec2NetworkApi } from './cloud/ec2-network.js';
 export type { EfsAccessPoint, EfsApi, EfsFileSystem, EfsMountTarget } from './cloud/efs.js';
@@ -28,9 +30,11 @@ export type {
   ExpandResult,
   MountSpec,
   ProvisionResult,
+  SnapshotOps,
   StateView,
   Timeouts,
   VolumeInput,
+  VolumeSnapshot,
 } from './core/driver.js';
 export { blockMountSpec } from './core/mount-pipeline.js';
 export {

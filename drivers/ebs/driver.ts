@@ -29,6 +29,7 @@ import { findEbsDevice } from './devices.js';
 import { parseEbsOptions } from './option-rules.js';
 import { EBS_OPTION_SPECS, type EbsOptions } from './options.js';
 import { type Ec2Attachment, madeByStowage, notOurAttachment } from './ownership.js';
+import { EbsSnapshots } from './snapshots.js';
 
 const NAME_ATTEMPTS = 3;
 const GiB = 1024 ** 3;
@@ -50,6 +51,7 @@ export class EbsDriver implements Driver {
   private readonly cloud: CloudClients;
   /** The EC2 operations with their waits; `cloud.ec2` directly only for plain reads. */
   private readonly ebs: EbsCloud;
+  readonly snapshots: EbsSnapshots;
 
   constructor(
     private readonly ctx: DriverContext,
@@ -59,6 +61,7 @@ export class EbsDriver implements Driver {
       throw new StowageError('INTERNAL', 'the ebs driver needs the AWS clients (runtime wiring)');
     this.cloud = ctx.cloud;
     this.ebs = new EbsCloud(ctx.cloud.ec2);
+    this.snapshots = new EbsSnapshots(ctx.cloud.ec2);
   }
 
   parseOptions(raw: Record<string, string>): ParsedOptions<EbsOptions> {

@@ -10,6 +10,7 @@ import { openDaemonRuntime, runDaemon } from './daemon.js';
 import { runDoctor } from './doctor.js';
 import { addFlexvolumeCommands } from './flexvolume.js';
 import { addReadyCommand } from './ready.js';
+import { addSnapshotCommands } from './snapshots.js';
 import { renderTable } from './table.js';
 import { versionLine } from './version.js';
 
@@ -117,6 +118,7 @@ export function buildCli(): Command {
   addClusterCommands(program);
   addFlexvolumeCommands(program);
   addCsiCommand(program);
+  addSnapshotCommands(program);
   addConfigCommand(program);
   addReadyCommand(program);
 

@@ -2,6 +2,7 @@ import type {
   DescribeInstancesCommandInput,
   DescribeSnapshotsCommandInput,
   EC2Client,
+  Snapshot,
   Volume,
   VolumeModification,
   VolumeType,
@@ -43,6 +44,31 @@ export interface Ec2Instance {
   devices: string[];
 }
 
+export type SnapshotState = 'pending' | 'completed' | 'error' | 'recoverable' | 'recovering';
+
+/** An EBS snapshot as DescribeSnapshots and CreateSnapshot show it. */
+export interface Ec2Snapshot {
+  id: string;
+  /** The EC2 volume it was taken of. */
+  volumeId: string;
+  state: SnapshotState;
+  sizeGiB: number;
+  startTime: Date;
+  /** EC2's `NN%`. */
+  progress: string;
+  description: string;
+  tags: Record<string, string>;
+}
+
+/** Which snapshots of this account DescribeSnapshots answers: every condition given must hold. */
+export interface SnapshotQuery {
+  ids?: string[];
+  /** Tags with these values. */
+  tags?: Record<string, string>;
+  /** Tags present, whatever their value. */
+  tagKeys?: string[];
+}
+
 export interface CreateVolumeInput {
   clientToken: string;
   sizeGiB?: number;
@@ -73,6 +99,15 @@ export interface Ec2Api {
   findInstanceByPrivateDnsName(name: string): Promise<Ec2Instance | undefined>;
   describeSnapshot(id: string): Promise<{ id: string; sizeGiB: number } | undefined>;
   findSnapshotByTag(key: string, value: string): Promise<{ id: string; sizeGiB: number } | undefined>;
+  /** Starts a snapshot of the volume (CreateSnapshot): it answers `pending` at once. */
+  createSnapshot(volumeId: string, description: string, tags: Record<string, string>): Promise<Ec2Snapshot>;
+  /** Deletes a snapshot; one already gone is success. */
+  deleteSnapshot(id: string): Promise<void>;
+  /**
+   * This account's snapshots that match, every page of DescribeSnapshots (bounded); unknown ids
+   * are left out rather than failing the whole query.
+   */
+  findSnapshots(query: SnapshotQuery): Promise<Ec2Snapshot[]>;
   /** Starts growing a volume to `sizeGiB` (ModifyVolume); EC2 refuses a smaller size. */
   modifyVolume(id: string, sizeGiB: number): Promise<Ec2VolumeModification>;
   /** The volume's latest modification (DescribeVolumesModifications); undefined when it never had one. */
@@ -80,6 +115,9 @@ export interface Ec2Api {
 }
 
 export type SdkEc2Options = AwsClientOptions;
+
+/** A bound on DescribeSnapshots pages of 1000 (a deadline in calls, not in time). */
+const MAX_SNAPSHOT_PAGES = 20;
 
 /** details.reason of AttachVolume's refusal of a device name the instance already uses. */
 export const DEVICE_NAME_IN_USE = 'device-name-in-use';
@@ -212,6 +250,86 @@ export class SdkEc2 implements Ec2Api {
     });
   }
 
+  async createSnapshot(
+    volumeId: string,
+    description: string,
+    tags: Record<string, string>,
+  ): Promise<Ec2Snapshot> {
+    const out = await this.call(`CreateSnapshot of ${volumeId}`, (c) =>
+      c.client.send(
+        new c.sdk.CreateSnapshotCommand({
+          VolumeId: volumeId,
+          Description: description,
+          TagSpecifications: [
+            { ResourceType: 'snapshot', Tags: Object.entries(tags).map(([Key, Value]) => ({ Key, Value })) },
+          ],
+        }),
+      ),
+    );
+    return toSnapshot(out);
+  }
+
+  async deleteSnapshot(id: string): Promise<void> {
+    try {
+      await this.call(`DeleteSnapshot ${id}`, (c) =>
+        c.client.send(new c.sdk.DeleteSnapshotCommand({ SnapshotId: id })),
+      );
+    } catch (err) {
+      if (!isStowageError(err, 'NOT_FOUND')) throw err;
+    }
+  }
+
+  async findSnapshots(query: SnapshotQuery): Promise<Ec2Snapshot[]> {
+    const filters = [
+      ...Object.entries(query.tags ?? {}).map(([k, v]) => ({ Name: `tag:${k}`, Values: [literal(v)] })),
+      ...(query.tagKeys?.length ? [{ Name: 'tag-key', Values: query.tagKeys }] : []),
+    ];
+    const input: DescribeSnapshotsCommandInput = {
+      // Only this account's: never a stranger's public snapshot that happens to carry our tags.
+      OwnerIds: ['self'],
+      ...(filters.length > 0 ? { Filters: filters } : {}),
+    };
+    if (query.ids?.length) return this.snapshotsById(query.ids, input);
+    const found: Ec2Snapshot[] = [];
+    let token: string | undefined;
+    for (let page = 0; page < MAX_SNAPSHOT_PAGES; page++) {
+      const out = await this.call('DescribeSnapshots', (c) =>
+        c.client.send(
+          new c.sdk.DescribeSnapshotsCommand({
+            ...input,
+            MaxResults: 1000,
+            ...(token ? { NextToken: token } : {}),
+          }),
+        ),
+      );
+      found.push(...(out.Snapshots ?? []).map(toSnapshot));
+      token = out.NextToken;
+      if (!token) return found;
+    }
+    throw new StowageError(
+      'UNAVAILABLE',
+      `DescribeSnapshots still had more pages after ${MAX_SNAPSHOT_PAGES * 1000} snapshots; narrow the query`,
+    );
+  }
+
+  /** By id: EC2 fails the whole call for one unknown id, so an unknown one is asked again alone. */
+  private async snapshotsById(ids: string[], input: DescribeSnapshotsCommandInput): Promise<Ec2Snapshot[]> {
+    try {
+      const out = await this.call(`DescribeSnapshots ${ids.join(',')}`, (c) =>
+        c.client.send(new c.sdk.DescribeSnapshotsCommand({ ...input, SnapshotIds: ids })),
+      );
+      return (out.Snapshots ?? []).map(toSnapshot);
+    } catch (err) {
+      const unknown =
+        isStowageError(err, 'NOT_FOUND') ||
+        (isStowageError(err) && err.details.awsError === 'InvalidSnapshotID.Malformed');
+      if (!unknown) throw err;
+      if (ids.length === 1) return [];
+      const each = await Promise.all(ids.map((id) => this.snapshotsById([id], input)));
+      return each.flat();
+    }
+  }
+
   async modifyVolume(id: string, sizeGiB: number): Promise<Ec2VolumeModification> {
     const out = await this.call(`ModifyVolume ${id} to ${sizeGiB} GiB`, (c) =>
       c.client.send(new c.sdk.ModifyVolumeCommand({ VolumeId: id, Size: sizeGiB })),
@@ -289,6 +407,24 @@ function deviceNameInUse(err: unknown): StowageError | undefined {
     retryable: err.retryable,
     details: { ...err.details, reason: DEVICE_NAME_IN_USE },
   });
+}
+
+/** A filter value that matches only itself: EC2 reads `*` and `?` as wildcards, `\\` as an escape. */
+function literal(value: string): string {
+  return value.replace(/[\\*?]/g, (c) => `\\${c}`);
+}
+
+function toSnapshot(s: Snapshot): Ec2Snapshot {
+  return {
+    id: s.SnapshotId ?? '',
+    volumeId: s.VolumeId ?? '',
+    state: (s.State ?? 'pending') as SnapshotState,
+    sizeGiB: s.VolumeSize ?? 0,
+    startTime: s.StartTime ?? new Date(0),
+    progress: s.Progress ?? '',
+    description: s.Description ?? '',
+    tags: Object.fromEntries((s.Tags ?? []).map((t) => [t.Key ?? '', t.Value ?? ''])),
+  };
 }
 
 function toModification(m: VolumeModification, id: string): Ec2VolumeModification {

@@ -140,6 +140,40 @@ export interface AttachTarget {
   identity: Record<string, unknown>;
 }
 
+/** A snapshot of a volume, as every door shows it (CSI's Snapshot, `stowage snapshots ls`). */
+export interface VolumeSnapshot {
+  /** The storage's own id (EBS: snap-…): the handle every door passes back. */
+  id: string;
+  /** The name it was taken under; undefined for a snapshot stowage did not take. */
+  name?: string;
+  /** The stowage volume it was taken of; undefined for a snapshot stowage did not take. */
+  volume?: string;
+  /** The storage's id of the volume it was taken of (EBS: vol-…), which a volume made again anew lacks. */
+  sourceId?: string;
+  sizeBytes: number;
+  createdAt: Date;
+  /** complete: a volume can be made from it; failed: the storage gave up on it (it holds nothing). */
+  state: 'pending' | 'complete' | 'failed';
+}
+
+/**
+ * A driver's snapshots (EBS), kept by the storage itself: the name and the source volume travel
+ * with the snapshot (EBS tags), so no store record is needed to find one again. The core decides
+ * what is stowage's and what a repeated request means (src/core/volume-snapshots.ts).
+ */
+export interface SnapshotOps {
+  /** Starts a snapshot of the volume under `name` (it may be `pending` for a while). */
+  create(volume: VolumeRecord, name: string): Promise<VolumeSnapshot>;
+  /** Deletes it; one already gone is success. */
+  delete(id: string): Promise<void>;
+  /** The snapshot with this id, stowage's or not; undefined when there is none. */
+  get(id: string): Promise<VolumeSnapshot | undefined>;
+  /** Snapshots stowage took, only those of `volume` / under `name` when given. */
+  list(filter: { volume?: string; name?: string }): Promise<VolumeSnapshot[]>;
+  /** The storage's id of the volume (what a snapshot of it has as `sourceId`). */
+  sourceIdOf(volume: VolumeRecord): string | undefined;
+}
+
 export interface DoctorCheck {
   name: string;
   ok: boolean;
@@ -211,6 +245,8 @@ export interface Driver {
    * grown separately, on the host that uses it (VolumeManager.growFilesystem).
    */
   expand?(volume: VolumeRecord, newSizeBytes: number): Promise<ExpandResult>;
+  /** Point-in-time copies of volumes, for drivers whose storage makes them (ebs). */
+  readonly snapshots?: SnapshotOps;
   /** Driver facts for Get's Status and `volumes inspect`. */
   describe(volume: VolumeRecord): Record<string, unknown>;
   doctor?(): Promise<DoctorCheck[]>;

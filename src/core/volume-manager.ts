@@ -24,6 +24,7 @@ import { validateVolumeName } from './names.js';
 import { Publisher, type PublishRequest } from './publisher.js';
 import type { DriverRegistry } from './registry.js';
 import { VolumeResizer } from './volume-resizer.js';
+import { VolumeSnapshots } from './volume-snapshots.js';
 
 export interface VolumeManagerDeps {
   host: string;
@@ -75,6 +76,9 @@ export class VolumeManager {
 
   private readonly publisher: Publisher;
 
+  /** Snapshots of volumes (drivers with SnapshotOps: ebs): take, list, show, delete. */
+  readonly snapshots: VolumeSnapshots;
+
   constructor(private readonly d: VolumeManagerDeps) {
     this.attacher = new Attacher(d.store, d.host, d.takeOverGone ?? false);
     this.resizer = new VolumeResizer({
@@ -92,6 +96,10 @@ export class VolumeManager {
       mountHere: (vol, driver, id, log) => this.mountHere(vol, driver, id, log),
       releaseHere: (vol, id, log) => this.releaseHere(vol, id, log),
       begin: (volume, op, details) => this.begin(volume, op, details),
+    });
+    this.snapshots = new VolumeSnapshots({
+      ...d,
+      requireReady: (driverName, name) => this.requireReady(driverName, name),
     });
   }
 

@@ -4,7 +4,7 @@ import { execa } from 'execa';
 import { pino } from 'pino';
 import { expect } from 'vitest';
 import { ebsDriver } from '../../drivers/ebs/index.js';
-import { type CreateVolumeInput, type Ec2Api, SdkEc2 } from '../../src/cloud/ec2.js';
+import { type CreateVolumeInput, type Ec2Api, SdkEc2, type SnapshotQuery } from '../../src/cloud/ec2.js';
 import { StaticIdentity } from '../../src/cloud/imds.js';
 import type { Driver } from '../../src/core/driver.js';
 import type { HostRecord, MountRecord } from '../../src/state/store.js';
@@ -83,6 +83,17 @@ export class RecordingEc2 implements Ec2Api {
   }
   findSnapshotByTag(key: string, value: string) {
     return this.rec('findSnapshotByTag', [key, value], () => this.sdk.findSnapshotByTag(key, value));
+  }
+  createSnapshot(volumeId: string, description: string, tags: Record<string, string>) {
+    return this.rec('createSnapshot', [volumeId, description, tags], () =>
+      this.sdk.createSnapshot(volumeId, description, tags),
+    );
+  }
+  deleteSnapshot(id: string) {
+    return this.rec('deleteSnapshot', [id], () => this.sdk.deleteSnapshot(id));
+  }
+  findSnapshots(query: SnapshotQuery) {
+    return this.rec('findSnapshots', [query], () => this.sdk.findSnapshots(query));
   }
   modifyVolume(id: string, sizeGiB: number) {
     return this.rec('modifyVolume', [id, sizeGiB], () => this.sdk.modifyVolume(id, sizeGiB));

@@ -28,6 +28,11 @@ import { FakeNetwork } from './network.js';
  * (from then on the new size is usable: the image file has grown and each loop device over it
  * has been told with `losetup -c`; no reply says `optimizing` before that), then `completed`.
  * DescribeVolumes reports the new size from the ModifyVolume on, as EC2 does.
+ *
+ * CreateSnapshot takes a snapshot of a volume: `pending` for the `snapshot` delay (its progress
+ * growing meanwhile), then `completed`; with blockDevices its contents are the volume's image file
+ * as it was at the CreateSnapshot (the bytes a volume made from it gets). A volume cannot be made
+ * from a snapshot that is not `completed` yet. DeleteSnapshot forgets it (and its image).
  */
 
 export const EC2_XMLNS = 'http://ec2.amazonaws.com/doc/2016-11-15/';
@@ -116,7 +121,14 @@ export interface FakeEc2BlockDevices {
 /** How an instance's kernel names an attached EBS disk. */
 export type FakeDeviceNaming = 'requested' | 'xen' | 'nvme';
 
-export type FakeEc2Transition = 'create' | 'delete' | 'attach' | 'detach' | 'modify' | 'optimize';
+export type FakeEc2Transition =
+  | 'create'
+  | 'delete'
+  | 'attach'
+  | 'detach'
+  | 'modify'
+  | 'optimize'
+  | 'snapshot';
 
 export interface FakeEc2Options {
   /** How long creating/deleting/attaching/detaching last (default 50 ms). */
@@ -162,6 +174,25 @@ export interface FakeSnapshotSpec {
   description?: string;
   /** Default now: which of several snapshots with one tag is the newest. */
   startTime?: Date;
+  /** The volume it was taken of (default vol-ffffffff, as EC2 shows for copied snapshots). */
+  volumeId?: string;
+  /** Default completed. */
+  state?: FakeSnapshotState;
+}
+
+export type FakeSnapshotState = 'pending' | 'completed' | 'error';
+
+/** A snapshot as it is now (see FakeEc2.snapshot). */
+export interface FakeSnapshot {
+  snapshotId: string;
+  volumeId: string;
+  state: FakeSnapshotState;
+  sizeGiB: number;
+  tags: Record<string, string>;
+  description: string;
+  startTime: Date;
+  /** The file holding its contents (blockDevices), if any. */
+  image?: string;
 }
 
 export interface FakeEc2Failure {
@@ -334,11 +365,17 @@ interface InstanceRec {
 
 interface SnapshotRec {
   readonly snapshotId: string;
+  readonly volumeId: string;
   readonly sizeGiB: number;
   readonly tags: Tag[];
-  readonly image?: string;
+  image?: string;
+  /** The image is the fake's own copy of a volume (deleted with the snapshot), not a test's file. */
+  readonly ownImage: boolean;
   readonly description: string;
   readonly startTime: Date;
+  /** When it becomes `completed` (Infinity: never; see `failed`). */
+  readonly completedAt: number;
+  readonly failed: boolean;
 }
 
 interface VolumeTypeRule {
@@ -374,6 +411,7 @@ const THROTTLING_CODES = new Set([
 const DEVICE_NAME = /^\/dev\/(sd|xvd)[a-z]{1,2}\d*$/;
 const VOLUME_ID = /^vol-[0-9a-f]{8,17}$/;
 const INSTANCE_ID = /^i-[0-9a-f]{8,17}$/;
+const SNAPSHOT_ID = /^snap-[0-9a-f]{8,17}$/;
 
 function defaultStatus(code: string): number {
   if (THROTTLING_CODES.has(code)) return 503;
@@ -428,13 +466,15 @@ function filters(params: Params): Filter[] {
   }));
 }
 
-/** EC2 filter values may use `*` and `?` wildcards. */
+/** EC2 filter values may use `*` and `?` wildcards; a backslash makes the next character literal. */
 function globMatch(pattern: string, value: string): boolean {
-  if (!/[*?]/.test(pattern)) return pattern === value;
-  const re = pattern
-    .split('')
-    .map((c) => (c === '*' ? '.*' : c === '?' ? '.' : escapeRegExp(c)))
-    .join('');
+  if (!/[*?\\]/.test(pattern)) return pattern === value;
+  let re = '';
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i] ?? '';
+    if (c === '\\' && i + 1 < pattern.length) re += escapeRegExp(pattern[++i] ?? '');
+    else re += c === '*' ? '.*' : c === '?' ? '.' : escapeRegExp(c);
+  }
   return new RegExp(`^${re}$`, 's').test(value);
 }
 
@@ -457,6 +497,29 @@ function tagCandidates(name: string, tags: Tag[]): string[] | undefined {
   if (name === 'tag-key') return tags.map((t) => t.key);
   if (name === 'tag-value') return tags.map((t) => t.value);
   return undefined;
+}
+
+/** The tags of `TagSpecification.N` for the one resource type the operation makes. */
+function tagSpecifications(p: Params, resourceType: string): Tag[] {
+  const tags: Tag[] = [];
+  for (const spec of structList(p, 'TagSpecification')) {
+    if (spec.ResourceType !== resourceType) {
+      throw new Ec2ApiError(
+        'InvalidParameterValue',
+        `'${spec.ResourceType ?? ''}' is not a valid taggable resource type for this operation.`,
+      );
+    }
+    for (const t of structList(spec, 'Tag')) {
+      if (t.Key === undefined || t.Key === '') {
+        throw new Ec2ApiError('InvalidParameterValue', 'Tag keys must not be empty.');
+      }
+      if (tags.some((x) => x.key === t.Key)) {
+        throw new Ec2ApiError('InvalidParameterValue', `Duplicate tag key '${t.Key}' specified.`);
+      }
+      tags.push({ key: t.Key, value: t.Value ?? '' });
+    }
+  }
+  return tags;
 }
 
 function tagsXml(tags: Tag[]): XmlChild {
@@ -533,6 +596,21 @@ function modState(m: ModificationRec, now: number): ModificationState {
   if (m.failure !== undefined && now >= m.optimizingAt) return 'failed';
   if (now >= m.completedAt) return 'completed';
   return now >= m.optimizingAt ? 'optimizing' : 'modifying';
+}
+
+function snapState(s: SnapshotRec, now: number): FakeSnapshotState {
+  if (s.failed) return 'error';
+  return now >= s.completedAt ? 'completed' : 'pending';
+}
+
+/** EC2's progress text: `0%` … `100%`, by the time elapsed of the snapshot's delay. */
+function snapProgress(s: SnapshotRec, now: number): string {
+  const state = snapState(s, now);
+  if (state === 'completed') return '100%';
+  if (state === 'error') return '0%';
+  const total = s.completedAt - s.startTime.getTime();
+  const done = total <= 0 ? 0 : (now - s.startTime.getTime()) / total;
+  return `${Math.min(99, Math.max(0, Math.floor(done * 100)))}%`;
 }
 
 function volState(v: VolumeRec, now: number): VolumeState {
@@ -621,18 +699,44 @@ export class FakeEc2 {
   }
 
   addSnapshot(spec: FakeSnapshotSpec): void {
-    if (!/^snap-[0-9a-f]{8,17}$/.test(spec.snapshotId)) throw new Error(`bad snapshot id ${spec.snapshotId}`);
+    if (!SNAPSHOT_ID.test(spec.snapshotId)) throw new Error(`bad snapshot id ${spec.snapshotId}`);
     if (spec.image !== undefined && statSync(spec.image).size > spec.sizeGiB * GiB) {
       throw new Error(`snapshot image ${spec.image} is larger than ${spec.sizeGiB} GiB`);
     }
+    const state = spec.state ?? 'completed';
     this.snapshots.set(spec.snapshotId, {
       snapshotId: spec.snapshotId,
+      volumeId: spec.volumeId ?? 'vol-ffffffff',
       sizeGiB: spec.sizeGiB,
       tags: Object.entries(spec.tags ?? {}).map(([key, value]) => ({ key, value })),
       ...(spec.image === undefined ? {} : { image: spec.image }),
+      ownImage: false,
       description: spec.description ?? '',
       startTime: spec.startTime ?? new Date(),
+      completedAt: state === 'completed' ? 0 : Number.POSITIVE_INFINITY,
+      failed: state === 'error',
     });
+  }
+
+  /** The snapshot as it is now (undefined once deleted). */
+  snapshot(snapshotId: string): FakeSnapshot | undefined {
+    const s = this.snapshots.get(snapshotId);
+    if (!s) return undefined;
+    return {
+      snapshotId: s.snapshotId,
+      volumeId: s.volumeId,
+      state: snapState(s, Date.now()),
+      sizeGiB: s.sizeGiB,
+      tags: tagRecord(s.tags),
+      description: s.description,
+      startTime: s.startTime,
+      ...(s.image === undefined ? {} : { image: s.image }),
+    };
+  }
+
+  /** Every snapshot not deleted, as it is now. */
+  get snapshotList(): FakeSnapshot[] {
+    return [...this.snapshots.keys()].map((id) => this.snapshot(id) as FakeSnapshot);
   }
 
   /**
@@ -878,7 +982,9 @@ export class FakeEc2 {
     AttachVolume: (p, now) => this.attachVolume(p, now),
     DetachVolume: (p, now) => this.detachVolume(p, now),
     DescribeInstances: (p, now) => this.describeInstances(p, now),
-    DescribeSnapshots: (p) => this.describeSnapshots(p),
+    CreateSnapshot: (p, now) => this.createSnapshot(p, now),
+    DeleteSnapshot: (p) => this.deleteSnapshot(p),
+    DescribeSnapshots: (p, now) => this.describeSnapshots(p, now),
     DescribeAvailabilityZones: (p) => this.describeAvailabilityZones(p),
     ModifyVolume: (p, now) => this.modifyVolume(p, now),
     DescribeVolumesModifications: (p, now) => this.describeVolumesModifications(p, now),
@@ -931,6 +1037,10 @@ export class FakeEc2 {
       snapshot = this.snapshots.get(p.SnapshotId);
       if (!snapshot) {
         throw new Ec2ApiError('InvalidSnapshot.NotFound', `The snapshot '${p.SnapshotId}' does not exist.`);
+      }
+      const state = snapState(snapshot, now);
+      if (state !== 'completed') {
+        throw new Ec2ApiError('IncorrectState', `Snapshot is in invalid state - ${state}`);
       }
     }
     const size = integer(p, 'Size') ?? snapshot?.sizeGiB;
@@ -995,24 +1105,7 @@ export class FakeEc2 {
         'The parameter KmsKeyId requires the parameter Encrypted to be set.',
       );
     }
-    const tags: Tag[] = [];
-    for (const spec of structList(p, 'TagSpecification')) {
-      if (spec.ResourceType !== 'volume') {
-        throw new Ec2ApiError(
-          'InvalidParameterValue',
-          `'${spec.ResourceType ?? ''}' is not a valid taggable resource type for this operation.`,
-        );
-      }
-      for (const t of structList(spec, 'Tag')) {
-        if (t.Key === undefined || t.Key === '') {
-          throw new Ec2ApiError('InvalidParameterValue', 'Tag keys must not be empty.');
-        }
-        if (tags.some((x) => x.key === t.Key)) {
-          throw new Ec2ApiError('InvalidParameterValue', `Duplicate tag key '${t.Key}' specified.`);
-        }
-        tags.push({ key: t.Key, value: t.Value ?? '' });
-      }
-    }
+    const tags = tagSpecifications(p, 'volume');
 
     const volumeId = hexId('vol');
     const v: VolumeRec = {
@@ -1385,8 +1478,57 @@ export class FakeEc2 {
     ];
   }
 
-  private describeSnapshots(p: Params): XmlChild[] {
+  private async createSnapshot(p: Params, now: number): Promise<XmlChild[]> {
+    const v = this.findVolume(required(p, 'VolumeId'), now);
+    const state = volState(v, now);
+    if (state !== 'available' && state !== 'in-use') {
+      throw new Ec2ApiError('IncorrectState', `The volume '${v.volumeId}' is in the '${state}' state.`);
+    }
+    const description = p.Description ?? '';
+    if (description.length > 255) {
+      throw new Ec2ApiError(
+        'InvalidParameterValue',
+        'Value for parameter description is too long (255 at most).',
+      );
+    }
+    const tags = tagSpecifications(p, 'snapshot');
+    const snapshotId = hexId('snap');
+    const s: SnapshotRec = {
+      snapshotId,
+      volumeId: v.volumeId,
+      sizeGiB: v.sizeGiB,
+      tags,
+      ownImage: true,
+      description,
+      startTime: new Date(now),
+      completedAt: now + this.delay('snapshot'),
+      failed: false,
+    };
+    // The volume's bytes now: what a volume made from this snapshot will hold.
+    if (v.imagePath !== undefined) s.image = await this.copyImage(v.imagePath, `${snapshotId}.img`);
+    this.snapshots.set(snapshotId, s);
+    return this.snapshotXml(s, now);
+  }
+
+  private async deleteSnapshot(p: Params): Promise<XmlChild[]> {
+    const id = required(p, 'SnapshotId');
+    if (!SNAPSHOT_ID.test(id)) {
+      throw new Ec2ApiError('InvalidSnapshotID.Malformed', `Invalid id: "${id}" (expecting "snap-...")`);
+    }
+    const s = this.snapshots.get(id);
+    if (!s) throw new Ec2ApiError('InvalidSnapshot.NotFound', `The snapshot '${id}' does not exist.`);
+    this.snapshots.delete(id);
+    if (s.ownImage && s.image !== undefined) await rm(s.image, { force: true });
+    return [leaf('return', true)];
+  }
+
+  private describeSnapshots(p: Params, now: number): XmlChild[] {
     const ids = scalarList(p, 'SnapshotId');
+    for (const id of ids) {
+      if (!SNAPSHOT_ID.test(id)) {
+        throw new Ec2ApiError('InvalidSnapshotID.Malformed', `Invalid id: "${id}" (expecting "snap-...")`);
+      }
+    }
     const missing = ids.filter((id) => !this.snapshots.has(id));
     if (missing.length > 0) {
       throw new Ec2ApiError(
@@ -1394,6 +1536,10 @@ export class FakeEc2 {
         `The snapshot '${missing.join(', ')}' does not exist.`,
       );
     }
+    // Every snapshot here is this account's: `self` or our id shows them, other owners none.
+    const owners = scalarList(p, 'Owner');
+    if (owners.length > 0 && !owners.some((o) => o === 'self' || o === this.ownerId))
+      return [items('snapshotSet', [])];
     const fs = filters(p);
     const selected = [...this.snapshots.values()].filter((s) => {
       if (ids.length > 0 && !ids.includes(s.snapshotId)) return false;
@@ -1401,8 +1547,12 @@ export class FakeEc2 {
         switch (name) {
           case 'snapshot-id':
             return [s.snapshotId];
+          case 'volume-id':
+            return [s.volumeId];
           case 'status':
-            return ['completed'];
+            return [snapState(s, now)];
+          case 'progress':
+            return [snapProgress(s, now)];
           case 'volume-size':
             return [String(s.sizeGiB)];
           case 'owner-id':
@@ -1418,20 +1568,24 @@ export class FakeEc2 {
     return [
       items(
         'snapshotSet',
-        page.map((s) => [
-          leaf('snapshotId', s.snapshotId),
-          leaf('volumeId', 'vol-ffffffff'),
-          leaf('status', 'completed'),
-          leaf('startTime', s.startTime),
-          leaf('progress', '100%'),
-          leaf('ownerId', this.ownerId),
-          leaf('volumeSize', s.sizeGiB),
-          leaf('description', s.description),
-          leaf('encrypted', false),
-          tagsXml(s.tags),
-        ]),
+        page.map((s) => this.snapshotXml(s, now)),
       ),
       leaf('nextToken', next),
+    ];
+  }
+
+  private snapshotXml(s: SnapshotRec, now: number): XmlChild[] {
+    return [
+      leaf('snapshotId', s.snapshotId),
+      leaf('volumeId', s.volumeId),
+      leaf('status', snapState(s, now)),
+      leaf('startTime', s.startTime),
+      leaf('progress', snapProgress(s, now)),
+      leaf('ownerId', this.ownerId),
+      leaf('volumeSize', s.sizeGiB),
+      leaf('description', s.description),
+      leaf('encrypted', false),
+      tagsXml(s.tags),
     ];
   }
 
@@ -1814,6 +1968,14 @@ export class FakeEc2 {
     } catch (err) {
       this.errors.push(new Error(`fake EC2: growing ${v.volumeId}: ${(err as Error).message}`));
     }
+  }
+
+  /** A sparse copy of an image file under the fake's image directory. */
+  private async copyImage(from: string, name: string): Promise<string> {
+    const bd = this.blockDevices as FakeEc2BlockDevices;
+    const path = join(bd.imageDir, name);
+    await execa('cp', ['--sparse=always', '--', from, path], { timeout: COMMAND_TIMEOUT_MS });
+    return path;
   }
 
   private async makeImage(
