@@ -74,6 +74,7 @@ export class EtcdReadCache {
   private since = new Date().toISOString();
   private reason: string | undefined;
   private loads = 0;
+  private everLive = false;
   private resumes = 0;
   private needLoad = true;
   private closed = false;
@@ -108,6 +109,11 @@ export class EtcdReadCache {
   /** True while reads may be answered from the copy (live, or stale with a copy). */
   get serving(): boolean {
     return this.state === 'live' || (this.state === 'stale' && this.loads > 0);
+  }
+
+  /** True from opening until the cache first goes live or something fails on the way. */
+  get firstLoadPending(): boolean {
+    return this.state === 'loading' && !this.everLive && this.reason === undefined;
   }
 
   get live(): boolean {
@@ -322,6 +328,7 @@ export class EtcdReadCache {
     const was = this.state;
     const reason = this.reason;
     this.setState('live');
+    this.everLive = true;
     if (was === 'stale') {
       this.resumes++;
       this.log('info', 'etcd read cache: the watch is answering again; reads are current', {

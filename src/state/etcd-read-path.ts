@@ -9,7 +9,8 @@ import type { CacheTables } from './etcd-cache-tables.js';
  * - After a write to a cached key at revision R, `wrote(R)` waits (at most `timeoutMs`) until the
  *   cache has applied R, and remembers R as the floor every later read must see.
  * - A read is answered from the cache when it is live and at or past the floor (waiting for it,
- *   bounded, when it is behind); from etcd when the cache is still loading or did not catch up.
+ *   bounded, when it is behind, or for the first load of a store just opened); from etcd when the
+ *   cache did not catch up or is loading again after a failure.
  * - While the cache is stale (etcd stopped answering its watch) reads answer from the last copy
  *   at once, so Get and List keep working through an outage; should this process have written
  *   past that copy, etcd is tried first and the copy is the fallback when etcd is unreachable.
@@ -37,7 +38,12 @@ export class ReadPath {
       }
       return direct();
     }
-    if (!c.serving) return direct();
+    if (!c.serving) {
+      // Just opened: the first load is on its way (a few hundred ms at 10,000 volumes); waiting
+      // for it beats a read of etcd. Once a load failed (etcd down), straight to etcd: it fails fast.
+      if (c.firstLoadPending && (await c.whenLive(this.timeoutMs))) return fromCache(c.tables);
+      return direct();
+    }
     if (c.revision >= this.floor) return fromCache(c.tables);
     try {
       return await direct();
