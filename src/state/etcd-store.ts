@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { IRequestOp } from 'etcd3';
 import { StowageError } from '../base/errors.js';
+import { EtcdBulk, type StoreSnapshot } from './etcd-bulk.js';
 import { EtcdReadCache, type ReadCacheHealth } from './etcd-cache.js';
 import { EtcdConnection, type EtcdStoreOptions } from './etcd-client.js';
 import { EtcdHosts, type HostStatus } from './etcd-hosts.js';
@@ -469,6 +470,26 @@ export class EtcdStore implements StateStore {
     // A lease that cannot be revoked (etcd down) runs out by itself after its TTL.
     await this.conn.run('close', () => this.hosts.stopAll(revoke)).catch(() => undefined);
     this.conn.close();
+  }
+
+  // ---- whole-store copies (`stowage state migrate`) ----
+
+  /** Every host, volume, attachment and mount, read in pages at one revision. */
+  exportAll(): Promise<StoreSnapshot> {
+    return this.bulk().read();
+  }
+
+  /** Writes a snapshot in batched txns (see EtcdBulk.write); volumes are created only if absent. */
+  async importAll(snapshot: StoreSnapshot): Promise<void> {
+    await this.bulk().write(snapshot);
+  }
+
+  private bulk(): EtcdBulk {
+    return new EtcdBulk(
+      this.conn.client,
+      (...segments) => this.k(...segments),
+      (what, fn) => this.run(what, fn),
+    );
   }
 
   // ---- etcd primitives ----
