@@ -10,14 +10,17 @@ type Filter = { driver?: string };
  * The in-memory copy of the volumes, mounts and attachments under a store's prefix, fed key by
  * key (from a load or from watch events) and read by the cached store. Pure: no etcd, no timers.
  *
- * Records are deep-frozen as they arrive, so every answer can hand out the stored objects
- * themselves (as SqliteStore's read cache does) and a caller that tries to change one fails loudly.
+ * Memory: a volume is kept as its JSON text plus one small frozen summary (name, driver,
+ * created-at), not as a parsed object graph: at 100,000 volumes that is a few objects per volume
+ * instead of a dozen, which keeps the heap and the garbage collector's marking small. Get parses
+ * the one record it answers (a few µs). Mounts and attachments, far fewer, are kept parsed and
+ * deep-frozen, so answers hand out the stored objects and a caller that tries to change one fails.
  * Listing summaries is the one large read (Docker's List, asked often): its answer is kept, the
  * same frozen array, until a volume or a mount changes, so the Docker route serializes it once
  * per change (see src/docker/routes.ts).
  */
 export class CacheTables {
-  private readonly volumes = new Map<string, VolumeRecord>();
+  private readonly volumes = new Map<string, { json: string; summary: VolumeSummary }>();
   private readonly mounts = new Map<string, Map<string, MountRecord>>();
   private readonly attachments = new Map<string, Map<string, AttachmentRecord>>();
   /** Volume names in order; dropped when a volume comes or goes (not when one changes). */
@@ -35,7 +38,11 @@ export class CacheTables {
       const name = decodeURIComponent(segments[1]!);
       const had = this.volumes.has(name);
       if (value === undefined) this.volumes.delete(name);
-      else this.volumes.set(name, deepFreeze(JSON.parse(value) as VolumeRecord));
+      else {
+        const v = JSON.parse(value) as VolumeRecord;
+        const summary = Object.freeze({ name, driver: v.driver, createdAt: v.createdAt });
+        this.volumes.set(name, { json: value, summary });
+      }
       if (had !== this.volumes.has(name)) this.sortedNames = undefined;
       this.changed(true);
       return true;
@@ -57,7 +64,7 @@ export class CacheTables {
       attachments: valuesByKey(this.attachments.get(name)),
     };
     const v = this.volumes.get(name);
-    if (v) state.volume = v;
+    if (v) state.volume = JSON.parse(v.json) as VolumeRecord;
     return state;
   }
 
@@ -65,7 +72,7 @@ export class CacheTables {
     const out: VolumeRecord[] = [];
     for (const name of this.names()) {
       const v = this.volumes.get(name)!;
-      if (!filter.driver || v.driver === filter.driver) out.push(v);
+      if (!filter.driver || v.summary.driver === filter.driver) out.push(JSON.parse(v.json) as VolumeRecord);
     }
     return out;
   }
@@ -76,11 +83,14 @@ export class CacheTables {
     let list = this.summaries.get(key);
     if (!list) {
       const out: VolumeSummary[] = [];
-      for (const v of this.listVolumes(filter)) {
-        const s: VolumeSummary = { name: v.name, driver: v.driver, createdAt: v.createdAt };
-        const m = this.mounts.get(v.name)?.get(host);
-        if (m && m.state === 'mounted') s.mountpoint = m.mountpoint;
-        out.push(Object.freeze(s));
+      for (const name of this.names()) {
+        const { summary } = this.volumes.get(name)!;
+        if (filter.driver && summary.driver !== filter.driver) continue;
+        const m = this.mounts.get(name)?.get(host);
+        // Only a volume mounted on `host` needs an object of its own; the others share theirs.
+        out.push(
+          m && m.state === 'mounted' ? Object.freeze({ ...summary, mountpoint: m.mountpoint }) : summary,
+        );
       }
       list = Object.freeze(out);
       this.summaries.set(key, list);

@@ -58,14 +58,17 @@ const WATCH_ID = 1;
  * not one per family: etcd then delivers the events strictly in revision order, so "applied up
  * to R" is exact. Events of keys the tables do not keep (intents, locks, host liveness) pass by.
  *
- * - The watch asks etcd for progress every heartbeat; etcd answers with its current revision once
- *   every event before it was sent, which (1) moves `revision` past writes that produced no event
- *   here (another prefix, a delete of nothing) and (2) shows etcd is answering. Without any answer
+ * - `revision` moves only with the events applied: etcd 3.4 answers a progress request with its
+ *   current revision at once, not after the events before it were sent (3.5 waits), so a progress
+ *   answer proves nothing about what this copy holds.
+ * - The watch asks etcd for progress every heartbeat, to know etcd is answering. Without any answer
  *   for staleAfterMs, or when the stream breaks, the copy is marked stale and the watch resumes
  *   from the next revision, with backoff, until etcd answers again.
- * - When etcd has compacted past that revision (it cancels the watch with its compact revision),
- *   the copy is read again in full and the watch starts after it: logged as a reload.
- * - waitFor(R) is read-your-own-writes: resolves once everything up to R is applied.
+ * - When etcd has compacted past that revision (checked before resuming, and etcd cancels a watch
+ *   that starts before its compaction anyway), the copy is read again in full and the watch starts
+ *   after it: logged as a reload.
+ * - waitFor(R) is read-your-own-writes: resolves once the event of revision R is applied (so R
+ *   must be the revision of a write that changed a key under the prefix; see EtcdKv.write).
  */
 export class EtcdReadCache {
   tables = new CacheTables();
@@ -148,8 +151,6 @@ export class EtcdReadCache {
       };
       const timer = setTimeout(() => waiter.resolve(false), timeoutMs);
       this.waiters.add(waiter);
-      // A write that produced no event here (a delete of nothing) is passed by the next progress answer.
-      this.send({ progress_request: {} });
     });
   }
 
@@ -201,7 +202,9 @@ export class EtcdReadCache {
       const resumesBefore = this.resumes + this.loads;
       try {
         if (this.needLoad) await this.load();
-        const end = await this.watch();
+        else await this.checkNotCompacted();
+        const end = this.needLoad ? undefined : await this.watch();
+        if (!end) continue;
         if (this.closed) break;
         if (end.compacted) {
           this.needLoad = true;
@@ -256,6 +259,30 @@ export class EtcdReadCache {
       ms: Date.now() - started,
       loads: this.loads,
     });
+  }
+
+  /**
+   * Before resuming from revision+1: a read at `revision` fails once etcd compacted past it, and
+   * then the copy is read again. (A watch started there would be cancelled too, but etcd 3.4 may
+   * answer its progress request first, and the copy would pass for live for a moment.)
+   */
+  private async checkNotCompacted(): Promise<void> {
+    try {
+      await this.client.kv.range(
+        { key: Buffer.from(`${this.prefix}/`), revision: this.revision, count_only: true },
+        { deadline: Date.now() + this.opts.requestTimeoutMs },
+      );
+    } catch (err) {
+      const msg = err instanceof Error ? err.message : String(err);
+      if (!/compacted/i.test(msg)) throw err;
+      this.needLoad = true;
+      const reason = `etcd compacted its history past revision ${this.revision}`;
+      this.setState('loading', reason);
+      this.log('warn', 'etcd read cache: the watch fell behind a compaction; reading the store again', {
+        revision: this.revision,
+        reason,
+      });
+    }
   }
 
   /** Watches the prefix from revision+1 until the stream ends; says how it ended. */
@@ -316,12 +343,10 @@ export class EtcdReadCache {
       this.tables.apply(this.rest(ev.kv.key), ev.type === 'Delete' ? undefined : ev.kv.value.toString());
       top = Math.max(top, Number(ev.kv.mod_revision));
     }
-    // A progress answer (watch id -1): every event up to its revision was sent before it.
-    if (res.events.length === 0 && Number(res.watch_id) !== WATCH_ID) {
-      top = Math.max(top, Number(res.header.revision));
-      if (this.state !== 'live') this.becomeLive();
-    }
     this.advance(top);
+    // A progress answer (watch id -1): etcd is answering this watch.
+    if (res.events.length === 0 && Number(res.watch_id) !== WATCH_ID && this.state !== 'live')
+      this.becomeLive();
   }
 
   private becomeLive(): void {

@@ -38,10 +38,18 @@ export class EtcdKv {
     return res.responses.map((r) => r.response_range?.kvs ?? []) as { [I in keyof Ops]: IKeyValue[] };
   }
 
-  /** Unconditional writes, applied together; returns the revision etcd applied them at. */
-  async write(...ops: IRequestOp[]): Promise<number> {
+  /**
+   * Unconditional writes, applied together. Says the revision etcd applied them at and whether
+   * they changed anything: a put always does; a delete only when the key existed (a delete of
+   * nothing makes no event, so a watcher never sees its revision).
+   */
+  async write(...ops: IRequestOp[]): Promise<{ revision: number; changed: boolean }> {
     const res = await this.client.kv.txn({ success: ops });
-    return Number(res.header.revision);
+    const changed = res.responses.some(
+      // Unset oneof members decode as null or undefined.
+      (r) => Boolean(r.response_put) || Number(r.response_delete_range?.deleted ?? 0) > 0,
+    );
+    return { revision: Number(res.header.revision), changed };
   }
 
   /**

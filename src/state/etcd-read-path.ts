@@ -24,26 +24,26 @@ export class ReadPath {
   ) {}
 
   async wrote(revision: number): Promise<void> {
-    if (!this.cache) return;
+    const c = this.cache;
+    if (!c) return;
     if (revision > this.floor) this.floor = revision;
-    await this.cache.waitFor(revision, this.timeoutMs);
+    // Not while the cache is stale or loading again: reads then check the floor themselves.
+    if (c.live || c.firstLoadPending) await c.waitFor(revision, this.timeoutMs);
   }
 
   async read<T>(fromCache: (tables: CacheTables) => T, direct: () => Promise<T>): Promise<T> {
     const c = this.cache;
     if (!c) return direct();
+    // Just opened: the first load is on its way (a few hundred ms at 10,000 volumes); waiting
+    // for it beats a read of etcd. Once something failed (etcd down), straight to etcd: it fails fast.
+    if (c.firstLoadPending) await c.whenLive(this.timeoutMs);
     if (c.live) {
       if (c.revision >= this.floor || (await c.waitFor(this.floor, this.timeoutMs))) {
         return fromCache(c.tables);
       }
       return direct();
     }
-    if (!c.serving) {
-      // Just opened: the first load is on its way (a few hundred ms at 10,000 volumes); waiting
-      // for it beats a read of etcd. Once a load failed (etcd down), straight to etcd: it fails fast.
-      if (c.firstLoadPending && (await c.whenLive(this.timeoutMs))) return fromCache(c.tables);
-      return direct();
-    }
+    if (!c.serving) return direct();
     if (c.revision >= this.floor) return fromCache(c.tables);
     try {
       return await direct();

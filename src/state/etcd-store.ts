@@ -496,8 +496,8 @@ export class EtcdStore implements StateStore {
 
   /** An unconditional write of cached keys; answers once the read cache shows it (read-your-writes). */
   private async written(what: string, ...ops: IRequestOp[]): Promise<void> {
-    const at = await this.run(what, () => this.kv.write(...ops));
-    await this.reads.wrote(at);
+    const { revision, changed } = await this.run(what, () => this.kv.write(...ops));
+    if (changed) await this.reads.wrote(revision);
   }
 
   private assertOpen(what: string): void {
