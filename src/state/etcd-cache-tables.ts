@@ -21,8 +21,11 @@ type Filter = { driver?: string };
  */
 export class CacheTables {
   private readonly volumes = new Map<string, { json: string; summary: VolumeSummary }>();
+  /** volume -> host -> record, and the same records host -> volume (a host's own, at no scan). */
   private readonly mounts = new Map<string, Map<string, MountRecord>>();
   private readonly attachments = new Map<string, Map<string, AttachmentRecord>>();
+  private readonly mountsByHost = new Map<string, Map<string, MountRecord>>();
+  private readonly attachmentsByHost = new Map<string, Map<string, AttachmentRecord>>();
   /** Volume names in order; dropped when a volume comes or goes (not when one changes). */
   private sortedNames: string[] | undefined;
   private readonly summaries = new Map<string, readonly VolumeSummary[]>();
@@ -50,8 +53,12 @@ export class CacheTables {
     if ((family === 'mounts' || family === 'attachments') && segments.length === 3) {
       const volume = decodeURIComponent(segments[1]!);
       const host = decodeURIComponent(segments[2]!);
-      const table = family === 'mounts' ? this.mounts : this.attachments;
-      setNested(table as Map<string, Map<string, unknown>>, volume, host, value);
+      const [byVolume, byHost] = (
+        family === 'mounts' ? [this.mounts, this.mountsByHost] : [this.attachments, this.attachmentsByHost]
+      ) as [Map<string, Map<string, unknown>>, Map<string, Map<string, unknown>>];
+      const record = value === undefined ? undefined : deepFreeze(JSON.parse(value) as unknown);
+      setNested(byVolume, volume, host, record);
+      setNested(byHost, host, volume, record);
       this.changed(family === 'mounts'); // the List shows mountpoints, not attachments
       return true;
     }
@@ -66,6 +73,15 @@ export class CacheTables {
     const v = this.volumes.get(name);
     if (v) state.volume = JSON.parse(v.json) as VolumeRecord;
     return state;
+  }
+
+  /** `host`'s mounts, ordered by volume (what listMountsByHost answers). */
+  mountsOn(host: string): MountRecord[] {
+    return valuesByKey(this.mountsByHost.get(host));
+  }
+
+  attachmentsOn(host: string): AttachmentRecord[] {
+    return valuesByKey(this.attachmentsByHost.get(host));
   }
 
   listVolumes(filter: Filter = {}): VolumeRecord[] {
@@ -112,7 +128,7 @@ export class CacheTables {
   }
 }
 
-function setNested(table: Map<string, Map<string, unknown>>, outer: string, inner: string, value?: string) {
+function setNested(table: Map<string, Map<string, unknown>>, outer: string, inner: string, value: unknown) {
   let rows = table.get(outer);
   if (value === undefined) {
     rows?.delete(inner);
@@ -123,7 +139,7 @@ function setNested(table: Map<string, Map<string, unknown>>, outer: string, inne
     rows = new Map();
     table.set(outer, rows);
   }
-  rows.set(inner, deepFreeze(JSON.parse(value)));
+  rows.set(inner, value);
 }
 
 /** The rows of one volume, ordered by host (the order the direct reads give). */

@@ -49,8 +49,10 @@ type VolumePatch = Partial<Pick<VolumeRecord, 'status' | 'fields' | 'adopted' | 
  * listVolumeSummaries (List) are answered from a watch-fed copy (etcd-cache.ts, etcd-read-path.ts):
  * this process reads its own writes at once, other hosts' changes appear within the watch's lag,
  * and while etcd is unreachable those reads answer from the copy, marked stale in freshness().
- * Every other read (getVolume, getMounts, getAttachments, the by-host lists, intents, locks, hosts)
- * goes to etcd: those are what the core decides from, under the volume's lock.
+ * So are the by-host lists (listMountsByHost, listAttachmentsByHost: the copy keeps mounts and
+ * attachments indexed by host as well as by volume, so a host's own cost no scan of everyone's).
+ * Every other read (getVolume, getMounts, getAttachments, intents, locks, hosts) goes to etcd:
+ * those are what the core decides from, under the volume's lock.
  *
  * Failure: every method is bounded by requestTimeoutMs as a whole and fails with UNAVAILABLE
  * naming the endpoints; the client's own retries and circuit breaker are set so that they neither
@@ -288,8 +290,22 @@ export class EtcdStore implements StateStore {
     );
   }
 
-  /** Scans all attachments: there is one per (volume, host), so as many as the volumes in use. */
+  /**
+   * With the read cache: from its host index (no etcd request, nothing of other hosts read).
+   * Only `host` itself (its daemon and executables) writes its records while it is alive, so a
+   * copy at most the watch's lag behind is as good as a direct read made that much earlier; the
+   * core decides under the volume's lock from getMounts/getAttachments, which read etcd.
+   * Without it: scans all attachments (one per volume in use).
+   */
   async listAttachmentsByHost(host: string): Promise<AttachmentRecord[]> {
+    this.assertOpen(`list attachments on ${host}`);
+    return this.reads.read(
+      (t) => t.attachmentsOn(host),
+      () => this.scanAttachmentsOn(host),
+    );
+  }
+
+  private scanAttachmentsOn(host: string): Promise<AttachmentRecord[]> {
     return this.run(`list attachments on ${host}`, async () =>
       (await this.kv.list<AttachmentRecord>(`${this.k('attachments')}/`))
         .filter((a) => a.host === host)
@@ -311,7 +327,16 @@ export class EtcdStore implements StateStore {
     );
   }
 
+  /** As listAttachmentsByHost: from the read cache's host index when there is one. */
   async listMountsByHost(host: string): Promise<MountRecord[]> {
+    this.assertOpen(`list mounts on ${host}`);
+    return this.reads.read(
+      (t) => t.mountsOn(host),
+      () => this.scanMountsOn(host),
+    );
+  }
+
+  private scanMountsOn(host: string): Promise<MountRecord[]> {
     return this.run(`list mounts on ${host}`, async () =>
       (await this.kv.list<MountRecord>(`${this.k('mounts')}/`)).filter((m) => m.host === host).sort(byVolume),
     );

@@ -90,17 +90,30 @@ async function etcdReads(): Promise<number> {
 storeContract('etcd with the read cache', async () => live(cached()));
 
 describe('EtcdStore read cache', () => {
-  it('answers Get, Path and List from memory once warm: etcd serves no request for them', async () => {
+  it("answers Get, Path, List and a host's own records from memory once warm: no etcd request", async () => {
     const s = await live(cached());
     for (let i = 0; i < 20; i++) await s.insertVolume(volume(`v${i}`));
     await s.putMount(mount('v3', 'here', '/m/v3'));
+    await s.putMount(mount('v4', 'there', '/m/v4'));
+    await s.putAttachment({
+      volume: 'v5',
+      host: 'here',
+      device: '/dev/x',
+      state: 'attached',
+      updatedAt: now(),
+    });
     const before = await etcdReads();
     for (let i = 0; i < 50; i++) {
       expect(await s.listVolumeSummaries('here')).toHaveLength(20);
       expect((await s.getVolumeState('v3')).mounts.map((m) => m.mountpoint)).toEqual(['/m/v3']);
       expect(await s.listVolumes()).toHaveLength(20);
+      expect((await s.listMountsByHost('here')).map((m) => m.volume)).toEqual(['v3']);
+      expect((await s.listAttachmentsByHost('here')).map((a) => a.volume)).toEqual(['v5']);
     }
     expect(await etcdReads()).toBe(before);
+    await s.deleteMount('v3', 'here');
+    expect(await s.listMountsByHost('here')).toEqual([]);
+    expect((await s.listMountsByHost('there')).map((m) => m.volume)).toEqual(['v4']);
   });
 
   it('hands out the same frozen List answer until a volume or a mount changes', async () => {
