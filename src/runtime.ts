@@ -23,7 +23,7 @@ import { type FileOps, SpawnFileOps } from './mount/file-ops.js';
 import { type LoopDevices, LosetupLoopDevices } from './mount/loop.js';
 import { LinuxMounter, type Mounter } from './mount/mounter.js';
 import { probeTcp, type TcpProbe } from './net/tcp-probe.js';
-import { openStore, storeLocation } from './state/open.js';
+import { type OpenStoreOptions, openStore, storeLocation } from './state/open.js';
 import { SqliteStore } from './state/sqlite-store.js';
 import type { StateStore } from './state/store.js';
 import { timedStore } from './state/timed-store.js';
@@ -59,6 +59,11 @@ export interface RuntimeOverrides {
   registry?: DriverRegistry;
   /** The SQLite addon's path when it is not where the package manager put it (the flexvolume bundle). */
   nativeBinding?: string;
+  /**
+   * An etcd store keeps a watch-fed read cache for Get, Path and List (the daemon; `volumes ls`).
+   * Off for processes that read a volume or two and exit: they read etcd directly. See open.ts.
+   */
+  readCache?: boolean;
   /** AWS credentials for this process's clients instead of the SDK's default chain (a PV's Secret). */
   awsCredentials?: AwsCredentials;
   /**
@@ -188,9 +193,25 @@ export function createRuntime(config: Config, o: RuntimeOverrides = {}): Runtime
 
 /** createRuntime with the configured store opened first (etcd's client is loaded only if used). */
 export async function openRuntime(config: Config, o: RuntimeOverrides = {}): Promise<Runtime> {
+  let log = o.log;
+  let readCache: OpenStoreOptions['readCache'];
+  if (o.readCache && !o.store) {
+    log ??= createLogger({ level: config.log.level, file: config.log.file, base: { host: config.hostId } });
+    const cacheLog = log.child({ component: 'etcd-read-cache' });
+    readCache = { log: (level, msg, details) => cacheLog[level](details, msg) };
+  }
   const opened =
-    o.store ?? (await openStore(config, o.nativeBinding ? { nativeBinding: o.nativeBinding } : {}));
-  return createRuntime(config, { ...o, store: opened, registry: o.registry ?? (await builtinRegistry()) });
+    o.store ??
+    (await openStore(config, {
+      ...(o.nativeBinding ? { nativeBinding: o.nativeBinding } : {}),
+      ...(readCache ? { readCache } : {}),
+    }));
+  return createRuntime(config, {
+    ...o,
+    ...(log ? { log } : {}),
+    store: opened,
+    registry: o.registry ?? (await builtinRegistry()),
+  });
 }
 
 /** A registry holding every driver that ships with stowage (each is enabled from the config). */

@@ -51,8 +51,20 @@ export function print(text: string): void {
  * outcome is known: operation the command as typed (`volumes rm`), no driver (a command names a
  * volume, whatever its driver), the duration from the process's start.
  */
-export async function withRuntime<T>(cmd: Command, fn: (rt: Runtime) => Promise<T>): Promise<T> {
-  const rt = await openRuntime(quiet(configFrom(cmd)));
+export function withRuntime<T>(cmd: Command, fn: (rt: Runtime) => Promise<T>): Promise<T> {
+  return runWith(cmd, fn, false);
+}
+
+/**
+ * withRuntime for a command that reads every volume (`volumes ls`): with etcd, one paged read of
+ * the prefix into the read cache instead of a request per volume (see RuntimeOverrides.readCache).
+ */
+export function withCachedRuntime<T>(cmd: Command, fn: (rt: Runtime) => Promise<T>): Promise<T> {
+  return runWith(cmd, fn, true);
+}
+
+async function runWith<T>(cmd: Command, fn: (rt: Runtime) => Promise<T>, readCache: boolean): Promise<T> {
+  const rt = await openRuntime(quiet(configFrom(cmd)), readCache ? { readCache } : {});
   let code = 'OK';
   try {
     return await fn(rt);

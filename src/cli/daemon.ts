@@ -37,13 +37,14 @@ export interface RunningDaemon {
 }
 
 /**
- * The daemon's runtime: with metrics fed by the store, locks, drivers and AWS clients when
- * metrics.listen is set. prom-client is loaded only then (the CLI and flexvolume never load it).
+ * The daemon's runtime: with etcd's read cache, and with metrics fed by the store, locks, drivers
+ * and AWS clients when metrics.listen is set. prom-client is loaded only then (the CLI and flexvolume never load it).
  */
 export async function openDaemonRuntime(config: Config): Promise<Runtime> {
-  if (!config.metrics.listen) return openRuntime(config);
+  // etcd: Get, Path and List from a watch-fed copy (src/state/etcd-cache.ts).
+  if (!config.metrics.listen) return openRuntime(config, { readCache: true });
   const { StowageMetrics } = await import('../metrics/metrics.js');
-  return openRuntime(config, { metrics: new StowageMetrics() });
+  return openRuntime(config, { readCache: true, metrics: new StowageMetrics() });
 }
 
 /**

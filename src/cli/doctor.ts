@@ -2,6 +2,7 @@ import { access, constants, mkdir } from 'node:fs/promises';
 import type { Config } from '../config.js';
 import type { DoctorCheck } from '../core/driver.js';
 import { openRuntime, type Runtime } from '../runtime.js';
+import type { StoreFreshness } from '../state/store.js';
 
 const TOOLS = ['mount', 'umount', 'losetup', 'blkid', 'mkfs.ext4'];
 
@@ -17,9 +18,12 @@ export async function runDoctor(config: Config): Promise<DoctorCheck[]> {
 
   let rt: Runtime | undefined;
   try {
-    rt = await openRuntime(config);
+    // With the daemon's read cache: the check also shows that etcd's watch works from here.
+    rt = await openRuntime(config, { readCache: true });
     const n = (await rt.store.listVolumes()).length;
     checks.push({ name: 'store', ok: true, detail: `${config.state} readable (${n} volumes)` });
+    const cache = readCacheCheck(rt.store.freshness?.());
+    if (cache) checks.push(cache);
   } catch (err) {
     checks.push({ name: 'store', ok: false, detail: (err as Error).message });
   }
@@ -45,6 +49,24 @@ export async function runDoctor(config: Config): Promise<DoctorCheck[]> {
   checks.push(await dockerReachable());
   checks.push(await metricsCheck(config));
   return checks;
+}
+
+/** etcd's read cache as this process found it: live (the watch answers) or why not. */
+export function readCacheCheck(f: StoreFreshness | undefined): DoctorCheck | undefined {
+  if (!f?.cached) return undefined;
+  if (f.state === 'live') {
+    return {
+      name: 'store read cache',
+      ok: true,
+      detail: `live at revision ${f.revision}: Get, Path and List answer from memory, kept current by etcd's watch`,
+    };
+  }
+  const why = f.reason ? `: ${f.reason}` : '';
+  return {
+    name: 'store read cache',
+    ok: false,
+    detail: `${f.state} since ${f.since}${why}; Get and List ${f.stale ? `answer from a copy at revision ${f.revision}, marked stale` : 'go to etcd directly'} until etcd's watch answers (check that etcd is reachable and that the etcd user may watch the prefix)`,
+  };
 }
 
 /**

@@ -4,7 +4,7 @@ import { formatSize } from '../base/size.js';
 import { totalRefs } from '../state/store.js';
 import { addClusterCommands } from './cluster.js';
 import { addConfigCommand } from './config-cmd.js';
-import { configFrom, print, quiet, withRuntime } from './context.js';
+import { configFrom, print, quiet, withCachedRuntime, withRuntime } from './context.js';
 import { addCsiCommand } from './csi.js';
 import { openDaemonRuntime, runDaemon } from './daemon.js';
 import { runDoctor } from './doctor.js';
@@ -54,11 +54,10 @@ export function buildCli(): Command {
     .description('list volumes: name, driver, size, state, host, mounts')
     .option('--json', 'print JSON instead of a table')
     .action(async (opts: { json?: boolean }, cmd: Command) => {
-      await withRuntime(cmd, async (rt) => {
+      await withCachedRuntime(cmd, async (rt) => {
         const rows = [];
         for (const v of await rt.store.listVolumes()) {
-          const mounts = await rt.store.getMounts(v.name);
-          const attachments = await rt.store.getAttachments(v.name);
+          const { mounts, attachments } = await rt.store.getVolumeState(v.name);
           const size = typeof v.fields.sizeBytes === 'number' ? formatSize(v.fields.sizeBytes) : '';
           rows.push({
             name: v.name,

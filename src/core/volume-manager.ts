@@ -285,6 +285,11 @@ export class VolumeManager {
       status: this.statusOf(vol, mounts, attachments),
     };
     if (here) view.mountpoint = here.mountpoint;
+    // etcd's read cache answering from its last copy while etcd is unreachable: say so.
+    const fresh = this.d.store.freshness?.();
+    if (fresh?.stale) {
+      view.status.store = `stale since ${fresh.since} (${fresh.reason ?? 'etcd unreachable'}): as of revision ${fresh.revision}`;
+    }
     return view;
   }
 

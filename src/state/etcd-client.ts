@@ -24,6 +24,7 @@ import {
   isRecoverableError,
 } from 'etcd3';
 import { StowageError } from '../base/errors.js';
+import type { ReadCacheLog } from './etcd-cache.js';
 
 /** How to reach etcd; parsed from the config (see parseEtcdUrl for the URL form). */
 export interface EtcdStoreOptions {
@@ -39,6 +40,12 @@ export interface EtcdStoreOptions {
   requestTimeoutMs: number;
   /** Bound of the first contact in EtcdStore.connect() (etcd clientv3's DialTimeout); default requestTimeoutMs. */
   dialTimeoutMs?: number;
+  /**
+   * Keep a watch-fed copy of volumes, mounts and attachments and answer Get, Path and List from
+   * it (see etcd-cache.ts); for long-lived processes (the daemon, `volumes ls`). Absent: every
+   * read goes to etcd, which is cheaper for a process that reads one volume and exits.
+   */
+  readCache?: { heartbeatMs?: number; staleAfterMs?: number; log?: ReadCacheLog };
 }
 
 /**

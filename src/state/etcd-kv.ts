@@ -38,9 +38,18 @@ export class EtcdKv {
     return res.responses.map((r) => r.response_range?.kvs ?? []) as { [I in keyof Ops]: IKeyValue[] };
   }
 
-  /** Unconditional writes, applied together. */
-  async write(...ops: IRequestOp[]): Promise<void> {
-    await this.client.kv.txn({ success: ops });
+  /**
+   * Unconditional writes, applied together. Says the revision etcd applied them at and whether
+   * they changed anything: a put always does; a delete only when the key existed (a delete of
+   * nothing makes no event, so a watcher never sees its revision).
+   */
+  async write(...ops: IRequestOp[]): Promise<{ revision: number; changed: boolean }> {
+    const res = await this.client.kv.txn({ success: ops });
+    const changed = res.responses.some(
+      // Unset oneof members decode as null or undefined.
+      (r) => Boolean(r.response_put) || Number(r.response_delete_range?.deleted ?? 0) > 0,
+    );
+    return { revision: Number(res.header.revision), changed };
   }
 
   /**
@@ -49,11 +58,13 @@ export class EtcdKv {
    * has the mod revision that was read (0 = absent); otherwise the failed txn returns the new value
    * and `decide` runs again, at most MAX_CAS_ATTEMPTS times. `current` null means "not read yet,
    * assume absent": create-if-absent and a free lock then take a single round trip.
+   * `onCommit` hears the revision the ops were applied at (not called when `decide` wrote nothing).
    */
   async cas<T>(
     k: string,
     current: Kv | undefined | null,
     decide: (cur: Kv | undefined) => CasDecision<T>,
+    onCommit?: (revision: number) => void,
   ): Promise<T> {
     let cur = current ?? undefined;
     for (let attempt = 1; attempt <= MAX_CAS_ATTEMPTS; attempt++) {
@@ -71,7 +82,10 @@ export class EtcdKv {
         success: ops,
         failure: [rangeOp(k)],
       });
-      if (res.succeeded) return result;
+      if (res.succeeded) {
+        onCommit?.(Number(res.header.revision));
+        return result;
+      }
       const kv = res.responses[0]?.response_range?.kvs[0];
       cur = kv ? toKv(kv) : undefined;
       // Others keep writing the same key: a small random pause spreads the next tries apart.

@@ -1,8 +1,12 @@
 import { randomBytes } from 'node:crypto';
+import type { IRequestOp } from 'etcd3';
 import { StowageError } from '../base/errors.js';
+import { EtcdBulk, type StoreSnapshot } from './etcd-bulk.js';
+import { EtcdReadCache, type ReadCacheHealth } from './etcd-cache.js';
 import { EtcdConnection, type EtcdStoreOptions } from './etcd-client.js';
 import { EtcdHosts, type HostStatus } from './etcd-hosts.js';
 import { delOp, EtcdKv, parse, putOp, rangeOp, values } from './etcd-kv.js';
+import { ReadPath } from './etcd-read-path.js';
 import { EtcdRequestTallies } from './etcd-requests.js';
 import type {
   AttachmentRecord,
@@ -13,11 +17,13 @@ import type {
   RequestSample,
   RequestTally,
   StateStore,
+  StoreFreshness,
   VolumeRecord,
   VolumeState,
   VolumeSummary,
 } from './store.js';
 
+export type { ReadCacheHealth } from './etcd-cache.js';
 export type { EtcdStoreOptions } from './etcd-client.js';
 export type { HostStatus } from './etcd-hosts.js';
 export { type EtcdUrl, parseEtcdUrl } from './etcd-url.js';
@@ -43,6 +49,15 @@ type VolumePatch = Partial<Pick<VolumeRecord, 'status' | 'fields' | 'adopted' | 
  * are one txn of several ranges: one revision. Lock expiry, like SQLite's, compares expiresAt
  * with this host's clock, so hosts should keep their clocks in sync (NTP).
  *
+ * Read cache (opts.readCache; the daemon's): getVolumeState (Get, Path), listVolumes and
+ * listVolumeSummaries (List) are answered from a watch-fed copy (etcd-cache.ts, etcd-read-path.ts):
+ * this process reads its own writes at once, other hosts' changes appear within the watch's lag,
+ * and while etcd is unreachable those reads answer from the copy, marked stale in freshness().
+ * So are the by-host lists (listMountsByHost, listAttachmentsByHost: the copy keeps mounts and
+ * attachments indexed by host as well as by volume, so a host's own cost no scan of everyone's).
+ * Every other read (getVolume, getMounts, getAttachments, intents, locks, hosts) goes to etcd:
+ * those are what the core decides from, under the volume's lock.
+ *
  * Failure: every method is bounded by requestTimeoutMs as a whole and fails with UNAVAILABLE
  * naming the endpoints; the client's own retries and circuit breaker are set so that they neither
  * hide nor prolong an outage (see etcd-client.ts). As with any remote store, a write that timed
@@ -55,6 +70,8 @@ export class EtcdStore implements StateStore {
   private readonly kv: EtcdKv;
   private readonly hosts: EtcdHosts;
   private readonly requests: EtcdRequestTallies;
+  private readonly cache: EtcdReadCache | undefined;
+  private readonly reads: ReadPath;
   private closed = false;
 
   constructor(private readonly opts: EtcdStoreOptions) {
@@ -70,6 +87,46 @@ export class EtcdStore implements StateStore {
     this.kv = new EtcdKv(this.conn.client);
     this.hosts = new EtcdHosts(this.conn, this.kv, (...segments) => this.k(...segments));
     this.requests = new EtcdRequestTallies(this.kv, (...segments) => this.k(...segments));
+    if (opts.readCache) {
+      const { heartbeatMs, staleAfterMs, log } = opts.readCache;
+      this.cache = new EtcdReadCache(this.conn.client, prefix, {
+        requestTimeoutMs: opts.requestTimeoutMs,
+        detached: (fn) => this.conn.detached(fn),
+        ...(heartbeatMs !== undefined ? { heartbeatMs } : {}),
+        ...(staleAfterMs !== undefined ? { staleAfterMs } : {}),
+        ...(log ? { log } : {}),
+      });
+    }
+    this.reads = new ReadPath(this.cache, opts.requestTimeoutMs);
+  }
+
+  freshness(): StoreFreshness {
+    if (!this.cache) return { cached: false, stale: false };
+    const h = this.cache.health();
+    const f: StoreFreshness = {
+      cached: true,
+      stale: h.state === 'stale',
+      state: h.state,
+      revision: h.revision,
+      since: h.since,
+    };
+    if (h.reason !== undefined) f.reason = h.reason;
+    return f;
+  }
+
+  /** The read cache's own figures (loads, resumes, volumes held); undefined without one. */
+  readCacheHealth(): ReadCacheHealth | undefined {
+    return this.cache?.health();
+  }
+
+  /** Resolves true once the read cache is live (false after `timeoutMs`); true without a cache. */
+  async readCacheLive(timeoutMs = this.opts.requestTimeoutMs): Promise<boolean> {
+    return this.cache ? this.cache.whenLive(timeoutMs) : true;
+  }
+
+  /** Test seam: breaks the read cache's watch as a dropped connection would (see EtcdReadCache.dropWatch). */
+  dropReadCacheWatch(hold?: Promise<unknown>): void {
+    this.cache?.dropWatch(hold);
   }
 
   /**
@@ -121,6 +178,14 @@ export class EtcdStore implements StateStore {
   }
 
   async getVolumeState(name: string): Promise<VolumeState> {
+    this.assertOpen(`get volume ${name}`);
+    return this.reads.read(
+      (t) => t.volumeState(name),
+      () => this.readVolumeState(name),
+    );
+  }
+
+  private readVolumeState(name: string): Promise<VolumeState> {
     return this.run(`get volume ${name}`, async () => {
       const [vol, mounts, attachments] = await this.kv.readMany(
         rangeOp(this.volumeKey(name)),
@@ -138,13 +203,30 @@ export class EtcdStore implements StateStore {
   }
 
   async listVolumes(filter: { driver?: string } = {}): Promise<VolumeRecord[]> {
+    this.assertOpen('list volumes');
+    return this.reads.read(
+      (t) => t.listVolumes(filter),
+      () => this.readVolumes(filter),
+    );
+  }
+
+  private readVolumes(filter: { driver?: string }): Promise<VolumeRecord[]> {
     return this.run('list volumes', async () => {
       const vols = await this.kv.list<VolumeRecord>(`${this.k('volumes')}/`);
       return vols.filter((v) => !filter.driver || v.driver === filter.driver).sort(byName);
     });
   }
 
+  /** From the read cache: the same (frozen) array until a volume or mount changes. */
   async listVolumeSummaries(host: string, filter: { driver?: string } = {}): Promise<VolumeSummary[]> {
+    this.assertOpen('list volumes');
+    return this.reads.read(
+      (t) => t.listSummaries(host, filter),
+      () => this.readSummaries(host, filter),
+    );
+  }
+
+  private readSummaries(host: string, filter: { driver?: string }): Promise<VolumeSummary[]> {
     return this.run('list volumes', async () => {
       const [vols, mounts] = await this.kv.readMany(
         rangeOp(`${this.k('volumes')}/`, { prefix: true }),
@@ -168,28 +250,42 @@ export class EtcdStore implements StateStore {
 
   async insertVolume(volume: VolumeRecord): Promise<void> {
     const k = this.volumeKey(volume.name);
+    let at = 0;
     await this.run(`create volume ${volume.name}`, () =>
-      this.kv.cas(k, null, (cur) => {
-        if (cur) throw new StowageError('CONFLICT', `volume ${volume.name} already exists`);
-        return { ops: [putOp(k, volume)], result: undefined };
-      }),
+      this.kv.cas(
+        k,
+        null,
+        (cur) => {
+          if (cur) throw new StowageError('CONFLICT', `volume ${volume.name} already exists`);
+          return { ops: [putOp(k, volume)], result: undefined };
+        },
+        (rev) => (at = rev),
+      ),
     );
+    await this.reads.wrote(at);
   }
 
   async updateVolume(name: string, patch: VolumePatch): Promise<void> {
     const set = Object.fromEntries(Object.entries(patch).filter(([, v]) => v !== undefined)) as VolumePatch;
     if (Object.keys(set).length === 0) return;
     const k = this.volumeKey(name);
+    let at = 0;
     await this.run(`update volume ${name}`, async () =>
-      this.kv.cas(k, await this.kv.get(k), (cur) => {
-        if (!cur) throw new StowageError('NOT_FOUND', `volume ${name} does not exist`);
-        return { ops: [putOp(k, { ...parse<VolumeRecord>(cur.value), ...set })], result: undefined };
-      }),
+      this.kv.cas(
+        k,
+        await this.kv.get(k),
+        (cur) => {
+          if (!cur) throw new StowageError('NOT_FOUND', `volume ${name} does not exist`);
+          return { ops: [putOp(k, { ...parse<VolumeRecord>(cur.value), ...set })], result: undefined };
+        },
+        (rev) => (at = rev),
+      ),
     );
+    await this.reads.wrote(at);
   }
 
   async deleteVolume(name: string): Promise<void> {
-    await this.run(`delete volume ${name}`, () => this.kv.write(delOp(this.volumeKey(name))));
+    await this.written(`delete volume ${name}`, delOp(this.volumeKey(name)));
   }
 
   // ---- attachments and mounts ----
@@ -200,8 +296,22 @@ export class EtcdStore implements StateStore {
     );
   }
 
-  /** Scans all attachments: there is one per (volume, host), so as many as the volumes in use. */
+  /**
+   * With the read cache: from its host index (no etcd request, nothing of other hosts read).
+   * Only `host` itself (its daemon and executables) writes its records while it is alive, so a
+   * copy at most the watch's lag behind is as good as a direct read made that much earlier; the
+   * core decides under the volume's lock from getMounts/getAttachments, which read etcd.
+   * Without it: scans all attachments (one per volume in use).
+   */
   async listAttachmentsByHost(host: string): Promise<AttachmentRecord[]> {
+    this.assertOpen(`list attachments on ${host}`);
+    return this.reads.read(
+      (t) => t.attachmentsOn(host),
+      () => this.scanAttachmentsOn(host),
+    );
+  }
+
+  private scanAttachmentsOn(host: string): Promise<AttachmentRecord[]> {
     return this.run(`list attachments on ${host}`, async () =>
       (await this.kv.list<AttachmentRecord>(`${this.k('attachments')}/`))
         .filter((a) => a.host === host)
@@ -210,15 +320,11 @@ export class EtcdStore implements StateStore {
   }
 
   async putAttachment(a: AttachmentRecord): Promise<void> {
-    await this.run(`record attachment of ${a.volume}`, () =>
-      this.kv.write(putOp(this.attachmentKey(a.volume, a.host), a)),
-    );
+    await this.written(`record attachment of ${a.volume}`, putOp(this.attachmentKey(a.volume, a.host), a));
   }
 
   async deleteAttachment(volume: string, host: string): Promise<void> {
-    await this.run(`delete attachment of ${volume}`, () =>
-      this.kv.write(delOp(this.attachmentKey(volume, host))),
-    );
+    await this.written(`delete attachment of ${volume}`, delOp(this.attachmentKey(volume, host)));
   }
 
   async getMounts(volume: string): Promise<MountRecord[]> {
@@ -227,20 +333,27 @@ export class EtcdStore implements StateStore {
     );
   }
 
+  /** As listAttachmentsByHost: from the read cache's host index when there is one. */
   async listMountsByHost(host: string): Promise<MountRecord[]> {
+    this.assertOpen(`list mounts on ${host}`);
+    return this.reads.read(
+      (t) => t.mountsOn(host),
+      () => this.scanMountsOn(host),
+    );
+  }
+
+  private scanMountsOn(host: string): Promise<MountRecord[]> {
     return this.run(`list mounts on ${host}`, async () =>
       (await this.kv.list<MountRecord>(`${this.k('mounts')}/`)).filter((m) => m.host === host).sort(byVolume),
     );
   }
 
   async putMount(m: MountRecord): Promise<void> {
-    await this.run(`record mount of ${m.volume}`, () =>
-      this.kv.write(putOp(this.mountKey(m.volume, m.host), m)),
-    );
+    await this.written(`record mount of ${m.volume}`, putOp(this.mountKey(m.volume, m.host), m));
   }
 
   async deleteMount(volume: string, host: string): Promise<void> {
-    await this.run(`delete mount of ${volume}`, () => this.kv.write(delOp(this.mountKey(volume, host))));
+    await this.written(`delete mount of ${volume}`, delOp(this.mountKey(volume, host)));
   }
 
   // ---- hosts ----
@@ -393,13 +506,44 @@ export class EtcdStore implements StateStore {
   async close(opts: { revokeLeases?: boolean } = {}): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.cache?.close();
     const revoke = opts.revokeLeases ?? true;
     // A lease that cannot be revoked (etcd down) runs out by itself after its TTL.
     await this.conn.run('close', () => this.hosts.stopAll(revoke)).catch(() => undefined);
     this.conn.close();
   }
 
+  // ---- whole-store copies (`stowage state migrate`) ----
+
+  /** Every host, volume, attachment and mount, read in pages at one revision. */
+  exportAll(): Promise<StoreSnapshot> {
+    return this.bulk().read();
+  }
+
+  /** Writes a snapshot in batched txns (see EtcdBulk.write); volumes are created only if absent. */
+  async importAll(snapshot: StoreSnapshot): Promise<void> {
+    await this.bulk().write(snapshot);
+  }
+
+  private bulk(): EtcdBulk {
+    return new EtcdBulk(
+      this.conn.client,
+      (...segments) => this.k(...segments),
+      (what, fn) => this.run(what, fn),
+    );
+  }
+
   // ---- etcd primitives ----
+
+  /** An unconditional write of cached keys; answers once the read cache shows it (read-your-writes). */
+  private async written(what: string, ...ops: IRequestOp[]): Promise<void> {
+    const { revision, changed } = await this.run(what, () => this.kv.write(...ops));
+    if (changed) await this.reads.wrote(revision);
+  }
+
+  private assertOpen(what: string): void {
+    if (this.closed) throw new StowageError('INTERNAL', `${what}: the etcd store was already closed`);
+  }
 
   private run<T>(what: string, fn: () => Promise<T>, timeoutMs?: number): Promise<T> {
     if (this.closed) {

@@ -2,11 +2,24 @@ import { readFile } from 'node:fs/promises';
 import { isAbsolute } from 'node:path';
 import { StowageError } from '../base/errors.js';
 import type { Config } from '../config.js';
+import type { ReadCacheLog } from './etcd-cache.js';
 import { type EtcdUrl, parseEtcdUrl } from './etcd-url.js';
 import { SqliteStore } from './sqlite-store.js';
 import type { StateStore } from './store.js';
 
 export type StoreLocation = { kind: 'sqlite'; path: string } | ({ kind: 'etcd' } & EtcdUrl);
+
+export interface OpenStoreOptions {
+  /** The SQLite addon's path when bundled (the flexvolume executable carries its own). */
+  nativeBinding?: string;
+  /**
+   * etcd only: keep a watch-fed read cache (etcd-cache.ts) for Get, Path and List. For processes
+   * that live (the daemon) or read everything (`volumes ls`); a process that reads one volume and
+   * exits (flexvolume, `inspect`) reads etcd directly instead of loading the whole prefix.
+   * `log` hears the cache's loads, reloads and stale periods.
+   */
+  readCache?: { log?: ReadCacheLog };
+}
 
 /** `config.state`: a SQLite file (`/path`, `sqlite:/path`) or an etcd URL (`etcd://`, `etcds://`). */
 export function storeLocation(state: string): StoreLocation {
@@ -19,7 +32,7 @@ export function storeLocation(state: string): StoreLocation {
  * the flexvolume executable on SQLite do not pay for it. Opening never waits for etcd: a daemon
  * starts while etcd is down and each request fails fast until it is back.
  */
-export function openStore(config: Config, opts: { nativeBinding?: string } = {}): Promise<StateStore> {
+export function openStore(config: Config, opts: OpenStoreOptions = {}): Promise<StateStore> {
   return openStoreAt(config.state, config.etcd, opts);
 }
 
@@ -27,7 +40,7 @@ export function openStore(config: Config, opts: { nativeBinding?: string } = {})
 export async function openStoreAt(
   location: string,
   e: Config['etcd'],
-  opts: { nativeBinding?: string } = {},
+  opts: OpenStoreOptions = {},
 ): Promise<StateStore> {
   const where = storeLocation(location);
   if (where.kind === 'sqlite') {
@@ -37,7 +50,7 @@ export async function openStoreAt(
         `store ${JSON.stringify(location)}: a SQLite store is an absolute path`,
       );
     }
-    return new SqliteStore(where.path, opts);
+    return new SqliteStore(where.path, opts.nativeBinding ? { nativeBinding: opts.nativeBinding } : {});
   }
   let password = e.password;
   if (password === undefined && e.passwordFile) {
@@ -62,5 +75,6 @@ export async function openStoreAt(
     requestTimeoutMs: e.requestTimeoutMs,
     ...(where.tls || Object.keys(tlsFiles).length > 0 ? { tls: tlsFiles } : {}),
     ...(e.username !== undefined ? { auth: { username: e.username, password: password ?? '' } } : {}),
+    ...(opts.readCache ? { readCache: opts.readCache.log ? { log: opts.readCache.log } : {} } : {}),
   });
 }

@@ -117,8 +117,27 @@ export interface LockHolder {
   expiresAt: number;
 }
 
+/**
+ * How current the answers of Get, Path and List are, for stores that answer them from a copy
+ * (etcd's read cache). `stale`: the store stopped hearing from its backend at `since`; the
+ * answers are those of `revision` and may miss changes made since (on other hosts, or here).
+ */
+export interface StoreFreshness {
+  /** True when reads come from a watch-fed copy; false: every read goes to the backend. */
+  cached: boolean;
+  stale: boolean;
+  /** loading, live, stale or closed (see ReadCacheState); absent when not cached. */
+  state?: string;
+  revision?: number;
+  since?: string;
+  reason?: string;
+}
+
 export interface StateStore {
   readonly kind: string;
+
+  /** Shared stores with a read cache: how current reads are (inspect and doctor show it). */
+  freshness?(): StoreFreshness;
 
   getVolume(name: string): Promise<VolumeRecord | undefined>;
   /** Volume, mounts and attachments in one consistent read (Docker's Get and Path ask for this). */

@@ -119,8 +119,11 @@ describe('three hosts, one etcd', () => {
     const created = await plugin('host-a', 'VolumeDriver.Create', { Name: 'race', Opts: { size: '1' } });
     expect(created.body.Err).toBe('');
     for (const h of HOSTS) {
-      const got = await plugin(h, 'VolumeDriver.Get', { Name: 'race' });
-      expect(got.body.Err).toBe('');
+      // Get answers from each daemon's read cache: the creating host at once, the others within
+      // the watch's lag (milliseconds).
+      await expect
+        .poll(async () => (await plugin(h, 'VolumeDriver.Get', { Name: 'race' })).body.Err, { timeout: 5000 })
+        .toBe('');
       expect((await plugin(h, 'VolumeDriver.Capabilities', {})).body).toEqual({
         Capabilities: { Scope: 'global' },
         Err: '',
@@ -205,12 +208,29 @@ describe('three hosts, one etcd', () => {
     expect(un.body.Err).toBe('');
   }, 120_000);
 
-  it('an etcd outage fails requests fast with a clear error, records nothing, and service resumes', async () => {
+  it('an etcd outage: Get and List answer from the read cache, changes fail fast, nothing half-recorded, service resumes', async () => {
     etcd.pause();
     try {
       for (const [endpoint, body] of [
         ['VolumeDriver.Get', { Name: 'race' }],
         ['VolumeDriver.List', {}],
+      ] as const) {
+        const r = await plugin('host-c', endpoint, body);
+        expect(r.body.Err, endpoint).toBe('');
+      }
+      // Once the watch has been silent for 3 s (max(3 heartbeats, requestTimeoutMs)), Get says so.
+      await expect
+        .poll(
+          async () =>
+            (
+              (await plugin('host-c', 'VolumeDriver.Get', { Name: 'race' })).body.Volume as {
+                Status?: { store?: string };
+              }
+            )?.Status?.store,
+          { timeout: 10_000, interval: 250 },
+        )
+        .toMatch(/^stale since \S+ \(etcd did not answer the watch for \d+ ms\): as of revision \d+$/);
+      for (const [endpoint, body] of [
         ['VolumeDriver.Create', { Name: 'during-outage', Opts: { size: '1' } }],
         ['VolumeDriver.Mount', { Name: 'race', ID: mountId('host-c', 950) }],
       ] as const) {
@@ -233,9 +253,14 @@ describe('three hosts, one etcd', () => {
     expect(race.body.Err).toBe('');
     expect(ebsVolume('race')?.attachments).toEqual([]);
     expect(ebsVolume('during-outage')).toBeUndefined();
-    // And etcd killed outright, then back: the same daemons serve again.
+    // And etcd killed outright, then back: List still answers (stale), a change is refused, and
+    // the same daemons serve again.
     await etcd.kill();
-    const refused = await plugin('host-c', 'VolumeDriver.List', {});
+    expect((await plugin('host-c', 'VolumeDriver.List', {})).body.Err).toBe('');
+    const refused = await plugin('host-c', 'VolumeDriver.Create', {
+      Name: 'while-down',
+      Opts: { size: '1' },
+    });
     expect(refused.body.Err).toMatch(/the metadata store etcd/);
     await etcd.restart();
     await expect
