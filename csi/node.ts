@@ -1,9 +1,9 @@
 import { StowageError } from '../src/base/errors.js';
-import { csiPublishMountId, stageMountId } from '../src/core/mount-ids.js';
+import { csiPublishMountId, isPublishRef, stageMountId } from '../src/core/mount-ids.js';
 import type { VolumeView } from '../src/core/volume-manager.js';
 import type { CsiContext } from './context.js';
 import { failedPrecondition } from './handler.js';
-import { checkFsType, insideKubeletDir, requireKubeletPath, requireNodeUse } from './node-checks.js';
+import { checkFsType, insideKubeletDir, modeOf, requireKubeletPath, requireNodeUse } from './node-checks.js';
 import type { Rpcs } from './plugin.js';
 import type { NodeGetVolumeStatsResponse, NodeMethods, NodeRpcType } from './proto/messages.js';
 import { requireVolumeId } from './volume-ids.js';
@@ -71,10 +71,20 @@ export function nodeService(ctx: CsiContext): Partial<Rpcs<NodeMethods>> {
           `volume ${volume} is not staged at ${staging} on this node; NodeStageVolume it there first`,
         );
       }
+      const id = csiPublishMountId(target);
+      if (modeOf(req.volumeCapability) === 'SINGLE_NODE_SINGLE_WRITER') {
+        const others = publishesHere(view, manager.host).filter((other) => other !== id);
+        if (others.length > 0) {
+          throw failedPrecondition(
+            `volume ${volume} is asked for with SINGLE_NODE_SINGLE_WRITER (ReadWriteOncePod), but it is already published ` +
+              `on this node for ${others.length} other pod${others.length === 1 ? '' : 's'}; unpublish ${others.length === 1 ? 'it' : 'them'} first`,
+          );
+        }
+      }
       await manager.publish({
         driver,
         volume,
-        id: csiPublishMountId(target),
+        id,
         target,
         readOnly: req.readonly === true || use.readOnly,
         flags: use.flags,
@@ -166,6 +176,12 @@ export function nodeCapabilities(ctx: Pick<CsiContext, 'traits'>): NodeRpcType[]
 function counts(view: VolumeView, host: string, id: string): boolean {
   const here = view.mounts.find((m) => m.host === host);
   return (here?.refs[id] ?? 0) > 0;
+}
+
+/** The ids of pods' publishes of the volume on this host (CSI or flexvolume), not stages or containers. */
+function publishesHere(view: VolumeView, host: string): string[] {
+  const here = view.mounts.find((m) => m.host === host);
+  return Object.keys(here?.refs ?? {}).filter(isPublishRef);
 }
 
 /** An int64 of a request (a string, as proto-loader delivers it), 0 when unset. */

@@ -306,6 +306,19 @@ describe('refusals: the spec status code, nothing changed', () => {
     expect(h.t.mounter.table.get(target())).toMatchObject({ options: ['bind'] });
   });
 
+  it('SINGLE_NODE_SINGLE_WRITER (ReadWriteOncePod) at a second target while another pod has it: FAILED_PRECONDITION', async () => {
+    await stage();
+    const single = { volumeCapability: mountCap('SINGLE_NODE_SINGLE_WRITER') };
+    await publish(POD_A, single);
+    await publish(POD_A, single); // the same target again: idempotent
+    const before = await snapshot();
+    expect(await statusOf(publish(POD_B, single))).toBe('FAILED_PRECONDITION');
+    expect(await snapshot()).toEqual(before);
+    await unpublish(POD_A);
+    await publish(POD_B, single); // the first pod gone: the second may have it
+    expect(await statusOf(publish(POD_A, single))).toBe('FAILED_PRECONDITION');
+  });
+
   it('a mount group on a network filesystem driver: INVALID_ARGUMENT (it advertises no VOLUME_MOUNT_GROUP)', async () => {
     await h.close();
     h = await startNodePlugin({ driver: 'nfs', runtime: { flags: { drivers: ['local', 'nfs'] } } });
