@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ServiceError } from '@grpc/grpc-js';
@@ -22,6 +22,7 @@ const HOST = 'csi-node-e2e';
 const VOL = 'csi-n1';
 const POD_A = '8c3f7a10-4d2e-4b6f-9a1c-2e5d7b9f0a11';
 const POD_B = '2b6d9e44-7f1a-4c3b-8e5d-6a0f1c2b3d44';
+const POD_C = '9a1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c5d';
 
 let base: string;
 let kubelet: string;
@@ -95,7 +96,7 @@ beforeAll(async () => {
     await rt.close();
   }
   await mkdir(staging(), { recursive: true }); // kubelet makes the staging directory
-  for (const pod of [POD_A, POD_B]) await mkdir(join(target(pod), '..'), { recursive: true });
+  for (const pod of [POD_A, POD_B, POD_C]) await mkdir(join(target(pod), '..'), { recursive: true });
   plugin = new CsiProcess({
     configFile,
     driver: 'local',
@@ -166,6 +167,22 @@ describe('the CSI node plugin for local volumes (real process, loop devices, mou
     expect(Number(bytes.total)).toBeLessThanOrEqual(64 * 1024 ** 2);
     expect(Number(bytes.used)).toBeGreaterThan(0);
     expect(stats.usage.find((u: { unit: string }) => u.unit === 'INODES')).toBeDefined();
+  });
+
+  it("gives the volume's root directory to a pod's mount group; a target unmounted by hand shows as abnormal", async () => {
+    const grouped = cap();
+    grouped.mount.volumeMountGroup = '2345';
+    await publish(POD_C, { volumeCapability: grouped });
+    const root = await stat(target(POD_C));
+    expect(root.gid).toBe(2345);
+    expect(root.mode & 0o2070).toBe(0o2070); // group rwx and setgid, so new files join the group
+    await execa('umount', [target(POD_C)]);
+    const stats = await node('NodeGetVolumeStats', { volumeId: VOL, volumePath: target(POD_C) });
+    expect(stats.volumeCondition.abnormal).toBe(true);
+    expect(stats.volumeCondition.message).toContain('nothing is mounted at');
+    await node('NodeUnpublishVolume', { volumeId: VOL, targetPath: target(POD_C) });
+    expect(existsSync(target(POD_C))).toBe(false);
+    expect(await storeMounts()).toEqual([expect.objectContaining({ refs: 3 })]);
   });
 
   it("refuses each of the spec's bad requests with its code, and changes nothing", async () => {
