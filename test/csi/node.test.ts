@@ -190,6 +190,16 @@ describe('stage, publish for two pods, unpublish, unstage', () => {
     expect(await refs()).toEqual({ [stageMountId(staging())]: 1 });
   });
 
+  it('takes a path with a trailing slash as the same path', async () => {
+    await stage({ stagingTargetPath: `${staging()}/` });
+    await publish(POD_A, { targetPath: `${target()}/`, stagingTargetPath: `${staging()}/` });
+    await publish(POD_A);
+    expect(await refs()).toEqual({ [stageMountId(staging())]: 1, [csiPublishMountId(target())]: 1 });
+    await unpublish();
+    await unstage();
+    expect(await h.t.store.getMounts('v1')).toEqual([]);
+  });
+
   it('unpublish and unstage of what was never published or staged are success', async () => {
     await unpublish();
     await unstage();
@@ -223,6 +233,17 @@ describe('refusals: the spec status code, nothing changed', () => {
     [
       'stage at a path that climbs out',
       () => stage({ stagingTargetPath: `${h.kubelet}/../etc` }),
+      'INVALID_ARGUMENT',
+    ],
+    [
+      'stage beside the kubelet dir',
+      () => stage({ stagingTargetPath: `${h.kubelet}-evil/globalmount` }),
+      'INVALID_ARGUMENT',
+    ],
+    ['stage at the kubelet dir itself', () => stage({ stagingTargetPath: h.kubelet }), 'INVALID_ARGUMENT'],
+    [
+      'stage at a relative path',
+      () => stage({ stagingTargetPath: 'kubelet/globalmount' }),
       'INVALID_ARGUMENT',
     ],
     [
