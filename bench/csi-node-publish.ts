@@ -169,6 +169,12 @@ async function main(): Promise<void> {
     return [p, u];
   };
   const plugin: number[] = [];
+  // The doors' own cost: a request that does nothing, on each transport.
+  const empty = { grpc: [] as number[], http: [] as number[] };
+  const emptyRound = async () => {
+    empty.grpc.push(await timed(csi, 'NodeGetCapabilities', {}));
+    empty.http.push((await post('Capabilities', {})).us);
+  };
   const dockerRound = async (i: number): Promise<[number, number]> => {
     const id = randomBytes(32).toString('hex');
     const target = join(dir, 'containers', String(i), 'data');
@@ -199,8 +205,11 @@ async function main(): Promise<void> {
       samples[i]!.publish.push(p);
       samples[i]!.unpublish.push(u);
     }
+    if (r >= WARMUP) await emptyRound();
   }
   const pluginOnly = summarize(Float64Array.from(plugin.slice(WARMUP)));
+  const emptyGrpc = summarize(Float64Array.from(empty.grpc));
+  const emptyHttp = summarize(Float64Array.from(empty.http));
   const rows = variants.map((v, i) => ({
     name: v.name,
     total: summarize(Float64Array.from(samples[i]!.total)),
@@ -222,6 +231,8 @@ ${line(['Show the volume at one more path, then undo', 'Median', 'p90', 'Show (m
 ${line(['---', '---', '---', '---', '---'])}
 ${rows.map((r) => line([r.name, fmt(r.total.medianUs), fmt(r.total.p90Us), fmt(r.publish.medianUs), fmt(r.unpublish.medianUs)])).join('\n')}
 ${line(['Docker Mount + Unmount requests alone (no bind)', fmt(pluginOnly.medianUs), fmt(pluginOnly.p90Us), '—', '—'])}
+${line(['an empty request: gRPC NodeGetCapabilities', fmt(emptyGrpc.medianUs), fmt(emptyGrpc.p90Us), '—', '—'])}
+${line(['an empty request: HTTP /VolumeDriver.Capabilities', fmt(emptyHttp.medianUs), fmt(emptyHttp.p90Us), '—', '—'])}
 
 | Target | Measured | Status |
 | --- | --- | --- |
@@ -236,7 +247,13 @@ ${line(['Docker Mount + Unmount requests alone (no bind)', fmt(pluginOnly.median
 - docker: \`stowage daemon\`; each round sends \`/VolumeDriver.Mount\` with a fresh container ID, then
   \`mount --bind\` of the returned mountpoint (dockerd makes this bind itself with a system call, so
   this row charges the Docker side two process starts it does not pay in production), \`umount\`,
-  \`/VolumeDriver.Unmount\`. The plugin requests alone are the last row.
+  \`/VolumeDriver.Unmount\`. The plugin requests alone are the third row.
+- The empty requests show what each transport costs by itself, both ends in Node: grpc-js over
+  HTTP/2 (this bench's client is grpc-js too; kubelet's is grpc-go) against node:http with
+  keep-alive, the way dockerd's client talks; the rest of the difference is the publish's own bookkeeping: an
+  intent opened and closed in the journal for each of publish and unpublish (a Docker Mount of a
+  mounted volume writes only its count), the volume read for the stage check, and the target
+  directory made and removed by the plugin (made by dockerd outside this clock on the Docker side).
 `;
   process.stdout.write(`${markdown}\n`);
   if (!process.env.BENCH_NO_WRITE) {
