@@ -339,20 +339,6 @@ describe('refusals: the spec status code, nothing changed', () => {
     await publish(POD_B, single); // the first pod gone: the second may have it
     expect(await statusOf(publish(POD_A, single))).toBe('FAILED_PRECONDITION');
   });
-
-  it('a mount group on a network filesystem driver: INVALID_ARGUMENT (it advertises no VOLUME_MOUNT_GROUP)', async () => {
-    await h.close();
-    h = await startNodePlugin({ driver: 'nfs', runtime: { flags: { drivers: ['local', 'nfs'] } } });
-    await h.t.manager.create('local', 'v1', {});
-    const err = await statusOf(
-      node('NodeStageVolume', {
-        volumeId: 'v1',
-        stagingTargetPath: staging(),
-        volumeCapability: mountCap('MULTI_NODE_MULTI_WRITER', { volumeMountGroup: '2000' }),
-      }),
-    );
-    expect(err).toBe('INVALID_ARGUMENT');
-  });
 });
 
 describe('NodeGetVolumeStats', () => {
@@ -462,5 +448,47 @@ describe('paths', () => {
     await mkdir(join(target(), '..'), { recursive: true });
     await publish();
     expect(existsSync(target())).toBe(true);
+  });
+});
+
+describe('nfs volumes (every access mode, no mount group)', () => {
+  beforeEach(async () => {
+    await h.close();
+    h = await startNodePlugin({
+      driver: 'nfs',
+      runtime: { flags: { drivers: ['local', 'nfs'], nfs: { server: 'nfs1', share: '/exports' } } },
+    });
+    const server = join(h.t.dir, 'server');
+    await mkdir(join(server, 'exports'), { recursive: true });
+    h.t.mounter.nfsServers.set('nfs1', server);
+    await h.t.manager.create('nfs', 'v1', {});
+  });
+
+  it('stages and publishes for many writers with fs_type nfs4; unpublish and unstage undo all', async () => {
+    const many = mountCap('MULTI_NODE_MULTI_WRITER', { fsType: 'nfs4' });
+    await stage({ volumeCapability: many });
+    await publish(POD_A, { volumeCapability: many });
+    await publish(POD_B, { volumeCapability: mountCap('MULTI_NODE_READER_ONLY') });
+    expect(h.t.mounter.table.get(mountpoint())).toMatchObject({ fsType: 'nfs4' });
+    expect(h.t.mounter.table.get(target(POD_B))).toMatchObject({ options: ['bind', 'ro'] });
+    expect(Object.keys(await refs())).toHaveLength(3);
+    await unpublish(POD_A);
+    await unpublish(POD_B);
+    await unstage();
+    expect(await h.t.store.getMounts('v1')).toEqual([]);
+    expect([...h.t.mounter.table.keys()]).toEqual([]);
+  });
+
+  it('refuses a block filesystem type and a mount group, changing nothing', async () => {
+    const before = await snapshot();
+    const ext4 = mountCap('MULTI_NODE_MULTI_WRITER', { fsType: 'ext4' });
+    expect(await statusOf(stage({ volumeCapability: ext4 }))).toBe('INVALID_ARGUMENT');
+    const grouped = mountCap('MULTI_NODE_MULTI_WRITER', { volumeMountGroup: '2000' });
+    expect(await statusOf(stage({ volumeCapability: grouped }))).toBe('INVALID_ARGUMENT');
+    expect(await snapshot()).toEqual(before);
+    const caps = (await node('NodeGetCapabilities', {})).capabilities.map(
+      (c: { rpc: { type: string } }) => c.rpc.type,
+    );
+    expect(caps).not.toContain('VOLUME_MOUNT_GROUP');
   });
 });
