@@ -1,6 +1,7 @@
 import { isAbsolute, normalize } from 'node:path';
 import type { DriverTraits } from '../drivers/catalog.js';
 import { StowageError } from '../src/base/errors.js';
+import { isPublishRef, stageMountId } from '../src/core/mount-ids.js';
 import type { VolumeView } from '../src/core/volume-manager.js';
 import { isReadOnlyMode, supportedModes, unsupportedReason } from './access.js';
 import { failedPrecondition } from './handler.js';
@@ -132,5 +133,35 @@ export function checkFsType(
   throw new StowageError(
     'INVALID_ARGUMENT',
     `fs_type ${JSON.stringify(fsType)} does not fit a ${driver} volume, a network filesystem: give nfs, nfs4 or none`,
+  );
+}
+
+/** This host's counts of the volume (mount id → count), empty when it is not mounted here. */
+function refsHere(view: VolumeView, host: string): Readonly<Record<string, number>> {
+  return view.mounts.find((m) => m.host === host)?.refs ?? {};
+}
+
+/**
+ * NodePublish of a plugin that stages: the volume must be staged at `staging` on this node, else
+ * FAILED_PRECONDITION (the CO stages first).
+ */
+export function requireStagedHere(view: VolumeView, host: string, staging: string): void {
+  if ((refsHere(view, host)[stageMountId(staging)] ?? 0) > 0) return;
+  throw failedPrecondition(
+    `volume ${view.volume.name} is not staged at ${staging} on this node; NodeStageVolume it there first`,
+  );
+}
+
+/**
+ * SINGLE_NODE_SINGLE_WRITER (Kubernetes' ReadWriteOncePod): no other pod may publish the volume on
+ * this node (its stage and Docker containers are not pods). FAILED_PRECONDITION, the spec's answer
+ * to a second target of a volume without multi-node capability.
+ */
+export function requireSoleWriter(view: VolumeView, host: string, id: string): void {
+  const others = Object.keys(refsHere(view, host)).filter((other) => isPublishRef(other) && other !== id);
+  if (others.length === 0) return;
+  throw failedPrecondition(
+    `volume ${view.volume.name} is asked for with SINGLE_NODE_SINGLE_WRITER (ReadWriteOncePod), but it is already ` +
+      `published on this node for ${others.length} other pod${others.length === 1 ? '' : 's'}; unpublish ${others.length === 1 ? 'it' : 'them'} first`,
   );
 }

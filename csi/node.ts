@@ -1,9 +1,16 @@
 import { StowageError } from '../src/base/errors.js';
-import { csiPublishMountId, isPublishRef, stageMountId } from '../src/core/mount-ids.js';
-import type { VolumeView } from '../src/core/volume-manager.js';
+import { csiPublishMountId, stageMountId } from '../src/core/mount-ids.js';
 import type { CsiContext } from './context.js';
 import { failedPrecondition } from './handler.js';
-import { checkFsType, insideKubeletDir, modeOf, requireKubeletPath, requireNodeUse } from './node-checks.js';
+import {
+  checkFsType,
+  insideKubeletDir,
+  modeOf,
+  requireKubeletPath,
+  requireNodeUse,
+  requireSoleWriter,
+  requireStagedHere,
+} from './node-checks.js';
 import type { Rpcs } from './plugin.js';
 import type { NodeGetVolumeStatsResponse, NodeMethods, NodeRpcType } from './proto/messages.js';
 import { requireVolumeId } from './volume-ids.js';
@@ -66,21 +73,10 @@ export function nodeService(ctx: CsiContext): Partial<Rpcs<NodeMethods>> {
       const staging = requireKubeletPath(ctx.kubeletDir, req.stagingTargetPath, 'staging_target_path');
       const view = await manager.get(driver, volume);
       checkFsType(driver, traits, view.volume, use.fsType);
-      if (!counts(view, manager.host, stageMountId(staging))) {
-        throw failedPrecondition(
-          `volume ${volume} is not staged at ${staging} on this node; NodeStageVolume it there first`,
-        );
-      }
+      requireStagedHere(view, manager.host, staging);
       const id = csiPublishMountId(target);
-      if (modeOf(req.volumeCapability) === 'SINGLE_NODE_SINGLE_WRITER') {
-        const others = publishesHere(view, manager.host).filter((other) => other !== id);
-        if (others.length > 0) {
-          throw failedPrecondition(
-            `volume ${volume} is asked for with SINGLE_NODE_SINGLE_WRITER (ReadWriteOncePod), but it is already published ` +
-              `on this node for ${others.length} other pod${others.length === 1 ? '' : 's'}; unpublish ${others.length === 1 ? 'it' : 'them'} first`,
-          );
-        }
-      }
+      if (modeOf(req.volumeCapability) === 'SINGLE_NODE_SINGLE_WRITER')
+        requireSoleWriter(view, manager.host, id);
       await manager.publish({
         driver,
         volume,
@@ -170,18 +166,6 @@ export function nodeCapabilities(ctx: Pick<CsiContext, 'traits'>): NodeRpcType[]
   if (ctx.traits.fsGroup) caps.push('VOLUME_MOUNT_GROUP');
   if (ctx.traits.requiresFSResize) caps.push('EXPAND_VOLUME');
   return caps;
-}
-
-/** Whether this host's mount record of the volume counts `id`. */
-function counts(view: VolumeView, host: string, id: string): boolean {
-  const here = view.mounts.find((m) => m.host === host);
-  return (here?.refs[id] ?? 0) > 0;
-}
-
-/** The ids of pods' publishes of the volume on this host (CSI or flexvolume), not stages or containers. */
-function publishesHere(view: VolumeView, host: string): string[] {
-  const here = view.mounts.find((m) => m.host === host);
-  return Object.keys(here?.refs ?? {}).filter(isPublishRef);
 }
 
 /** An int64 of a request (a string, as proto-loader delivers it), 0 when unset. */
