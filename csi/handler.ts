@@ -51,7 +51,12 @@ export function unary<Req, Res>(
 /** A StowageError as grpc-js sends it. */
 export function grpcError(e: StowageError): ServerErrorResponse {
   const err = new Error(e.message) as ServerErrorResponse;
-  err.code = e.details.unimplemented === true ? status.UNIMPLEMENTED : grpcStatusOf(e.code);
+  err.code =
+    e.details.unimplemented === true
+      ? status.UNIMPLEMENTED
+      : e.details.failedPrecondition === true
+        ? status.FAILED_PRECONDITION
+        : grpcStatusOf(e.code);
   err.details = e.message;
   err.metadata = new Metadata();
   return err;
@@ -65,6 +70,15 @@ export function unimplemented(method: string, why: string): StowageError {
   return new StowageError('NOT_SUPPORTED', `${method} is not supported: ${why}`, {
     details: { unimplemented: true },
   });
+}
+
+/**
+ * A request the spec answers with FAILED_PRECONDITION where stowage's codes have no such meaning:
+ * the CO must first do something else (stage before publish; a single-node volume asked for on
+ * many nodes). The CO does not retry it as it is.
+ */
+export function failedPrecondition(message: string): StowageError {
+  return new StowageError('INVALID_ARGUMENT', message, { details: { failedPrecondition: true } });
 }
 
 function volumeIdOf(req: unknown): string | undefined {

@@ -163,6 +163,7 @@ export function createRuntime(config: Config, o: RuntimeOverrides = {}): Runtime
     store,
     registry,
     mounter,
+    files,
     locks,
     timeouts,
     log,

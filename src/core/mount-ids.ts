@@ -64,6 +64,11 @@ export function isDeviceRef(id: string): boolean {
   return id.startsWith(DEVICE) || id.startsWith(STAGE);
 }
 
+/** Mount ids of a pod's (or a CSI target's) bind mount: a workload of kubelet's, not Docker's. */
+export function isPublishRef(id: string): boolean {
+  return id.startsWith(POD) || id.startsWith(CSI);
+}
+
 /** The pod uid of a pod's mount id, else undefined. */
 export function podOf(id: string): string | undefined {
   return id.startsWith(POD) ? id.slice(POD.length).split(':')[0] : undefined;

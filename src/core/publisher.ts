@@ -1,13 +1,15 @@
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rmdir } from 'node:fs/promises';
 import { isAbsolute, normalize } from 'node:path';
 import type { Logger } from 'pino';
 import { StowageError, toStowageError } from '../base/errors.js';
+import type { FileOps } from '../mount/file-ops.js';
 import type { Mounter } from '../mount/mounter.js';
 import type { IntentOp, IntentRecord, MountRecord, StateStore, VolumeRecord } from '../state/store.js';
 import { crashPoint } from './crash-points.js';
-import type { Driver } from './driver.js';
+import type { Driver, Timeouts } from './driver.js';
 import type { VolumeLocks } from './locks.js';
 import { validateMountId } from './mount-ids.js';
+import { unmountDeadlineMs } from './mount-pipeline.js';
 import { validateVolumeName } from './names.js';
 
 /**
@@ -25,6 +27,8 @@ export interface PublisherDeps {
   host: string;
   store: StateStore;
   mounter: Mounter;
+  files: FileOps;
+  timeouts: Timeouts;
   locks: VolumeLocks;
   log: Logger;
   /** The volume ready, else NOT_FOUND or BUSY (the caller's rule for every use). */
@@ -44,7 +48,27 @@ export interface PublishRequest {
   id: string;
   target: string;
   readOnly?: boolean;
+  /**
+   * A group (gid) the volume's root directory is given before the bind (CSI's volume_mount_group,
+   * a pod's fsGroup): group rwx and setgid on that one directory, never recursive.
+   */
+  group?: number;
+  /** More options of the bind mount, from BIND_MOUNT_FLAGS (a PV's mountOptions). */
+  flags?: readonly string[];
 }
+
+/**
+ * Options a bind mount can carry without touching the volume's one mount under the mount root,
+ * which Docker users and other pods share: they restrict what this one view allows.
+ */
+export const BIND_MOUNT_FLAGS: readonly string[] = [
+  'nosuid',
+  'nodev',
+  'noexec',
+  'noatime',
+  'nodiratime',
+  'relatime',
+];
 
 export class Publisher {
   constructor(private readonly d: PublisherDeps) {}
@@ -54,13 +78,18 @@ export class Publisher {
     validateVolumeName(name);
     validateMountId(id);
     const path = cleanTarget(target);
+    const flags = checkFlags(req.flags ?? []);
+    if (req.group !== undefined && (!Number.isSafeInteger(req.group) || req.group < 0)) {
+      throw new StowageError('INVALID_ARGUMENT', `group ${req.group} is not a group id (a whole number ≥ 0)`);
+    }
     await this.d.locks.withLock(name, 'publish', async () => {
       const vol = await this.d.requireReady(driverName, name);
       const driver = this.d.driverOf(vol);
       const log = this.d.log.child({ op: 'publish', volume: name, driver: vol.driver });
       const counted = await this.countedHere(name, id);
       if (await this.d.mounter.isMountPoint(path)) {
-        if (counted) return; // done by an earlier try whose reply was lost
+        // Done by an earlier try whose reply was lost, unless that one asked for another access.
+        if (counted) return this.assertSameAccess(path, req.readOnly === true, name);
         throw new StowageError(
           'IN_USE',
           `${path} is already a mount point that stowage did not make for ${id}; unmount it, then try again`,
@@ -75,8 +104,9 @@ export class Publisher {
           countedNow = true;
         }
         crashPoint('publish:counted');
+        if (req.group !== undefined) await this.shareWithGroup(vol, source as string, req.group);
         await mkdir(path, { recursive: true, mode: 0o750 });
-        const options = req.readOnly ? ['bind', 'ro'] : ['bind'];
+        const options = ['bind', ...(req.readOnly ? ['ro'] : []), ...flags];
         await this.d.mounter.mount(source as string, path, { options });
         log.info({ id, target: path, readOnly: req.readOnly === true }, 'published');
       } catch (err) {
@@ -92,12 +122,13 @@ export class Publisher {
    * The inverse of publish, by mount id and path alone (kubelet's unmount names no volume). A path
    * that is not published is unmounted if it is a mount point and is otherwise success.
    */
-  async unpublish(id: string, target: string): Promise<void> {
+  async unpublish(id: string, target: string, opts: UnpublishOptions = {}): Promise<void> {
     validateMountId(id);
     const path = cleanTarget(target);
     const holder = (await this.d.store.listMountsByHost(this.d.host)).find((m) => (m.refs[id] ?? 0) > 0);
     if (!holder) {
       await this.d.mounter.unmount(path);
+      if (opts.removeTarget) await this.removeTarget(path);
       return;
     }
     await this.d.locks.withLock(holder.volume, 'unpublish', async () => {
@@ -112,6 +143,7 @@ export class Publisher {
         await this.d.mounter.unmount(path);
         crashPoint('unpublish:unbound');
         await this.d.releaseHere(vol, id, log); // a no-op for an id no longer counted
+        if (opts.removeTarget) await this.removeTarget(path);
         log.info({ id, target: path }, 'unpublished');
       } catch (err) {
         throw toStowageError(err, `unpublish of volume ${vol.name} from ${path}`);
@@ -142,6 +174,50 @@ export class Publisher {
     return intent.op === 'publish' ? 'its count without a bind released' : 'finished';
   }
 
+  /**
+   * A repeated publish must ask for what is there: the same target read-only where it is bound
+   * read-write (or the other way) is CONFLICT, since changing it under a running pod is not ours.
+   */
+  private async assertSameAccess(path: string, readOnly: boolean, name: string): Promise<void> {
+    const top = (await this.d.mounter.listMounts()).filter((m) => m.mountPoint === path).at(-1);
+    const boundReadOnly = top?.options.split(',').includes('ro') === true;
+    if (top === undefined || boundReadOnly === readOnly) return;
+    const how = (ro: boolean) => (ro ? 'read-only' : 'read-write');
+    throw new StowageError(
+      'CONFLICT',
+      `volume ${name} is already published at ${path} ${how(boundReadOnly)}; unpublish it first to publish it there ${how(readOnly)}`,
+    );
+  }
+
+  /** The group share of the volume's root directory, with the volume's own deadline. */
+  private async shareWithGroup(vol: VolumeRecord, root: string, gid: number): Promise<void> {
+    try {
+      await this.d.files.shareWithGroup(root, gid, unmountDeadlineMs(vol, this.d.timeouts));
+    } catch (err) {
+      throw new StowageError(
+        'NOT_SUPPORTED',
+        `volume ${vol.name}: its root directory could not be given to group ${gid} (${(err as Error).message}); ` +
+          'the filesystem does not allow it (a share that squashes root?): publish it without a mount group',
+        { cause: err },
+      );
+    }
+  }
+
+  /**
+   * The target directory publish made, removed once nothing is mounted there (CSI: the plugin
+   * deletes what it created). rmdir refuses a directory with anything in it: that is data written
+   * while nothing was mounted there, and it is left, with a warning, rather than deleted.
+   */
+  private async removeTarget(path: string): Promise<void> {
+    try {
+      await rmdir(path);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return;
+      this.d.log.warn({ target: path, err: (err as Error).message }, 'target directory left in place');
+    }
+  }
+
   /** The mount of the volume on this host that counts `id`, when it is mounted. */
   private async countedHere(volume: string, id: string): Promise<MountRecord | undefined> {
     return (await this.d.store.getMounts(volume)).find(
@@ -154,6 +230,24 @@ export class Publisher {
     const m = (await this.d.store.getMounts(volume)).find((x) => x.host === this.d.host);
     return m?.refs[id] ?? 0;
   }
+}
+
+export interface UnpublishOptions {
+  /** Remove the target directory once unbound (CSI); kubelet removes its flexvolume directories itself. */
+  removeTarget?: boolean;
+}
+
+function checkFlags(flags: readonly string[]): string[] {
+  const unknown = flags.filter((f) => !BIND_MOUNT_FLAGS.includes(f));
+  if (unknown.length > 0) {
+    throw new StowageError(
+      'INVALID_ARGUMENT',
+      `mount flag${unknown.length === 1 ? '' : 's'} ${unknown.join(', ')} cannot be applied to a published view ` +
+        `of the volume (only ${BIND_MOUNT_FLAGS.join(', ')} and ro): the volume is mounted once per host for ` +
+        'all its users; set filesystem options when the volume is created',
+    );
+  }
+  return [...new Set(flags)];
 }
 
 /**

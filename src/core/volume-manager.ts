@@ -2,6 +2,7 @@ import { rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { isStowageError, StowageError, toStowageError } from '../base/errors.js';
+import type { FileOps } from '../mount/file-ops.js';
 import type { Mounter } from '../mount/mounter.js';
 import {
   type AttachmentRecord,
@@ -21,8 +22,9 @@ import type { VolumeLocks } from './locks.js';
 import { validateMountId } from './mount-ids.js';
 import { MADE_FILESYSTEM, mountAt, unmountAt, unmountDeadlineMs } from './mount-pipeline.js';
 import { validateVolumeName } from './names.js';
-import { Publisher, type PublishRequest } from './publisher.js';
+import { Publisher, type PublishRequest, type UnpublishOptions } from './publisher.js';
 import type { DriverRegistry } from './registry.js';
+import { type VolumeHealth, volumeHealth } from './volume-health.js';
 import { VolumeResizer } from './volume-resizer.js';
 import { VolumeSnapshots } from './volume-snapshots.js';
 
@@ -32,6 +34,8 @@ export interface VolumeManagerDeps {
   store: StateStore;
   registry: DriverRegistry;
   mounter: Mounter;
+  /** File operations through processes with deadlines: a published volume's group, its usage. */
+  files: FileOps;
   locks: VolumeLocks;
   timeouts: Timeouts;
   log: Logger;
@@ -324,8 +328,33 @@ export class VolumeManager {
   }
 
   /** Ends what publish({ id, target, … }) made; a path not published is success. */
-  unpublish(id: string, target: string): Promise<void> {
-    return this.publisher.unpublish(id, target);
+  unpublish(id: string, target: string, opts: UnpublishOptions = {}): Promise<void> {
+    return this.publisher.unpublish(id, target, opts);
+  }
+
+  /**
+   * Usage and condition of the volume at `path`, where this host counts it under one of `ids` (a
+   * door knows which ids its path can stand for); NOT_FOUND when it is not counted there.
+   */
+  async healthAt(
+    driverName: string,
+    name: string,
+    path: string,
+    ids: readonly string[],
+  ): Promise<VolumeHealth> {
+    validateVolumeName(name);
+    const { volume, mounts } = await this.d.store.getVolumeState(name);
+    if (!volume || volume.driver !== driverName) {
+      throw new StowageError('NOT_FOUND', `volume ${name} does not exist`);
+    }
+    const here = mounts.find((m) => m.host === this.d.host);
+    if (!here || !ids.some((id) => (here.refs[id] ?? 0) > 0)) {
+      throw new StowageError(
+        'NOT_FOUND',
+        `volume ${name} is not published or staged at ${path} on this host`,
+      );
+    }
+    return volumeHealth(this.d, volume, here, path);
   }
 
   async unmount(driverName: string | undefined, name: string, id: string): Promise<void> {

@@ -1,3 +1,4 @@
+import { StowageError } from '../base/errors.js';
 import type { CommandRunner } from './exec.js';
 
 /**
@@ -13,6 +14,23 @@ export interface FileOps {
   makeDir(path: string, opts: { mode: string; uid?: number; gid?: number; timeoutMs: number }): Promise<void>;
   rename(from: string, to: string, timeoutMs: number): Promise<void>;
   removeTree(path: string, timeoutMs: number): Promise<void>;
+  /** Space and inodes of the filesystem holding `path` (statfs, through `stat -f`). */
+  usage(path: string, timeoutMs: number): Promise<FsUsage>;
+  /**
+   * Gives the directory `path` (not what is under it) to group `gid`: group read, write and
+   * search, and the setgid bit so that what is made in it inherits the group. Idempotent.
+   */
+  shareWithGroup(path: string, gid: number, timeoutMs: number): Promise<void>;
+}
+
+/** A filesystem's capacity as statfs reports it: bytes for the unprivileged user, and inodes. */
+export interface FsUsage {
+  totalBytes: number;
+  usedBytes: number;
+  availableBytes: number;
+  totalInodes: number;
+  usedInodes: number;
+  availableInodes: number;
 }
 
 export class SpawnFileOps implements FileOps {
@@ -47,4 +65,44 @@ export class SpawnFileOps implements FileOps {
   async removeTree(path: string, timeoutMs: number): Promise<void> {
     await this.runner.run('rm', ['-rf', '--', path], { timeoutMs, what: `removal of ${path}` });
   }
+
+  async usage(path: string, timeoutMs: number): Promise<FsUsage> {
+    // Total blocks, free blocks, blocks free to non-root, block size, total inodes, free inodes.
+    const res = await this.runner.run('stat', ['-f', '-c', '%b %f %a %S %c %d', '--', path], {
+      timeoutMs,
+      what: `statfs of ${path}`,
+    });
+    return parseStatfs(res.stdout, path);
+  }
+
+  async shareWithGroup(path: string, gid: number, timeoutMs: number): Promise<void> {
+    const t = { timeoutMs };
+    await this.runner.run('chgrp', [String(gid), '--', path], { ...t, what: `chgrp of ${path}` });
+    await this.runner.run('chmod', ['g+rwxs', '--', path], { ...t, what: `chmod of ${path}` });
+  }
+}
+
+/** `stat -f -c '%b %f %a %S %c %d'` as an FsUsage; INTERNAL when it printed something else. */
+export function parseStatfs(stdout: string, path: string): FsUsage {
+  const fields = stdout.trim().split(/\s+/);
+  const n = fields.map((f) => (/^\d+$/.test(f) ? Number(f) : Number.NaN));
+  if (n.length !== 6 || !n.every((x) => Number.isSafeInteger(x))) {
+    throw new StowageError('INTERNAL', `stat -f of ${path} printed ${JSON.stringify(stdout.slice(0, 200))}`);
+  }
+  const [blocks, free, avail, blockSize, files, freeFiles] = n as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  return {
+    totalBytes: blocks * blockSize,
+    usedBytes: (blocks - free) * blockSize,
+    availableBytes: avail * blockSize,
+    totalInodes: files,
+    usedInodes: files - freeFiles,
+    availableInodes: freeFiles,
+  };
 }

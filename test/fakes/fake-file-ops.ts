@@ -1,6 +1,6 @@
 import { chmod, chown, mkdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { FileOps } from '../../src/mount/file-ops.js';
+import type { FileOps, FsUsage } from '../../src/mount/file-ops.js';
 import type { FakeMounter } from './fake-mounter.js';
 
 /**
@@ -11,6 +11,12 @@ import type { FakeMounter } from './fake-mounter.js';
  */
 export class FakeFileOps implements FileOps {
   readonly calls: { op: string; path: string }[] = [];
+  /** What usage() reports for a path (any filesystem): a test sets it; else FAKE_USAGE. */
+  readonly usageOf = new Map<string, FsUsage>();
+  /** The group shareWithGroup() gave each directory. */
+  readonly groups = new Map<string, number>();
+  /** The next shareWithGroup() throws this (a filesystem that refuses chgrp). */
+  failShareWith: Error | undefined;
 
   constructor(private readonly mounter: FakeMounter) {}
 
@@ -45,6 +51,20 @@ export class FakeFileOps implements FileOps {
     await rm(this.resolve(path), { recursive: true, force: true });
   }
 
+  /** Any path: the fake kernel keeps no file contents for block filesystems, so usage is preset. */
+  async usage(path: string): Promise<FsUsage> {
+    this.calls.push({ op: 'usage', path });
+    return this.usageOf.get(path) ?? FAKE_USAGE;
+  }
+
+  async shareWithGroup(path: string, gid: number): Promise<void> {
+    this.calls.push({ op: 'shareWithGroup', path });
+    const err = this.failShareWith;
+    this.failShareWith = undefined;
+    if (err) throw err;
+    this.groups.set(path, gid);
+  }
+
   private resolve(path: string): string {
     for (const [target, entry] of this.mounter.table) {
       if (path !== target && !path.startsWith(`${target}/`)) continue;
@@ -56,3 +76,13 @@ export class FakeFileOps implements FileOps {
     throw new Error(`fake file ops: ${path} is not under a mounted NFS share`);
   }
 }
+
+/** What FakeFileOps.usage reports unless a test says otherwise: a 1 GiB filesystem, a quarter used. */
+export const FAKE_USAGE: FsUsage = {
+  totalBytes: 1024 ** 3,
+  usedBytes: 256 * 1024 ** 2,
+  availableBytes: 768 * 1024 ** 2,
+  totalInodes: 65536,
+  usedInodes: 11,
+  availableInodes: 65525,
+};
