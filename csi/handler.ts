@@ -1,6 +1,6 @@
 import { type handleUnaryCall, Metadata, type ServerErrorResponse, status } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { isStowageError, StowageError, toStowageError } from '../src/base/errors.js';
+import { type ErrorCode, isStowageError, StowageError, toStowageError } from '../src/base/errors.js';
 import { grpcStatusOf } from './status.js';
 
 /** A CSI RPC as this door writes it: the request in, the response out, StowageError on failure. */
@@ -51,10 +51,29 @@ export function unary<Req, Res>(
 /** A StowageError as grpc-js sends it. */
 export function grpcError(e: StowageError): ServerErrorResponse {
   const err = new Error(e.message) as ServerErrorResponse;
-  err.code = e.details.unimplemented === true ? status.UNIMPLEMENTED : grpcStatusOf(e.code);
+  err.code =
+    e.details.unimplemented === true ? status.UNIMPLEMENTED : (csiStatusOf(e) ?? grpcStatusOf(e.code));
   err.details = e.message;
   err.metadata = new Metadata();
   return err;
+}
+
+/**
+ * A StowageError that answers with a status of CSI's own, one no StowageError code stands for
+ * (OUT_OF_RANGE, RESOURCE_EXHAUSTED): `code` is what the other doors would make of it.
+ */
+export function csiError(
+  grpcStatus: status,
+  code: ErrorCode,
+  message: string,
+  opts: { cause?: unknown } = {},
+): StowageError {
+  return new StowageError(code, message, { ...opts, details: { csiStatus: grpcStatus } });
+}
+
+function csiStatusOf(e: StowageError): status | undefined {
+  const s = e.details.csiStatus;
+  return typeof s === 'number' ? (s as status) : undefined;
 }
 
 /**

@@ -29,8 +29,10 @@ export type {
   MountSpec,
   ProvisionResult,
   StateView,
+  StorageCapacity,
   Timeouts,
   VolumeInput,
+  VolumeSizing,
 } from './core/driver.js';
 export { blockMountSpec } from './core/mount-pipeline.js';
 export {
