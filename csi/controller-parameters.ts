@@ -98,8 +98,7 @@ export function createOptions(
     );
     if (size !== undefined) raw[driver.sizing.option] = size;
   }
-  driver.parseOptions(raw);
-  return raw;
+  return raw; // parsed once more by the volume manager's Create, before it changes anything
 }
 
 /** A snapshot id the driver cannot even read names no snapshot: the spec's NOT_FOUND for a source. */
