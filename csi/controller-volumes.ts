@@ -4,7 +4,7 @@ import { validateVolumeName } from '../src/core/names.js';
 import type { VolumeView } from '../src/core/volume-manager.js';
 import { requireCapabilities, unsupportedReason } from './access.js';
 import { type CsiContext, TOPOLOGY_HOST } from './context.js';
-import { rangeOf } from './controller-capacity.js';
+import { outOfRange, type Range, rangeOf } from './controller-capacity.js';
 import { expandRpc } from './controller-expand.js';
 import { afterName, page } from './controller-paging.js';
 import { createOptions, driverOptionsOf } from './controller-parameters.js';
@@ -28,17 +28,23 @@ export function controllerVolumes(ctx: CsiContext): ControllerPart {
       requireCapabilities(ctx.traits, req.volumeCapabilities);
       const range = rangeOf(req.capacityRange);
       const options = createOptions(driver, ctx.traits, req, range, ctx.nodeId);
+      const existed = range !== undefined && (await getOrUndefined(ctx, name)) !== undefined;
       await ctx.manager.create(ctx.driver, name, options);
       const view = await ctx.manager.get(ctx.driver, name);
       const bytes = driver.sizing?.recordedBytes(view.volume);
-      if (
-        range &&
-        bytes !== undefined &&
-        (bytes < range.required || (range.limit > 0 && bytes > range.limit))
-      ) {
-        throw new StowageError(
-          'CONFLICT',
-          `volume ${name} already exists with ${bytes} bytes, outside capacity_range [${range.required}, ${range.limit || 'unlimited'}]; use another name or remove it first`,
+      if (range && bytes !== undefined && !inRange(bytes, range)) {
+        const outside = `${bytes} bytes, outside capacity_range [${range.required}, ${range.limit || 'unlimited'}]`;
+        if (existed) {
+          throw new StowageError(
+            'CONFLICT',
+            `volume ${name} already exists with ${outside}; use another name or remove it first`,
+          );
+        }
+        // Only a size the driver decides at Create can miss the range (EBS: a snapshot's, with no
+        // size asked): this call made the volume, holding nothing but the snapshot, so it undoes it.
+        await ctx.manager.remove(ctx.driver, name);
+        throw outOfRange(
+          `volume ${name} would have ${outside} (the size of its source): ask for at least that`,
         );
       }
       return { volume: csiVolume(ctx, driver, view) };
@@ -129,6 +135,10 @@ function driverOf(ctx: CsiContext): Driver {
 /** The node ids (host ids) the volume is attached to. */
 function publishedNodes(view: VolumeView): string[] {
   return view.attachments.filter((a) => a.state === 'attached').map((a) => a.host);
+}
+
+function inRange(bytes: number, range: Range): boolean {
+  return bytes >= range.required && (range.limit === 0 || bytes <= range.limit);
 }
 
 async function getOrUndefined(ctx: CsiContext, name: string): Promise<VolumeView | undefined> {

@@ -156,6 +156,13 @@ describe('stowage csi --driver ebs --mode controller', () => {
       );
     }
     expect(ebsOf('pvc-nosnap')).toEqual([]);
+    // A limit below the snapshot's size: the volume this call made is undone.
+    const small = { volumeContentSource: source, capacityRange: { limitBytes: String(2 * GiB) } };
+    expect(await codeOf(create('pvc-small', small))).toBe(status.OUT_OF_RANGE);
+    expect(ebsOf('pvc-small').filter((v) => v.state !== 'deleting')).toEqual([]);
+    expect(await codeOf(csi.call('Controller', 'ControllerGetVolume', { volumeId: 'pvc-small' }))).toBe(
+      status.NOT_FOUND,
+    );
   });
 
   it('publishes to a node: its device; again the same; to a second node FAILED_PRECONDITION naming the first', async () => {
