@@ -37,7 +37,8 @@ function fsTypeOf(caps: readonly VolumeCapability[]): string | undefined {
  * rest of the request says folded in as the options that say it — the filesystem of the mount
  * capability (`fsType`, block drivers), the snapshot source (`snapshotId`, ebs), the zone from
  * the topology (`availabilityZone`, ebs) and the capacity range (`size`). Checked here, so a
- * wrong request changes nothing; the volume manager parses them again under the volume's lock.
+ * wrong request changes nothing. `sizeKnown`: the size is decided here (not by the driver at
+ * Create, as an EBS snapshot's is), so a volume this call makes has it.
  */
 export function createOptions(
   driver: Driver,
@@ -45,7 +46,7 @@ export function createOptions(
   req: CreateVolumeRequest,
   range: Range | undefined,
   nodeId: string,
-): Record<string, string> {
+): { options: Record<string, string>; sizeKnown: boolean } {
   const raw = driverOptionsOf(req.parameters);
   const given = driver.parseOptions(raw);
   const fsType = traits.blockFs ? fsTypeOf(req.volumeCapabilities) : undefined;
@@ -89,16 +90,19 @@ export function createOptions(
     if (chosen !== undefined) raw.availabilityZone = chosen;
   }
   const parsed = driver.parseOptions(raw);
-  if (driver.sizing) {
-    const size = sizeOptionFor(
-      driver.sizing,
-      parsed.values,
-      parsed.given.includes(driver.sizing.option),
-      range,
-    );
-    if (size !== undefined) raw[driver.sizing.option] = size;
-  }
-  return raw; // parsed once more by the volume manager's Create, before it changes anything
+  if (!driver.sizing) return { options: raw, sizeKnown: false };
+  const size = sizeOptionFor(
+    driver.sizing,
+    parsed.values,
+    parsed.given.includes(driver.sizing.option),
+    range,
+  );
+  if (size !== undefined) raw[driver.sizing.option] = size;
+  // Parsed once more by the volume manager's Create, before it changes anything.
+  return {
+    options: raw,
+    sizeKnown: size !== undefined || driver.sizing.bytesOf(parsed.values) !== undefined,
+  };
 }
 
 /** A snapshot id the driver cannot even read names no snapshot: the spec's NOT_FOUND for a source. */

@@ -27,27 +27,26 @@ export function controllerVolumes(ctx: CsiContext): ControllerPart {
       const name = volumeNameFor(req.name);
       requireCapabilities(ctx.traits, req.volumeCapabilities);
       const range = rangeOf(req.capacityRange);
-      const options = createOptions(driver, ctx.traits, req, range, ctx.nodeId);
-      const existed = range !== undefined && (await getOrUndefined(ctx, name)) !== undefined;
-      await ctx.manager.create(ctx.driver, name, options);
-      const view = await ctx.manager.get(ctx.driver, name);
-      const bytes = driver.sizing?.recordedBytes(view.volume);
+      const { options, sizeKnown } = createOptions(driver, ctx.traits, req, range, ctx.nodeId);
+      // Whether the volume was there before, asked only when a volume made now could miss the
+      // range (its size decided by the driver): then this call undoes what it made.
+      const before = range && !sizeKnown ? await getOrUndefined(ctx, name) : undefined;
+      const vol = await ctx.manager.create(ctx.driver, name, options);
+      const bytes = driver.sizing?.recordedBytes(vol);
       if (range && bytes !== undefined && !inRange(bytes, range)) {
         const outside = `${bytes} bytes, outside capacity_range [${range.required}, ${range.limit || 'unlimited'}]`;
-        if (existed) {
+        if (sizeKnown || before) {
           throw new StowageError(
             'CONFLICT',
             `volume ${name} already exists with ${outside}; use another name or remove it first`,
           );
         }
-        // Only a size the driver decides at Create can miss the range (EBS: a snapshot's, with no
-        // size asked): this call made the volume, holding nothing but the snapshot, so it undoes it.
         await ctx.manager.remove(ctx.driver, name);
         throw outOfRange(
           `volume ${name} would have ${outside} (the size of its source): ask for at least that`,
         );
       }
-      return { volume: csiVolume(ctx, driver, view) };
+      return { volume: csiVolume(ctx, driver, vol) };
     },
 
     DeleteVolume: async (req) => {
@@ -73,7 +72,7 @@ export function controllerVolumes(ctx: CsiContext): ControllerPart {
         const view = await getOrUndefined(ctx, name); // removed since the listing: left out
         if (!view) continue;
         entries.push({
-          volume: csiVolume(ctx, driver, view),
+          volume: csiVolume(ctx, driver, view.volume),
           ...(ctx.traits.flexAttach ? { status: { publishedNodeIds: publishedNodes(view) } } : {}),
         });
       }
@@ -83,7 +82,7 @@ export function controllerVolumes(ctx: CsiContext): ControllerPart {
     ControllerGetVolume: async (req) => {
       const view = await ctx.manager.get(ctx.driver, requireVolumeId(req.volumeId));
       return {
-        volume: csiVolume(ctx, driver, view),
+        volume: csiVolume(ctx, driver, view.volume),
         status: { publishedNodeIds: ctx.traits.flexAttach ? publishedNodes(view) : [] },
       };
     },
