@@ -31,7 +31,13 @@ export function controllerVolumes(ctx: CsiContext): ControllerPart {
       // Whether the volume was there before, asked only when a volume made now could miss the
       // range (its size decided by the driver): then this call undoes what it made.
       const before = range && !sizeKnown ? await getOrUndefined(ctx, name) : undefined;
-      const vol = await ctx.manager.create(ctx.driver, name, options);
+      const vol = await ctx.manager.create(ctx.driver, name, options).catch((err: unknown) => {
+        // The size from the range is smaller than the source (an EBS snapshot): the spec's OUT_OF_RANGE.
+        if (range && isStowageError(err) && err.details.belowSourceSize === true) {
+          throw outOfRange(`capacity_range is too small for the source: ${err.message}`);
+        }
+        throw err;
+      });
       const bytes = driver.sizing?.recordedBytes(vol);
       if (range && bytes !== undefined && !inRange(bytes, range)) {
         const outside = `${bytes} bytes, outside capacity_range [${range.required}, ${range.limit || 'unlimited'}]`;

@@ -104,6 +104,8 @@ export class EbsDriver implements Driver {
         throw new StowageError(
           'INVALID_ARGUMENT',
           `driver ebs: size=${o.size} GiB is below the snapshot's ${snap.sizeGiB} GiB; give at least that, or no size`,
+          // A size asked as a range (CSI's capacity_range) is then out of range.
+          { details: { belowSourceSize: true } },
         );
       }
     }

@@ -156,6 +156,10 @@ describe('stowage csi --driver ebs --mode controller', () => {
       );
     }
     expect(ebsOf('pvc-nosnap')).toEqual([]);
+    // A required size below the snapshot's: OUT_OF_RANGE, nothing made.
+    const below = { volumeContentSource: source, capacityRange: { requiredBytes: String(2 * GiB) } };
+    expect(await codeOf(create('pvc-below', below))).toBe(status.OUT_OF_RANGE);
+    expect(ebsOf('pvc-below')).toEqual([]);
     // A limit below the snapshot's size: the volume this call made is undone.
     const small = { volumeContentSource: source, capacityRange: { limitBytes: String(2 * GiB) } };
     expect(await codeOf(create('pvc-small', small))).toBe(status.OUT_OF_RANGE);
