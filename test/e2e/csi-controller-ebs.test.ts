@@ -122,6 +122,12 @@ describe('stowage csi --driver ebs --mode controller', () => {
         'SINGLE_NODE_MULTI_WRITER',
       ].sort(),
     );
+    // Mutable parameters are not offered: ControllerModifyVolume answers UNIMPLEMENTED.
+    expect(
+      await codeOf(
+        csi.call('Controller', 'ControllerModifyVolume', { volumeId: 'x', mutableParameters: { a: 'b' } }),
+      ),
+    ).toBe(status.UNIMPLEMENTED);
   });
 
   it("creates the EBS volume in the topology's zone with the capacity rounded up to GiB; a repeat makes nothing more", async () => {
