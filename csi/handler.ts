@@ -1,6 +1,6 @@
 import { type handleUnaryCall, Metadata, type ServerErrorResponse, status } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { isStowageError, StowageError, toStowageError } from '../src/base/errors.js';
+import { type ErrorCode, isStowageError, StowageError, toStowageError } from '../src/base/errors.js';
 import { grpcStatusOf } from './status.js';
 
 /** A CSI RPC as this door writes it: the request in, the response out, StowageError on failure. */
@@ -51,15 +51,28 @@ export function unary<Req, Res>(
 /** A StowageError as grpc-js sends it. */
 export function grpcError(e: StowageError): ServerErrorResponse {
   const err = new Error(e.message) as ServerErrorResponse;
-  err.code =
-    e.details.unimplemented === true
-      ? status.UNIMPLEMENTED
-      : e.details.failedPrecondition === true
-        ? status.FAILED_PRECONDITION
-        : grpcStatusOf(e.code);
+  err.code = csiStatusOf(e) ?? grpcStatusOf(e.code);
   err.details = e.message;
   err.metadata = new Metadata();
   return err;
+}
+
+/**
+ * A StowageError that answers with a status of CSI's own, one no StowageError code stands for
+ * (OUT_OF_RANGE, RESOURCE_EXHAUSTED): `code` is what the other doors would make of it.
+ */
+export function csiError(
+  grpcStatus: status,
+  code: ErrorCode,
+  message: string,
+  opts: { cause?: unknown } = {},
+): StowageError {
+  return new StowageError(code, message, { ...opts, details: { csiStatus: grpcStatus } });
+}
+
+function csiStatusOf(e: StowageError): status | undefined {
+  const s = e.details.csiStatus;
+  return typeof s === 'number' ? (s as status) : undefined;
 }
 
 /**
@@ -67,9 +80,7 @@ export function grpcError(e: StowageError): ServerErrorResponse {
  * advertises): the spec's UNIMPLEMENTED, which tells the CO not to retry.
  */
 export function unimplemented(method: string, why: string): StowageError {
-  return new StowageError('NOT_SUPPORTED', `${method} is not supported: ${why}`, {
-    details: { unimplemented: true },
-  });
+  return csiError(status.UNIMPLEMENTED, 'NOT_SUPPORTED', `${method} is not supported: ${why}`);
 }
 
 /**
@@ -78,7 +89,7 @@ export function unimplemented(method: string, why: string): StowageError {
  * many nodes). The CO does not retry it as it is.
  */
 export function failedPrecondition(message: string): StowageError {
-  return new StowageError('INVALID_ARGUMENT', message, { details: { failedPrecondition: true } });
+  return csiError(status.FAILED_PRECONDITION, 'INVALID_ARGUMENT', message);
 }
 
 function volumeIdOf(req: unknown): string | undefined {

@@ -32,8 +32,10 @@ export type {
   ProvisionResult,
   SnapshotOps,
   StateView,
+  StorageCapacity,
   Timeouts,
   VolumeInput,
+  VolumeSizing,
   VolumeSnapshot,
 } from './core/driver.js';
 export { blockMountSpec } from './core/mount-pipeline.js';

@@ -20,14 +20,15 @@ import {
   totalRefs,
   type VolumeInput,
   type VolumeRecord,
+  type VolumeSizing,
 } from '../../src/index.js';
 import { DeviceAllocator } from './allocator.js';
 import { EbsCloud } from './cloud.js';
 import type { EbsConfig } from './config.js';
 import { CREATE_TOKEN_TAG, createRequest, createToken, refusedVolume } from './create-request.js';
 import { findEbsDevice } from './devices.js';
-import { parseEbsOptions } from './option-rules.js';
-import { EBS_OPTION_SPECS, type EbsOptions } from './options.js';
+import { MIN_SIZE, parseEbsOptions } from './option-rules.js';
+import { EBS_OPTION_SPECS, type EbsOptions, MAX_SIZE_GIB } from './options.js';
 import { type Ec2Attachment, madeByStowage, notOurAttachment } from './ownership.js';
 import { EbsSnapshots } from './snapshots.js';
 
@@ -47,6 +48,19 @@ export class EbsDriver implements Driver {
   readonly attachesRemotely = true;
   readonly lazyUnmount = false;
   readonly optionSpecs = EBS_OPTION_SPECS;
+  /** Whole GiB, as EC2 sizes volumes; the floor is the volume type's. */
+  readonly sizing: VolumeSizing = {
+    option: 'size',
+    stepBytes: GiB,
+    format: (bytes) => String(Math.ceil(bytes / GiB)),
+    bytesOf: (o) => {
+      const size = recordedOptions<EbsOptions>({ options: o }).size;
+      return size === undefined ? undefined : size * GiB;
+    },
+    minBytes: (o) => (MIN_SIZE[recordedOptions<EbsOptions>({ options: o }).type] ?? 1) * GiB,
+    maxBytes: MAX_SIZE_GIB * GiB,
+    recordedBytes: (v) => (typeof v.fields.sizeGiB === 'number' ? v.fields.sizeGiB * GiB : undefined),
+  };
   private readonly allocator = new DeviceAllocator();
   private readonly cloud: CloudClients;
   /** The EC2 operations with their waits; `cloud.ec2` directly only for plain reads. */
@@ -93,6 +107,8 @@ export class EbsDriver implements Driver {
         throw new StowageError(
           'INVALID_ARGUMENT',
           `driver ebs: size=${o.size} GiB is below the snapshot's ${snap.sizeGiB} GiB; give at least that, or no size`,
+          // A size asked as a range (CSI's capacity_range) is then out of range.
+          { details: { belowSourceSize: true } },
         );
       }
     }

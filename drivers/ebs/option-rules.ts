@@ -3,7 +3,16 @@ import type { EbsConfig } from './config.js';
 import { EBS_OPTION_SPECS, type EbsOptions } from './options.js';
 
 const IOPS_TYPES = new Set(['gp3', 'io1', 'io2']);
-const MIN_SIZE: Record<string, number> = { gp3: 1, gp2: 1, io1: 4, io2: 4, st1: 125, sc1: 125, standard: 1 };
+/** The smallest volume of each type, in GiB (EC2 refuses smaller ones). */
+export const MIN_SIZE: Record<string, number> = {
+  gp3: 1,
+  gp2: 1,
+  io1: 4,
+  io2: 4,
+  st1: 125,
+  sc1: 125,
+  standard: 1,
+};
 /** Options that shape a new volume: meaningless for one adopted as it is. */
 const SHAPING = ['size', 'type', 'iops', 'throughput', 'encrypted', 'kmsKeyId', 'availabilityZone', 'tags'];
 

@@ -47,8 +47,11 @@ const tags = z.string().transform((text, ctx) => {
   return out;
 });
 
+/** The largest size the size option takes, in GiB. */
+export const MAX_SIZE_GIB = 65536;
+
 export const EBS_OPTION_SPECS: OptionSpecs = {
-  size: { schema: int(1, 65536, 'GiB'), help: 'size in GiB' },
+  size: { schema: int(1, MAX_SIZE_GIB, 'GiB'), help: 'size in GiB' },
   type: { aliases: ['volumeType'], schema: oneOf(VOLUME_TYPES), help: 'EBS volume type, gp3 by default' },
   iops: { schema: int(100, 256000, 'IOPS'), help: 'provisioned IOPS (gp3, io1, io2)' },
   throughput: { schema: int(125, 2000, 'MiB/s'), help: 'throughput in MiB/s (gp3)' },

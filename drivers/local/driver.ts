@@ -1,5 +1,5 @@
-import { link, mkdir, open, stat, unlink } from 'node:fs/promises';
-import { join } from 'node:path';
+import { link, mkdir, open, readdir, stat, statfs, unlink } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import {
   type AttachmentRecord,
   type AttachRecords,
@@ -16,9 +16,11 @@ import {
   parseOptions,
   parseSize,
   recordedOptions,
+  type StorageCapacity,
   StowageError,
   type VolumeInput,
   type VolumeRecord,
+  type VolumeSizing,
 } from '../../src/index.js';
 import type { LocalConfig } from './config.js';
 import { LOCAL_OPTION_SPECS, type LocalOptions, MIN_BYTES } from './options.js';
@@ -35,6 +37,7 @@ export class LocalDriver implements Driver {
   /** The image's loop device is its own: umount frees it, and detach finds it gone (see detach). */
   readonly unmountFreesLoop = true;
   readonly optionSpecs = LOCAL_OPTION_SPECS;
+  readonly sizing: VolumeSizing;
   private readonly maxBytes: number;
 
   constructor(
@@ -42,6 +45,16 @@ export class LocalDriver implements Driver {
     private readonly cfg: LocalConfig,
   ) {
     this.maxBytes = parseSize(cfg.maxSize, 'local.maxSize');
+    this.sizing = {
+      option: 'size',
+      // Whole MiB: the size option's text (formatSize) says every multiple of a MiB exactly.
+      stepBytes: MiB,
+      format: formatSize,
+      bytesOf: (o) => parseSize(recordedOptions<LocalOptions>({ options: o }).size),
+      minBytes: (o) => MIN_BYTES[recordedOptions<LocalOptions>({ options: o }).fsType],
+      maxBytes: this.maxBytes,
+      recordedBytes: (v) => (typeof v.fields.sizeBytes === 'number' ? v.fields.sizeBytes : undefined),
+    };
   }
 
   parseOptions(raw: Record<string, string>): ParsedOptions<LocalOptions> {
@@ -187,6 +200,27 @@ export class LocalDriver implements Driver {
     return blockMountSpec(volume, attachment);
   }
 
+  /**
+   * The free space of the filesystem holding the images, less what the images already made may
+   * still claim: they are sparse, so a new one takes no space until written, and counting only
+   * the free blocks would promise the same space to every volume.
+   */
+  async capacity(options: Record<string, unknown>): Promise<StorageCapacity> {
+    const fs = await statfs(await nearestExisting(this.cfg.imageDir));
+    let promised = 0;
+    const names = await readdir(this.cfg.imageDir).catch(() => [] as string[]);
+    for (const name of names.filter((n) => n.endsWith('.img') || n.endsWith('.img.partial'))) {
+      const st = await statOrUndefined(join(this.cfg.imageDir, name));
+      if (st?.isFile()) promised += Math.max(0, st.size - st.blocks * 512);
+    }
+    const availableBytes = Math.max(0, fs.bavail * fs.bsize - promised);
+    return {
+      availableBytes,
+      maximumVolumeBytes: Math.min(this.maxBytes, Math.floor(availableBytes / MiB) * MiB),
+      minimumVolumeBytes: this.sizing.minBytes(options),
+    };
+  }
+
   describe(volume: VolumeRecord): Record<string, unknown> {
     return {
       size:
@@ -233,6 +267,15 @@ export class LocalDriver implements Driver {
   private imageOf(volume: VolumeRecord): string {
     return typeof volume.fields.image === 'string' ? volume.fields.image : this.imagePath(volume.name);
   }
+}
+
+const MiB = 1024 ** 2;
+
+/** `path`, or its closest ancestor that exists (the image directory is made at the first Create). */
+async function nearestExisting(path: string): Promise<string> {
+  let p = path;
+  while (!(await statOrUndefined(p)) && dirname(p) !== p) p = dirname(p);
+  return p;
 }
 
 async function statOrUndefined(path: string) {

@@ -174,6 +174,34 @@ export interface SnapshotOps {
   sourceIdOf(volume: VolumeRecord): string | undefined;
 }
 
+/** How a driver's volume size is chosen in bytes; see Driver.sizing. */
+export interface VolumeSizing {
+  /** The option that sets the size (`size`). */
+  option: string;
+  /** Sizes are whole multiples of this (EBS: 1 GiB); a size in between is rounded up. */
+  stepBytes: number;
+  /** The option's value for `bytes`, a multiple of stepBytes (EBS: a number of GiB). */
+  format(bytes: number): string;
+  /** The size parsed options ask for, in bytes; undefined when decided at Create (EBS: from a snapshot). */
+  bytesOf(options: Record<string, unknown>): number | undefined;
+  /** The smallest size these parsed options allow (a filesystem's or a volume type's floor). */
+  minBytes(options: Record<string, unknown>): number;
+  /** The largest size any volume may have. */
+  maxBytes: number;
+  /** The size of a made volume as its record says, in bytes; undefined when it does not say. */
+  recordedBytes(volume: VolumeRecord): number | undefined;
+}
+
+/** What storage is left for new volumes (Driver.capacity). */
+export interface StorageCapacity {
+  /** Bytes that new volumes can still be given without promising more than the storage holds. */
+  availableBytes: number;
+  /** The largest single volume that could be made now. */
+  maximumVolumeBytes: number;
+  /** The smallest volume the options allow. */
+  minimumVolumeBytes: number;
+}
+
 export interface DoctorCheck {
   name: string;
   ok: boolean;
@@ -249,6 +277,16 @@ export interface Driver {
   readonly snapshots?: SnapshotOps;
   /** Driver facts for Get's Status and `volumes inspect`. */
   describe(volume: VolumeRecord): Record<string, unknown>;
+  /**
+   * How the size of a new volume is set by a number of bytes (CSI capacity ranges), for drivers
+   * whose volumes have a size; absent for shares (nfs, efs), whose size nobody sets.
+   */
+  readonly sizing?: VolumeSizing;
+  /**
+   * How much more this host's storage can hold for new volumes with these (parsed) options: what
+   * CSI's GetCapacity reports. Only for drivers whose volumes are made from storage of this host.
+   */
+  capacity?(options: Record<string, unknown>): Promise<StorageCapacity>;
   doctor?(): Promise<DoctorCheck[]>;
   /** Facts about this host the driver needs other hosts to know (e.g. its EC2 instance id). */
   hostIdentity?(): Promise<Record<string, unknown>>;
