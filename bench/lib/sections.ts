@@ -6,7 +6,15 @@ import { readFile, writeFile } from 'node:fs/promises';
  */
 const begin = (id: string) => `<!-- bench:${id} -->`;
 const end = (id: string) => `<!-- /bench:${id} -->`;
-const ORDER = ['socket-latency', 'flexvolume-coldstart', 'mount-path', 'deploy'];
+const ORDER = [
+  'socket-latency',
+  'flexvolume-coldstart',
+  'mount-path',
+  'deploy',
+  'store-scale',
+  'csi-node-publish',
+  'csi-create',
+];
 
 export async function writeSection(path: string, id: string, markdown: string): Promise<void> {
   const text = await readFile(path, 'utf8').catch(() => '');
