@@ -24,9 +24,10 @@ import { ensureNode, ensureSqliteAddon, RuntimeError } from './other-nodes/runti
 const DEFAULT_VERSIONS = ['22.23.5', '24.22.3'];
 
 /**
- * The end-to-end files that drive a real dockerd through the plugin socket, plus the kubelet
- * call sequences through the installed flexvolume executable (local and EBS): the daemon, the
- * CLI, the AWS SDK and the executable on this Node. Left to the Node-20 run: the crash campaign
+ * The end-to-end files that drive a real dockerd through the plugin socket, the kubelet call
+ * sequences through the installed flexvolume executable (local and EBS), and the CSI plugin's
+ * node and controller (a real `stowage csi` process: grpc-js and the AWS SDK on this Node): the
+ * daemon, the CLI, the SDK, the executable and the CSI server on this Node. Left to the Node-20 run: the crash campaign
  * and the socket fuzz (minutes of the same daemon code paths), the NFS files (their qemu guest
  * carries its own node), multihost-etcd (etcd-heavy), and the image, plugin, compose and Rancher
  * files (they run the image's own Node 22, whatever runs the tests).
@@ -37,6 +38,8 @@ const E2E_FILES = [
   'test/e2e/docker-ebs.test.ts',
   'test/e2e/flexvolume-local.test.ts',
   'test/e2e/flexvolume-ebs.test.ts',
+  'test/e2e/csi-node-local.test.ts',
+  'test/e2e/csi-controller-ebs.test.ts',
 ];
 
 /** One version's suite; generous, so only a hang reaches it (a Node-22 run takes minutes). */
