@@ -1,7 +1,7 @@
-import type { Logger } from 'pino';
 import { driverTraits } from '../drivers/catalog.js';
 import { registerBuiltins } from '../drivers/index.js';
 import { StowageError } from './base/errors.js';
+import type { Logger } from './base/logger.js';
 import { timeMethods } from './base/timed-methods.js';
 import type { AwsCredentials, CloudCallObserver } from './cloud/client-options.js';
 import { SdkEc2 } from './cloud/ec2.js';
@@ -15,7 +15,6 @@ import { HostDirectory } from './core/hosts.js';
 import { VolumeLocks } from './core/locks.js';
 import { DriverRegistry } from './core/registry.js';
 import { VolumeManager } from './core/volume-manager.js';
-import { createLogger } from './log.js';
 import type { StowageMetrics } from './metrics/metrics.js';
 import { type CommandRunner, ProcessRunner } from './mount/exec.js';
 import { type FileOps, SpawnFileOps } from './mount/file-ops.js';
@@ -70,8 +69,13 @@ const DRIVER_WAITS: ReadonlySet<string> = new Set(['attach', 'localDevice']);
 
 /** The composition root: config -> logger, store, mounter, registry, manager. */
 export function createRuntime(config: Config, o: RuntimeOverrides = {}): Runtime {
-  const log =
-    o.log ?? createLogger({ level: config.log.level, file: config.log.file, base: { host: config.hostId } });
+  const { log } = o;
+  if (!log) {
+    throw new StowageError(
+      'INTERNAL',
+      'createRuntime needs a logger: openRuntime() makes the configured one',
+    );
+  }
   const timeouts: Timeouts = {
     commandMs: config.timeouts.commandMs,
     mountMs: config.timeouts.mountMs,
@@ -184,9 +188,22 @@ export function createRuntime(config: Config, o: RuntimeOverrides = {}): Runtime
 
 /** createRuntime with the configured store opened first (etcd's client is loaded only if used). */
 export async function openRuntime(config: Config, o: RuntimeOverrides = {}): Promise<Runtime> {
+  // pino is loaded only when no logger is handed in: the flexvolume executable brings its own.
+  const log =
+    o.log ??
+    (await import('./log.js')).createLogger({
+      level: config.log.level,
+      file: config.log.file,
+      base: { host: config.hostId },
+    });
   const opened =
     o.store ?? (await openStore(config, o.nativeBinding ? { nativeBinding: o.nativeBinding } : {}));
-  return createRuntime(config, { ...o, store: opened, registry: o.registry ?? (await builtinRegistry()) });
+  return createRuntime(config, {
+    ...o,
+    log,
+    store: opened,
+    registry: o.registry ?? (await builtinRegistry()),
+  });
 }
 
 /** A registry holding every driver that ships with stowage (each is enabled from the config). */

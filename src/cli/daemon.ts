@@ -1,4 +1,5 @@
 import { isAbsolute, relative } from 'node:path';
+import type { Logger as PinoLogger } from 'pino';
 import { isStowageError, StowageError } from '../base/errors.js';
 import type { Config } from '../config.js';
 import { closePluginSockets, type PluginSocket, servePluginSockets } from '../docker/server.js';
@@ -157,7 +158,9 @@ async function serveDaemonMetrics(rt: Runtime): Promise<MetricsServer | undefine
     );
   }
   const { serveMetrics } = await import('../metrics/server.js');
-  const server = await serveMetrics(rt.metrics.registry, listen, rt.log);
+  // The daemon's runtime logs through pino (openRuntime made its logger), the type the metrics
+  // server still names; the runtime itself only promises the Logger of src/base/logger.ts.
+  const server = await serveMetrics(rt.metrics.registry, listen, rt.log as PinoLogger);
   rt.log.info({ metrics: `http://${server.address}/metrics` }, 'serving Prometheus metrics');
   return server;
 }
