@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { boolOption, type OptionSpecs, oneOf } from '../../src/index.js';
 import { VOLUME_TYPES } from './config.js';
 

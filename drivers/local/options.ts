@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { formatSize, type OptionSpecs, oneOf, parseSize } from '../../src/index.js';
 
 export type LocalOptions = {

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { parseDuration } from '../base/duration.js';
 import type { OptionSpec } from './options.js';
 
