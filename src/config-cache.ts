@@ -17,8 +17,9 @@ import { configFileOf } from './config-file.js';
  * them is a miss: the config is loaded and checked as without a cache, so a bad config fails with
  * the same message and is never written. A cache that cannot be read, is not this user's alone,
  * or does not parse is a miss too, and is replaced. Written atomically (a temporary file renamed
- * over it), mode 0600. A config in which a secret-looking variable (STOWAGE_ETCD_PASSWORD) was set
- * is not written at all: the file holds no secret that the config file itself does not hold.
+ * over it), mode 0600. A config in which a secret-looking variable (STOWAGE_ETCD_PASSWORD; not a
+ * *_FILE one, which holds a path) was set is not written at all: the file holds no secret that the
+ * config file itself does not hold.
  */
 export interface ConfigCacheFile {
   /** The cache file: `.config-cache.json` next to the flexvolume bundle. */
@@ -59,10 +60,15 @@ export async function cachedConfig(
   // Written only from inputs seen whole: the file unchanged while it was loaded, every variable
   // read by name, none of them a secret.
   const unchanged = fileBytes !== undefined && sameBytes(readOrNull(file), fileBytes);
-  if (unchanged && names && !names.some((n) => SECRET_NAME.test(n) && env[n])) {
+  if (unchanged && names && !names.some((n) => holdsSecret(n) && env[n])) {
     writeEntry(cache, file, fileBytes, names, env, JSON.stringify(config));
   }
   return config;
+}
+
+/** STOWAGE_ETCD_PASSWORD holds a secret; STOWAGE_ETCD_PASSWORD_FILE only the path of one. */
+function holdsSecret(name: string): boolean {
+  return SECRET_NAME.test(name) && !name.endsWith('_FILE');
 }
 
 function entryKey(

@@ -174,6 +174,18 @@ describe('cachedConfig', () => {
     await expect(stat(cache.path)).rejects.toThrow(/ENOENT/);
   });
 
+  it('caches a config whose secret comes from a file named by a variable (a path is no secret)', async () => {
+    const env = {
+      STOWAGE_CONFIG: file,
+      STOWAGE_ETCD_USERNAME: 'u',
+      STOWAGE_ETCD_PASSWORD_FILE: join(dir, 'etcd-password'),
+    };
+    await configFrom(env);
+    const again = countingLoad();
+    expect((await configFrom(env, again)).etcd.passwordFile).toBe(join(dir, 'etcd-password'));
+    expect(again).not.toHaveBeenCalled();
+  });
+
   it('loads without caching when the config file cannot be read, with loadConfig’s error', async () => {
     const env = { STOWAGE_CONFIG: join(dir, 'missing.yaml') };
     const err = await failure(configFrom(env));
