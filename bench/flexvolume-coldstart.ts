@@ -63,17 +63,24 @@ function once(c: Case): { us: number; cpuMs: number } {
 async function main(): Promise<void> {
   const work = await mkdtemp(join(tmpdir(), 'stowage-bench-flex-'));
   try {
+    // Each installed copy keeps one config cache: a case whose config differs from the others' has
+    // a copy of its own, as a node with one config has (interleaved on one copy, each would evict
+    // the others' entry on every call).
+    const install = (dir: string, drivers: string) =>
+      execFileSync('node', [
+        '--no-warnings',
+        join(REPO, 'bin', 'stowage.js'),
+        'flexvolume',
+        'install',
+        '--dir',
+        dir,
+        '--drivers',
+        drivers,
+      ]);
     const pluginDir = join(work, 'plugins');
-    execFileSync('node', [
-      '--no-warnings',
-      join(REPO, 'bin', 'stowage.js'),
-      'flexvolume',
-      'install',
-      '--dir',
-      pluginDir,
-      '--drivers',
-      'local,ebs',
-    ]);
+    install(pluginDir, 'local,ebs');
+    const missDir = join(work, 'plugins-miss');
+    install(missDir, 'local');
     const kubeletDir = join(work, 'kubelet');
     await mkdir(kubeletDir);
     const config = join(work, 'config.yaml');
@@ -85,7 +92,9 @@ async function main(): Promise<void> {
     // The same call on the shared store: the executable connects to etcd on every call.
     const etcd = existsSync('/usr/bin/etcd') ? await startEtcd() : undefined;
     const etcdConfig = join(work, 'config-etcd.yaml');
+    const etcdDir = join(work, 'plugins-etcd');
     if (etcd) {
+      install(etcdDir, 'local');
       await writeFile(
         etcdConfig,
         `dataDir: ${join(work, 'data-etcd')}\nstate: ${etcd.url}/bench\nflexvolume:\n  kubeletDir: ${kubeletDir}\n`,
@@ -105,7 +114,7 @@ async function main(): Promise<void> {
       {
         // A variable the config reads, different on every call: the cache never matches.
         name: 'local unmount, config cache missed (config changed)',
-        cmd: local,
+        cmd: join(missDir, 'stowage~local', 'local'),
         args: ['unmount', pod],
         env,
         envOf: (call) => ({ STOWAGE_LOG_LEVEL: call % 2 === 0 ? 'info' : 'warn' }),
@@ -114,7 +123,7 @@ async function main(): Promise<void> {
         ? [
             {
               name: 'local unmount (connects to etcd)',
-              cmd: local,
+              cmd: join(etcdDir, 'stowage~local', 'local'),
               args: ['unmount', pod],
               env: { STOWAGE_CONFIG: etcdConfig },
             },
