@@ -1,5 +1,5 @@
-import type { Logger } from 'pino';
 import type { DriverTraits } from '../drivers/catalog.js';
+import type { Logger } from '../src/base/logger.js';
 import type { HostDirectory } from '../src/core/hosts.js';
 import type { VolumeManager } from '../src/core/volume-manager.js';
 

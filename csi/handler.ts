@@ -1,6 +1,6 @@
 import { type handleUnaryCall, Metadata, type ServerErrorResponse, status } from '@grpc/grpc-js';
-import type { Logger } from 'pino';
 import { type ErrorCode, isStowageError, StowageError, toStowageError } from '../src/base/errors.js';
+import type { Logger } from '../src/base/logger.js';
 import { grpcStatusOf } from './status.js';
 
 /** A CSI RPC as this door writes it: the request in, the response out, StowageError on failure. */

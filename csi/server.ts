@@ -6,8 +6,8 @@ import {
   type ServiceDefinition,
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
-import type { Logger } from 'pino';
 import { StowageError } from '../src/base/errors.js';
+import type { Logger } from '../src/base/logger.js';
 import { clearStaleSocket } from '../src/net/unix-socket.js';
 import { socketPathOf } from './endpoint.js';
 

@@ -15,6 +15,11 @@ process.removeAllListeners('warning');
 process.on('warning', silent);
 
 const installDir = dirname(fileURLToPath(import.meta.url));
+// scripts/bundle-flexvolume.mjs replaces this text with a hash of the bundle's files: the config
+// cache next to the bundle (flexvolume/runtime.ts) is used only by the build that wrote it.
+// Unbundled (tests), it stays as written and there is no cache.
+const BUILD_ID = '@@stowage-flexvolume-build-id@@';
+const buildId = /^[0-9a-f]{64}$/.test(BUILD_ID) ? BUILD_ID : undefined;
 // Node 22.1+ keeps V8's compiled code of the modules loaded from here on (the call's chunks: the
 // config, the store, the driver) in a dot-directory next to the bundle, which kubelet ignores:
 // measured on Node 22, a store-opening call 28 ms faster. Node 20 has no such cache; a directory
@@ -28,7 +33,7 @@ try {
 }
 
 const [driver, ...args] = process.argv.slice(2);
-const reply = await flexMain(driver, args, installDir);
+const reply = await flexMain(driver, args, { dir: installDir, ...(buildId ? { buildId } : {}) });
 // Commands still running belong to a call that gave up at its deadline: they must not finish the
 // job (a late mount) after the reply said it failed.
 killTrackedChildren();

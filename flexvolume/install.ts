@@ -173,6 +173,9 @@ if [ -z "$node" ]; then
   echo '{"status":"Failure","message":"node is not installed on this machine: install ${SUPPORTED_NODE}, or reinstall with stowage flexvolume install --copy-node or --node PATH"}'
   exit 1
 fi
-exec "$node" --no-warnings "$(dirname "$0")/${version}/stowage-flexvolume.mjs" ${driver} "$@"
+# The directory of this script without running dirname: kubelet starts this once per call.
+dir=\${0%/*}
+[ "$dir" = "$0" ] && dir=.
+exec "$node" --no-warnings "$dir/${version}/stowage-flexvolume.mjs" ${driver} "$@"
 `;
 }

@@ -2,6 +2,7 @@ import { StowageError } from '../src/base/errors.js';
 import { FLEX_DRIVERS, initCapabilities, VENDOR } from './capabilities.js';
 import { isJson, parseFlexOptions } from './options.js';
 import { type FlexReply, failureOf, notSupported, success } from './reply.js';
+import type { FlexBundle } from './runtime.js';
 
 /** Calls of attachable drivers only (the controller-manager's and kubelet's device steps). */
 const ATTACH_CALLS = new Set([
@@ -25,7 +26,7 @@ const STORE_CALLS = new Set([...ATTACH_CALLS, ...RESIZE_CALLS, 'mount', 'unmount
 export async function flexMain(
   driver: string | undefined,
   args: string[],
-  installDir?: string,
+  bundle?: FlexBundle,
 ): Promise<FlexReply> {
   const traits = driver === undefined ? undefined : FLEX_DRIVERS[driver];
   if (!driver || !traits) {
@@ -56,8 +57,8 @@ export async function flexMain(
       return notSupported(`${VENDOR}/${driver} does not implement ${call}`);
     }
     const [{ runCall }, { flexConfig }] = await Promise.all([import('./calls.js'), import('./runtime.js')]);
-    const config = flexConfig(driver);
-    const ctx = { driver, traits, config, ...(installDir ? { installDir } : {}) };
+    const config = await flexConfig(driver, bundle);
+    const ctx = { driver, traits, config, ...(bundle ? { installDir: bundle.dir } : {}) };
     return await withDeadline(
       runCall(ctx, call, rest),
       config.flexvolume.callTimeoutMs,

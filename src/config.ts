@@ -1,8 +1,8 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { z } from 'zod';
+import * as z from 'zod';
 import {
   DEFAULT_DRIVERS,
   DRIVER_CONFIG_SECTIONS,
@@ -15,14 +15,14 @@ import type { ConfigSection, SectionSchema, SectionValue } from './base/config-s
 import { StowageError } from './base/errors.js';
 import { parseListenAddress } from './base/listen-address.js';
 import { readEnvironment } from './config-env.js';
-
-export const DEFAULT_CONFIG_FILE = '/etc/stowage/config.yaml';
+import { configFileOf } from './config-file.js';
 
 /**
  * Re-exported for the tests that mount EFS-like shares by hand. (Defined in the driver's section:
  * drivers/efs/config.ts.)
  */
 export { EFS_MOUNT_DEFAULTS } from '../drivers/efs/config.js';
+export { DEFAULT_CONFIG_FILE } from './config-file.js';
 
 /**
  * Each driver's section, keyed by the driver's name, as the driver declares it
@@ -201,10 +201,7 @@ export interface ConfigSources {
  */
 export function loadConfig(sources: ConfigSources = {}): Config {
   const env = sources.env ?? process.env;
-  const file =
-    sources.file ??
-    (env.STOWAGE_CONFIG || undefined) ??
-    (existsSync(DEFAULT_CONFIG_FILE) ? DEFAULT_CONFIG_FILE : undefined);
+  const file = configFileOf(sources.file, env);
   const merged: Record<string, unknown> = file ? readConfigFile(file) : {};
   const fromEnv = readEnvironment(ConfigSchema, env);
   const flags = sources.flags ?? {};

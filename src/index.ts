@@ -59,6 +59,8 @@ export {
   subdirOption,
 } from './core/option-schemas.js';
 export {
+  type LazyOptionSpec,
+  lazyOptionSpecs,
   type OptionSpecs,
   oneOf,
   type ParsedOptions,

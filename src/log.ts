@@ -1,19 +1,8 @@
-import { type Logger, pino } from 'pino';
+import { type Logger as PinoLogger, pino } from 'pino';
+import { redact } from './log-lines.js';
 
-const SECRET_KEY = /secret|password|passwd|token|credential|authorization|apikey|privatekey|accesskey/i;
-const MAX_DEPTH = 6;
-
-/** Masks values under keys that look like secrets, at any depth, before anything is written. */
-export function redact(value: unknown, depth = 0): unknown {
-  if (value === null || typeof value !== 'object') return value;
-  if (depth > MAX_DEPTH) return '[truncated]'; // deeper than anything we log on purpose: never unmasked
-  if (value instanceof Error) return value;
-  if (Array.isArray(value)) return value.map((v) => redact(v, depth + 1));
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(value))
-    out[k] = SECRET_KEY.test(k) ? '[redacted]' : redact(v, depth + 1);
-  return out;
-}
+export type { Logger } from './base/logger.js';
+export { redact } from './log-lines.js';
 
 export interface LogOptions {
   level: string;
@@ -25,8 +14,11 @@ export interface LogOptions {
   sync?: boolean;
 }
 
-/** Structured JSON logs with stable keys: op, volume, driver, host. */
-export function createLogger(opts: LogOptions): Logger {
+/**
+ * Structured JSON logs with stable keys: op, volume, driver, host. The daemon's and the CLI's; the
+ * flexvolume executable writes the same lines without pino (src/log-lines.ts).
+ */
+export function createLogger(opts: LogOptions): PinoLogger {
   const destination = opts.file
     ? pino.destination({ dest: opts.file, mkdir: true, sync: opts.sync ?? false })
     : pino.destination({ fd: 2, sync: true });

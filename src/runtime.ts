@@ -1,7 +1,7 @@
-import type { Logger } from 'pino';
 import { driverTraits } from '../drivers/catalog.js';
 import { registerBuiltins } from '../drivers/index.js';
 import { StowageError } from './base/errors.js';
+import type { Logger } from './base/logger.js';
 import { timeMethods } from './base/timed-methods.js';
 import type { AwsCredentials, CloudCallObserver } from './cloud/client-options.js';
 import { SdkEc2 } from './cloud/ec2.js';
@@ -16,7 +16,6 @@ import { HostDirectory } from './core/hosts.js';
 import { VolumeLocks } from './core/locks.js';
 import { DriverRegistry } from './core/registry.js';
 import { VolumeManager } from './core/volume-manager.js';
-import { createLogger } from './log.js';
 import type { StowageMetrics } from './metrics/metrics.js';
 import { type CommandRunner, ProcessRunner } from './mount/exec.js';
 import { type FileOps, SpawnFileOps } from './mount/file-ops.js';
@@ -78,8 +77,13 @@ const DRIVER_WAITS: ReadonlySet<string> = new Set(['attach', 'localDevice']);
 
 /** The composition root: config -> logger, store, mounter, registry, manager. */
 export function createRuntime(config: Config, o: RuntimeOverrides = {}): Runtime {
-  const log =
-    o.log ?? createLogger({ level: config.log.level, file: config.log.file, base: { host: config.hostId } });
+  const { log } = o;
+  if (!log) {
+    throw new StowageError(
+      'INTERNAL',
+      'createRuntime needs a logger: openRuntime() makes the configured one',
+    );
+  }
   const timeouts: Timeouts = {
     commandMs: config.timeouts.commandMs,
     mountMs: config.timeouts.mountMs,
@@ -194,10 +198,16 @@ export function createRuntime(config: Config, o: RuntimeOverrides = {}): Runtime
 
 /** createRuntime with the configured store opened first (etcd's client is loaded only if used). */
 export async function openRuntime(config: Config, o: RuntimeOverrides = {}): Promise<Runtime> {
-  let log = o.log;
+  // pino is loaded only when no logger is handed in: the flexvolume executable brings its own.
+  const log: Logger =
+    o.log ??
+    (await import('./log.js')).createLogger({
+      level: config.log.level,
+      file: config.log.file,
+      base: { host: config.hostId },
+    });
   let readCache: OpenStoreOptions['readCache'];
   if (o.readCache && !o.store) {
-    log ??= createLogger({ level: config.log.level, file: config.log.file, base: { host: config.hostId } });
     const cacheLog = log.child({ component: 'etcd-read-cache' });
     readCache = { log: (level, msg, details) => cacheLog[level](details, msg) };
   }
@@ -209,7 +219,7 @@ export async function openRuntime(config: Config, o: RuntimeOverrides = {}): Pro
     }));
   return createRuntime(config, {
     ...o,
-    ...(log ? { log } : {}),
+    log,
     store: opened,
     registry: o.registry ?? (await builtinRegistry()),
   });

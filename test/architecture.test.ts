@@ -96,6 +96,25 @@ describe('the layers of docs/architecture.md', () => {
     );
   });
 
+  it('a store-opening flexvolume call loads neither yaml nor pino, and zod only as a namespace import', () => {
+    // kubelet starts the executable once per call: its config comes from the config cache
+    // (src/config-cache.ts; yaml and the config schema load only on a miss) and its log lines from
+    // src/log-lines.ts. `import * as z from 'zod'` (property reads only) lets the bundler keep just
+    // the parts of zod the option schemas use: `import { z }` is one object holding all of zod.
+    const entries = [
+      'flexvolume/calls.ts',
+      ...sources('drivers').filter((f) => /^drivers\/[^/]+\/index\.ts$/.test(f)),
+    ];
+    const loaded = entries.flatMap(loadedBy);
+    expect(loaded.filter((i) => i.spec === 'yaml' || i.spec === 'pino').map(show)).toEqual([]);
+    const zodUsers = [...new Set(loaded.filter((i) => i.spec === 'zod').map((i) => i.from))];
+    expect(zodUsers.length).toBeGreaterThan(0);
+    const wholeZod = zodUsers.filter(
+      (f) => !/^import \* as z from 'zod';$/m.test(readFileSync(join(ROOT, f), 'utf8')),
+    );
+    expect(wholeZod).toEqual([]);
+  });
+
   it('the flexvolume door reaches the store and the kernel only through the core and the runtime', () => {
     expect(
       all('flexvolume')

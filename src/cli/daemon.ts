@@ -158,6 +158,8 @@ async function serveDaemonMetrics(rt: Runtime): Promise<MetricsServer | undefine
     );
   }
   const { serveMetrics } = await import('../metrics/server.js');
+  // The daemon's runtime logs through pino (openRuntime made its logger), the type the metrics
+  // server still names; the runtime itself only promises the Logger of src/base/logger.ts.
   const server = await serveMetrics(rt.metrics.registry, listen, rt.log);
   rt.log.info({ metrics: `http://${server.address}/metrics` }, 'serving Prometheus metrics');
   return server;

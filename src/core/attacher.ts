@@ -1,5 +1,5 @@
-import type { Logger } from 'pino';
 import { StowageError } from '../base/errors.js';
+import type { Logger } from '../base/logger.js';
 import { type AttachmentRecord, type StateStore, totalRefs, type VolumeRecord } from '../state/store.js';
 import type { AttachTarget, Driver } from './driver.js';
 import { goneHosts } from './hosts.js';

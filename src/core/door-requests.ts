@@ -1,5 +1,5 @@
-import type { Logger } from 'pino';
 import { toStowageError } from '../base/errors.js';
+import type { Logger } from '../base/logger.js';
 import { requestBucket } from '../base/request-buckets.js';
 import type { StateStore } from '../state/store.js';
 

@@ -1,4 +1,4 @@
-import type { Logger } from 'pino';
+import type { Logger } from '../base/logger.js';
 import type { Ec2Api } from '../cloud/ec2.js';
 import type { Ec2NetworkApi } from '../cloud/ec2-network.js';
 import type { EfsApi } from '../cloud/efs.js';

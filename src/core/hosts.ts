@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
-import type { Logger } from 'pino';
 import { StowageError } from '../base/errors.js';
+import type { Logger } from '../base/logger.js';
 import type { NodeLookup } from '../cloud/node-lookup.js';
 import type { HostRecord, StateStore } from '../state/store.js';
 import type { AttachTarget, Driver } from './driver.js';

@@ -1,8 +1,8 @@
 import { mkdir } from 'node:fs/promises';
-import type { Logger } from 'pino';
 import { formatMs, pollUntil } from '../base/backoff.js';
 import { parseDuration } from '../base/duration.js';
 import { isStowageError, StowageError } from '../base/errors.js';
+import type { Logger } from '../base/logger.js';
 import type { Mounter } from '../mount/mounter.js';
 import type { AttachmentRecord, VolumeRecord } from '../state/store.js';
 import type { MountSpec, Timeouts } from './driver.js';

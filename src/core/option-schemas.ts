@@ -1,22 +1,27 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { parseDuration } from '../base/duration.js';
-import type { OptionSpec } from './options.js';
+import { lazySchema, type OptionSpec } from './options.js';
 
 /**
  * Option value schemas that more than one driver uses. Option values arrive as strings (Docker's
- * `-o`, Kubernetes' options); defaults from config may arrive as arrays.
+ * `-o`, Kubernetes' options); defaults from config may arrive as arrays. The shared ones are built
+ * on first use (lazySchema): a driver that never parses options in a process builds none.
  */
 
 /** `true/false`, `1/0`, `yes/no`. */
-export const boolOption = z
-  .enum(['true', 'false', '1', '0', 'yes', 'no'], { message: 'must be true or false' })
-  .transform((v) => ['true', '1', 'yes'].includes(v));
+export const boolOption = lazySchema(() =>
+  z
+    .enum(['true', 'false', '1', '0', 'yes', 'no'], { message: 'must be true or false' })
+    .transform((v) => ['true', '1', 'yes'].includes(v)),
+);
 
 /** A uid or gid. */
-export const numericIdOption = z
-  .string()
-  .regex(/^\d{1,10}$/, { message: 'must be a numeric id' })
-  .transform(Number);
+export const numericIdOption = lazySchema(() =>
+  z
+    .string()
+    .regex(/^\d{1,10}$/, { message: 'must be a numeric id' })
+    .transform(Number),
+);
 
 /** A comma-separated list (or an array, from config) whose every item matches `re`. */
 export function listOption(re: RegExp, what: string) {
@@ -32,9 +37,8 @@ export function listOption(re: RegExp, what: string) {
 }
 
 /** Mount options as `key` or `key=value`: nothing that could smuggle a second option or a path. */
-export const mountOptionsOption = listOption(
-  /^[A-Za-z0-9_]+(=[A-Za-z0-9_.:/@+-]+)?$/,
-  'a mount option (key or key=value)',
+export const mountOptionsOption = lazySchema(() =>
+  listOption(/^[A-Za-z0-9_]+(=[A-Za-z0-9_.:/@+-]+)?$/, 'a mount option (key or key=value)'),
 );
 
 /** A duration such as `30s`, at most `maxMs`. */
@@ -64,22 +68,24 @@ export function remotePathOption(message: string) {
 const SEGMENT = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 
 /** A relative path of names under a share; `{name}` stands for the volume name. */
-export const subdirOption = z
-  .string()
-  .transform((s) => s.replace(/^\/+|\/+$/g, ''))
-  .refine(
-    (s) => s.split('/').every((seg) => SEGMENT.test(seg.replaceAll('{name}', 'n')) && !seg.includes('..')),
-    {
-      message: 'must be a relative path of names ([A-Za-z0-9_.-], no ".."), may use {name}',
-    },
-  );
+export const subdirOption = lazySchema(() =>
+  z
+    .string()
+    .transform((s) => s.replace(/^\/+|\/+$/g, ''))
+    .refine(
+      (s) => s.split('/').every((seg) => SEGMENT.test(seg.replaceAll('{name}', 'n')) && !seg.includes('..')),
+      {
+        message: 'must be a relative path of names ([A-Za-z0-9_.-], no ".."), may use {name}',
+      },
+    ),
+);
 
 /**
  * access=single-host restricts a shared-filesystem volume to one host at a time (as Rancher's
  * singleHostRW did): the core refuses a mount while another host has it mounted.
  */
 export const accessOption: OptionSpec = {
-  schema: z.enum(['multi-host', 'single-host']),
+  schema: lazySchema(() => z.enum(['multi-host', 'single-host'])),
   help: 'multi-host (default: any number of hosts) or single-host (one host at a time)',
 };
 

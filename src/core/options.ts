@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { StowageError } from '../base/errors.js';
 
 /**
@@ -13,6 +13,47 @@ export interface OptionSpec {
 }
 
 export type OptionSpecs = Record<string, OptionSpec>;
+
+/** An option declared with a function that builds its schema (see lazyOptionSpecs). */
+export interface LazyOptionSpec {
+  aliases?: readonly string[];
+  schema: () => z.ZodType;
+  help: string;
+}
+
+/**
+ * The specs with each schema built the first time it is read, then kept: a driver's module loads
+ * without building any zod schema, so a call that parses no options (a flexvolume unmount, a
+ * process of its own that kubelet starts per call) builds none. Parsing is the same as with the
+ * schemas built up front.
+ */
+export function lazyOptionSpecs(specs: Record<string, LazyOptionSpec | OptionSpec>): OptionSpecs {
+  // A built schema is an object, a builder a function: specs shared by drivers (access, preempt)
+  // come built, with schemas that are themselves lazy (lazySchema).
+  return Object.fromEntries(
+    Object.entries(specs).map(([name, spec]) => [name, isLazy(spec) ? lazyOption(spec) : spec]),
+  );
+}
+
+function isLazy(spec: LazyOptionSpec | OptionSpec): spec is LazyOptionSpec {
+  return typeof spec.schema === 'function';
+}
+
+export function lazyOption({ schema: build, ...rest }: LazyOptionSpec): OptionSpec {
+  let built: z.ZodType | undefined;
+  return {
+    ...rest,
+    get schema() {
+      built ??= build();
+      return built;
+    },
+  };
+}
+
+/** A schema that builds `build()` the first time it parses (shared option schemas; see lazyOptionSpecs). */
+export function lazySchema<T extends z.ZodType>(build: () => T): z.ZodLazy<T> {
+  return z.lazy(build);
+}
 
 export interface ParsedOptions<T> {
   values: T;

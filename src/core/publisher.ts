@@ -1,7 +1,7 @@
 import { mkdir, rmdir } from 'node:fs/promises';
 import { isAbsolute, normalize } from 'node:path';
-import type { Logger } from 'pino';
 import { StowageError, toStowageError } from '../base/errors.js';
+import type { Logger } from '../base/logger.js';
 import type { FileOps } from '../mount/file-ops.js';
 import type { Mounter } from '../mount/mounter.js';
 import type { IntentOp, IntentRecord, MountRecord, StateStore, VolumeRecord } from '../state/store.js';

@@ -1,7 +1,7 @@
 import { rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Logger } from 'pino';
 import { isStowageError, StowageError, toStowageError } from '../base/errors.js';
+import type { Logger } from '../base/logger.js';
 import type { FileOps } from '../mount/file-ops.js';
 import type { Mounter } from '../mount/mounter.js';
 import {

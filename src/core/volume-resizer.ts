@@ -1,5 +1,5 @@
-import type { Logger } from 'pino';
 import { StowageError, toStowageError } from '../base/errors.js';
+import type { Logger } from '../base/logger.js';
 import type { Mounter } from '../mount/mounter.js';
 import type { IntentOp, StateStore, VolumeRecord } from '../state/store.js';
 import type { Attacher } from './attacher.js';

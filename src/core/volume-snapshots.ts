@@ -1,6 +1,6 @@
-import type { Logger } from 'pino';
 import { pollUntil } from '../base/backoff.js';
 import { StowageError, toStowageError } from '../base/errors.js';
+import type { Logger } from '../base/logger.js';
 import type { VolumeRecord } from '../state/store.js';
 import type { SnapshotOps, VolumeSnapshot } from './driver.js';
 import type { VolumeLocks } from './locks.js';

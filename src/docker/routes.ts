@@ -1,6 +1,6 @@
-import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { StowageError, toStowageError } from '../base/errors.js';
+import type { Logger } from '../base/logger.js';
 import type { VolumeManager } from '../core/volume-manager.js';
 import type { VolumeSummary } from '../state/store.js';
 import { type Caller, createRouter, type RouteHandler } from './http.js';

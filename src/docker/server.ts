@@ -2,7 +2,7 @@ import { chmod, mkdir, unlink } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
-import type { Logger } from 'pino';
+import type { Logger } from '../base/logger.js';
 import type { VolumeManager } from '../core/volume-manager.js';
 import { clearStaleSocket } from '../net/unix-socket.js';
 import { CONTENT_TYPE } from './protocol.js';

@@ -1,9 +1,9 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { StowageError } from '../base/errors.js';
 import { parseListenAddress } from '../base/listen-address.js';
+import type { Logger } from '../base/logger.js';
 
 export interface MetricsServer {
   /** Where it listens, `host:port` as the kernel gave it (the port filled in for port 0). */
