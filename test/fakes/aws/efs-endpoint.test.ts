@@ -313,6 +313,9 @@ describe('FakeEfs through @aws-sdk/client-efs', () => {
     expect(inUse).toBeInstanceOf(FileSystemInUse);
     expect(inUse.$metadata.httpStatusCode).toBe(409);
 
+    // 'deleting' lasts long enough to be seen between two requests on a loaded machine (50 ms
+    // was not), and short enough for the waits below.
+    fake.stateDelayMs = 1500;
     const del = await efs.send(new DeleteMountTargetCommand({ MountTargetId: mt.MountTargetId }));
     expect(del.$metadata.httpStatusCode).toBe(204);
     const deleting = await efs.send(new DescribeMountTargetsCommand({ MountTargetId: mt.MountTargetId }));
