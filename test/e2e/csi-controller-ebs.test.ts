@@ -109,7 +109,7 @@ afterAll(async () => {
 });
 
 describe('stowage csi --driver ebs --mode controller', () => {
-  it('advertises create, publish with published nodes, expansion, listing; no capacity', async () => {
+  it('advertises create, publish with published nodes, expansion, listing, snapshots; no capacity', async () => {
     const caps = await csi.call('Controller', 'ControllerGetCapabilities', {});
     expect((caps.capabilities ?? []).map((c) => c.rpc.type).sort()).toEqual(
       [
@@ -120,6 +120,9 @@ describe('stowage csi --driver ebs --mode controller', () => {
         'LIST_VOLUMES_PUBLISHED_NODES',
         'PUBLISH_UNPUBLISH_VOLUME',
         'SINGLE_NODE_MULTI_WRITER',
+        'CREATE_DELETE_SNAPSHOT',
+        'LIST_SNAPSHOTS',
+        'GET_SNAPSHOT',
       ].sort(),
     );
     // Mutable parameters are not offered: ControllerModifyVolume answers UNIMPLEMENTED.
