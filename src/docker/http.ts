@@ -4,9 +4,10 @@ import { CONTENT_TYPE } from './protocol.js';
 /**
  * A tiny POST-only JSON router on node:http. express was the first choice, but measured in
  * bench/ it alone doubled the latency of a static reply; the plugin protocol needs nothing of it
- * beyond "read a bounded JSON body, dispatch on the path, answer JSON".
+ * beyond "read a bounded JSON body, dispatch on the path, answer JSON". A handler answers JSON
+ * text, or its UTF-8 bytes (a large reply kept encoded: see list-reply.ts).
  */
-export type RouteHandler = (body: unknown, caller: Caller) => Promise<string>;
+export type RouteHandler = (body: unknown, caller: Caller) => Promise<string | Buffer>;
 
 /** The request's caller, as far as the connection tells. */
 export interface Caller {
@@ -16,6 +17,8 @@ export interface Caller {
    * mount it did not hear about. Runs at once when the caller is gone already.
    */
   onUndelivered(undo: () => Promise<void>): void;
+  /** Runs `fn` once the reply has been handed to the operating system in full (node:http's 'finish'). */
+  onDelivered(fn: () => void): void;
 }
 
 export class HttpError extends Error {
@@ -79,6 +82,9 @@ function callerOf(res: ServerResponse): Caller {
       if (lost || res.destroyed) run(undo);
       else undos.push(undo);
     },
+    onDelivered(fn) {
+      res.once('finish', fn);
+    },
   };
 }
 
@@ -92,7 +98,7 @@ function reject(
   send(res, status, JSON.stringify({ Err: message }));
 }
 
-function send(res: ServerResponse, status: number, json: string): void {
+function send(res: ServerResponse, status: number, json: string | Buffer): void {
   res.writeHead(status, { 'Content-Type': CONTENT_TYPE, 'Content-Length': Buffer.byteLength(json) });
   res.end(json);
 }

@@ -2,8 +2,8 @@ import type { z } from 'zod';
 import { StowageError, toStowageError } from '../base/errors.js';
 import type { Logger } from '../base/logger.js';
 import type { VolumeManager } from '../core/volume-manager.js';
-import type { VolumeSummary } from '../state/store.js';
 import { type Caller, createRouter, type RouteHandler } from './http.js';
+import { ListReplies } from './list-reply.js';
 import { BODY_LIMIT_BYTES, CreateReq, MountReq, NameReq } from './protocol.js';
 
 /**
@@ -31,7 +31,7 @@ export function createPluginHandler(
     fn: (
       body: S extends z.ZodType ? z.infer<S> : undefined,
       caller: Caller,
-    ) => Promise<Record<string, unknown> | string>,
+    ) => Promise<Record<string, unknown> | string | Buffer>,
   ) => {
     const done = timer?.(op);
     routes.set(`/${op.includes('.') ? op : `VolumeDriver.${op}`}`, async (raw, caller) => {
@@ -51,7 +51,9 @@ export function createPluginHandler(
         }
         const reply = await fn(body as never, caller);
         done?.('OK', (performance.now() - started) / 1000);
-        return typeof reply === 'string' ? reply : JSON.stringify({ ...reply, Err: '' });
+        return typeof reply === 'string' || Buffer.isBuffer(reply)
+          ? reply
+          : JSON.stringify({ ...reply, Err: '' });
       } catch (err) {
         const e = toStowageError(err);
         done?.(e.code, (performance.now() - started) / 1000);
@@ -105,21 +107,12 @@ export function createPluginHandler(
       },
     };
   });
-  // The store hands back the same array while nothing changed: serialize it once per change.
-  const listReplies = new WeakMap<VolumeSummary[], string>();
-  route('List', undefined, async () => {
-    const list = await manager.list(driver);
-    let reply = listReplies.get(list);
-    if (reply === undefined) {
-      const Volumes = list.map((v) => ({
-        Name: v.name,
-        Mountpoint: v.mountpoint ?? '',
-        CreatedAt: v.createdAt,
-      }));
-      reply = JSON.stringify({ Volumes, Err: '' });
-      listReplies.set(list, reply);
-    }
-    return reply;
+  // Encoded once per change of the store's summaries, into reused memory (see list-reply.ts).
+  const listReplies = new ListReplies();
+  route('List', undefined, async (_b, caller) => {
+    const reply = listReplies.take(await manager.list(driver));
+    caller.onDelivered(reply.delivered);
+    return reply.bytes;
   });
 
   return createRouter(routes, {
