@@ -1,0 +1,668 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { TEST_HOST } from '../helpers/runtime.js';
+import { mountCap, statusOf } from './node-harness.js';
+import { GiB, type SanityDriver, type SanityPlugin, startSanityPlugin } from './sanity-harness.js';
+
+/**
+ * csi-sanity's cases (kubernetes-csi/csi-test, pkg/sanity: identity.go, controller.go, node.go),
+ * reproduced one `it` per case under csi-sanity's own names, since the tool itself cannot be built
+ * here. Each drives the plugin over gRPC as csi-sanity does, against the real composition of the
+ * door (`--mode all`) for `local`, and for `disk` (ebs's traits over a fake cloud disk) where
+ * csi-sanity runs the case only for a plugin that advertises PUBLISH_UNPUBLISH_VOLUME or
+ * EXPAND_VOLUME. csi-sanity's configuration here: TestVolumeSize 1 GiB, IdempotentCount 3,
+ * --csi.mountdir <kubelet>/csi-mount, --csi.stagingdir <kubelet>/csi-staging (stowage serves only
+ * paths inside kubelet's directory). Where stowage answers otherwise than csi-sanity expects, the
+ * test's name says "stowage differs" and its comment says why.
+ */
+
+const TEST_VOLUME_SIZE = GiB;
+const IDEMPOTENT_COUNT = 3;
+/** csi-sanity's MaxNameLength: the longest name a CO may send (CreateVolume, CreateSnapshot). */
+const MAX_NAME_LENGTH = 128;
+
+let p: SanityPlugin;
+let seq = 0;
+
+/** Starts the plugin for `driver` around every test of the enclosing describe. */
+function servePlugin(driver: SanityDriver) {
+  beforeEach(async () => {
+    p = await startSanityPlugin(driver);
+  });
+  afterEach(async () => {
+    await p.close();
+  });
+}
+
+/** csi-sanity's UniqueString: the prefix with a suffix no other test uses. */
+const unique = (prefix: string) => `${prefix}-${++seq}`;
+
+const call = (
+  service: 'Identity' | 'Controller' | 'Node',
+  method: string,
+  req: Record<string, unknown> = {},
+) => p.client.call(service as 'Node', method as never, req as never);
+const controller = (method: string, req: Record<string, unknown> = {}) => call('Controller', method, req);
+const node = (method: string, req: Record<string, unknown> = {}) => call('Node', method, req);
+
+const snw = () => mountCap('SINGLE_NODE_WRITER');
+const range = (required: number, limit = 0) => ({
+  requiredBytes: String(required),
+  limitBytes: String(limit),
+});
+const targetPath = () => join(p.kubelet, 'csi-mount', 'target');
+const stagingPath = () => join(p.kubelet, 'csi-staging');
+
+function createVolume(name: string, over: Record<string, unknown> = {}) {
+  return controller('CreateVolume', { name, volumeCapabilities: [snw()], ...over });
+}
+
+async function rpcCapabilities(service: 'Controller' | 'Node'): Promise<string[]> {
+  const res = await call(
+    service,
+    service === 'Controller' ? 'ControllerGetCapabilities' : 'NodeGetCapabilities',
+  );
+  return (res.capabilities as { rpc: { type: string } }[]).map((c) => c.rpc.type);
+}
+
+async function volumeIds(req: Record<string, unknown> = {}): Promise<string[]> {
+  const res = await controller('ListVolumes', req);
+  return (res.entries as { volume: { volumeId: string } }[]).map((e) => e.volume.volumeId);
+}
+
+describe('Identity Service', () => {
+  servePlugin('local');
+
+  it('GetPluginCapabilities should return appropriate capabilities', async () => {
+    const res = await call('Identity', 'GetPluginCapabilities');
+    for (const cap of res.capabilities as Record<string, { type: string } | undefined>[]) {
+      if (cap.service)
+        expect(['CONTROLLER_SERVICE', 'VOLUME_ACCESSIBILITY_CONSTRAINTS']).toContain(cap.service.type);
+      else expect(['ONLINE', 'OFFLINE']).toContain(cap.volumeExpansion?.type);
+    }
+    expect(res.capabilities.length).toBeGreaterThan(0);
+  });
+
+  it('Probe should return appropriate information', async () => {
+    const res = await call('Identity', 'Probe');
+    // csi-sanity accepts OK (or FAILED_PRECONDITION) and, when `ready` is set, either value.
+    expect(res.ready).toEqual({ value: true });
+  });
+
+  it('GetPluginInfo should return appropriate information', async () => {
+    const res = await call('Identity', 'GetPluginInfo');
+    expect(res.name.length).toBeGreaterThan(0);
+    expect(res.name.length).toBeLessThanOrEqual(63);
+    expect(res.name).toMatch(/^[a-zA-Z][A-Za-z0-9-._]{0,61}[a-zA-Z]$/);
+  });
+});
+
+describe('Controller Service [Controller Server]', () => {
+  describe('with local', () => {
+    servePlugin('local');
+
+    it('ControllerGetCapabilities should return appropriate capabilities', async () => {
+      const known = [
+        'CREATE_DELETE_VOLUME',
+        'PUBLISH_UNPUBLISH_VOLUME',
+        'LIST_VOLUMES',
+        'GET_CAPACITY',
+        'CREATE_DELETE_SNAPSHOT',
+        'LIST_SNAPSHOTS',
+        'PUBLISH_READONLY',
+        'CLONE_VOLUME',
+        'EXPAND_VOLUME',
+        'LIST_VOLUMES_PUBLISHED_NODES',
+        'GET_VOLUME',
+        'VOLUME_CONDITION',
+        'SINGLE_NODE_MULTI_WRITER',
+        'MODIFY_VOLUME',
+      ];
+      const caps = await rpcCapabilities('Controller');
+      expect(caps.length).toBeGreaterThan(0);
+      for (const cap of caps) expect(known).toContain(cap);
+    });
+
+    it('GetCapacity should return capacity (no optional values added)', async () => {
+      expect(await rpcCapabilities('Controller')).toContain('GET_CAPACITY');
+      const res = await controller('GetCapacity', {});
+      expect(Number(res.availableCapacity)).toBeGreaterThanOrEqual(0);
+    });
+
+    it('ListVolumes should return appropriate values (no optional values added)', async () => {
+      await createVolume(unique('sanity-list'));
+      const res = await controller('ListVolumes', {});
+      expect(res.entries).toHaveLength(1);
+      for (const e of res.entries as { volume: { volumeId: string } }[])
+        expect(e.volume.volumeId).not.toBe('');
+    });
+
+    it('ListVolumes should fail when an invalid starting_token is passed', async () => {
+      expect(await statusOf(controller('ListVolumes', { startingToken: 'invalid-token' }))).toBe('ABORTED');
+    });
+
+    it('ListVolumes check the presence of new volumes and absence of deleted ones in the volume list', async () => {
+      const before = (await volumeIds()).length;
+      const vol = await createVolume('sanity');
+      expect(await volumeIds()).toHaveLength(before + 1);
+      await controller('DeleteVolume', { volumeId: vol.volume.volumeId });
+      expect(await volumeIds()).toHaveLength(before);
+    });
+
+    // In csi-sanity releases before v4 (removed since): pages of max_entries, then the rest.
+    it('ListVolumes should return next token when a limited number of entries are requested', async () => {
+      for (let i = 0; i < 5; i++) await createVolume(unique('sanity-page'));
+      const first = await controller('ListVolumes', { maxEntries: 2 });
+      expect(first.entries).toHaveLength(2);
+      expect(first.nextToken).not.toBe('');
+      const rest = await controller('ListVolumes', { startingToken: first.nextToken });
+      expect(rest.entries).toHaveLength(3);
+      expect(rest.nextToken).toBe('');
+    });
+
+    // csi-sanity keeps this case disabled (XIt: fragile for index-based tokens); stowage's tokens
+    // name the last volume of a page, so it is run here as csi-sanity defines it.
+    it('ListVolumes pagination should detect volumes added between pages and accept tokens when the last volume from a page is deleted', async () => {
+      const minVolCount = 3;
+      const maxEntries = 2;
+      const existing = new Map<string, boolean>();
+      for (let i = 0; i < minVolCount; i++)
+        existing.set((await createVolume(`sanity${i}`)).volume.volumeId, true);
+      const page = await controller('ListVolumes', { maxEntries });
+      expect(page.entries).toHaveLength(maxEntries);
+      for (const e of page.entries as { volume: { volumeId: string } }[]) {
+        expect(existing.get(e.volume.volumeId)).toBe(true);
+        await controller('DeleteVolume', { volumeId: e.volume.volumeId });
+        existing.set(e.volume.volumeId, false);
+      }
+      existing.set((await createVolume('new-addition')).volume.volumeId, true);
+      const rest = await volumeIds({ startingToken: page.nextToken });
+      // A volume may be missed (new-addition sorts before the token), none listed twice or deleted.
+      expect(rest.length).toBeLessThanOrEqual(minVolCount - maxEntries + 1);
+      for (const id of rest) {
+        expect(existing.get(id)).toBe(true);
+        existing.set(id, false);
+      }
+      expect(rest).toEqual(['sanity2']);
+    });
+
+    it('CreateVolume should fail when no name is provided', async () => {
+      expect(await statusOf(controller('CreateVolume', {}))).toBe('INVALID_ARGUMENT');
+      expect(await volumeIds()).toEqual([]);
+    });
+
+    it('CreateVolume should fail when no volume capabilities are provided', async () => {
+      const name = unique('sanity-controller-create-no-volume-capabilities');
+      expect(await statusOf(controller('CreateVolume', { name }))).toBe('INVALID_ARGUMENT');
+      expect(await volumeIds()).toEqual([]);
+    });
+
+    it('CreateVolume should return appropriate values SingleNodeWriter NoCapacity', async () => {
+      // csi-sanity's case sends required_bytes despite its name.
+      const res = await createVolume(unique('sanity-controller-create-single-no-capacity'), {
+        capacityRange: range(TEST_VOLUME_SIZE),
+      });
+      expect(res.volume.volumeId).not.toBe('');
+    });
+
+    it('CreateVolume should return appropriate values SingleNodeWriter WithCapacity 1Gi', async () => {
+      const res = await createVolume(unique('sanity-controller-create-single-with-capacity'), {
+        capacityRange: range(TEST_VOLUME_SIZE),
+      });
+      expect(res.volume.volumeId).not.toBe('');
+      expect(Number(res.volume.capacityBytes)).toBeGreaterThanOrEqual(TEST_VOLUME_SIZE);
+    });
+
+    it('CreateVolume should not fail when requesting to create a volume with already existing name and same capacity', async () => {
+      const name = unique('sanity-controller-create-twice');
+      const vol1 = await createVolume(name, { capacityRange: range(TEST_VOLUME_SIZE) });
+      const vol2 = await createVolume(name, { capacityRange: range(TEST_VOLUME_SIZE) });
+      expect(Number(vol1.volume.capacityBytes)).toBeGreaterThanOrEqual(TEST_VOLUME_SIZE);
+      expect(Number(vol2.volume.capacityBytes)).toBeGreaterThanOrEqual(TEST_VOLUME_SIZE);
+      expect(vol2.volume.volumeId).toBe(vol1.volume.volumeId);
+    });
+
+    it('CreateVolume should fail when requesting to create a volume with already existing name and different capacity', async () => {
+      const name = unique('sanity-controller-create-twice-different');
+      const vol = await createVolume(name, { capacityRange: range(TEST_VOLUME_SIZE, TEST_VOLUME_SIZE) });
+      const before = (await p.t.manager.get('local', vol.volume.volumeId)).volume;
+      const again = createVolume(name, { capacityRange: range(2 * TEST_VOLUME_SIZE, 2 * TEST_VOLUME_SIZE) });
+      expect(await statusOf(again)).toBe('ALREADY_EXISTS');
+      // Nothing changed: the volume as it was, and no other.
+      expect((await p.t.manager.get('local', vol.volume.volumeId)).volume).toEqual(before);
+      expect(await volumeIds()).toEqual([vol.volume.volumeId]);
+    });
+
+    it('CreateVolume should not fail when creating volume with maximum-length name', async () => {
+      const prefix = unique('sanity-controller-create-maxlen');
+      const name = `${prefix}-`.padEnd(MAX_NAME_LENGTH, 'x');
+      expect(name).toHaveLength(MAX_NAME_LENGTH);
+      const res = await createVolume(name, { capacityRange: range(TEST_VOLUME_SIZE) });
+      expect(Number(res.volume.capacityBytes)).toBeGreaterThanOrEqual(TEST_VOLUME_SIZE);
+      // The same name again is the same volume (its id derived from the name, not stored by it).
+      expect((await createVolume(name, { capacityRange: range(TEST_VOLUME_SIZE) })).volume.volumeId).toBe(
+        res.volume.volumeId,
+      );
+    });
+
+    it('DeleteVolume should fail when no volume id is provided', async () => {
+      expect(await statusOf(controller('DeleteVolume', {}))).toBe('INVALID_ARGUMENT');
+    });
+
+    it('DeleteVolume should succeed when an invalid volume id is used', async () => {
+      // csi-sanity's default IDGen makes "fake-volume-id"; an id that is no valid name at all too.
+      await controller('DeleteVolume', { volumeId: 'fake-volume-id' });
+      await controller('DeleteVolume', { volumeId: 'not a/valid name!' });
+    });
+
+    it('DeleteVolume should return appropriate values (no optional values added)', async () => {
+      const vol = await createVolume(unique('sanity-controller-create-appropriate'), {
+        capacityRange: range(TEST_VOLUME_SIZE),
+      });
+      await controller('DeleteVolume', { volumeId: vol.volume.volumeId });
+      expect(await volumeIds()).toEqual([]);
+    });
+
+    it('ValidateVolumeCapabilities should fail when no volume id is provided', async () => {
+      expect(await statusOf(controller('ValidateVolumeCapabilities', {}))).toBe('INVALID_ARGUMENT');
+    });
+
+    it('ValidateVolumeCapabilities should fail when no volume capabilities are provided', async () => {
+      const vol = await createVolume(unique('sanity-controller-validate-nocaps'), {
+        capacityRange: range(TEST_VOLUME_SIZE),
+      });
+      const res = controller('ValidateVolumeCapabilities', { volumeId: vol.volume.volumeId });
+      expect(await statusOf(res)).toBe('INVALID_ARGUMENT');
+    });
+
+    it('ValidateVolumeCapabilities should return appropriate values (no optional values added)', async () => {
+      const vol = await createVolume(unique('sanity-controller-validate'), {
+        capacityRange: range(TEST_VOLUME_SIZE),
+      });
+      const res = await controller('ValidateVolumeCapabilities', {
+        volumeId: vol.volume.volumeId,
+        volumeCapabilities: [snw()],
+      });
+      // Confirmed, with the capabilities (the spec requires them when confirmed is set).
+      expect(res.confirmed?.volumeCapabilities?.length).toBeGreaterThan(0);
+    });
+
+    it('ValidateVolumeCapabilities should fail when the requested volume does not exist', async () => {
+      const res = controller('ValidateVolumeCapabilities', {
+        volumeId: 'fake-volume-id',
+        volumeCapabilities: [snw()],
+      });
+      expect(await statusOf(res)).toBe('NOT_FOUND');
+    });
+
+    // csi-sanity skips ControllerPublishVolume, "volume lifecycle" and ControllerUnpublishVolume for
+    // a plugin without PUBLISH_UNPUBLISH_VOLUME: local's volumes need no attaching.
+    it('ControllerPublishVolume is skipped by csi-sanity for local: PUBLISH_UNPUBLISH_VOLUME is not advertised', async () => {
+      expect(await rpcCapabilities('Controller')).not.toContain('PUBLISH_UNPUBLISH_VOLUME');
+      const res = controller('ControllerPublishVolume', {
+        volumeId: 'x',
+        nodeId: TEST_HOST,
+        volumeCapability: snw(),
+      });
+      expect(await statusOf(res)).toBe('UNIMPLEMENTED');
+    });
+  });
+
+  describe('with an attachable disk (ebs traits)', () => {
+    servePlugin('disk');
+
+    const publishReq = (over: Record<string, unknown> = {}) => ({
+      volumeId: 'fake-volume-id',
+      nodeId: 'fake-node-id',
+      volumeCapability: snw(),
+      readonly: false,
+      ...over,
+    });
+
+    it('ControllerGetCapabilities advertises PUBLISH_UNPUBLISH_VOLUME, so csi-sanity runs the publish cases', async () => {
+      const caps = await rpcCapabilities('Controller');
+      expect(caps).toContain('PUBLISH_UNPUBLISH_VOLUME');
+      // Nor PUBLISH_READONLY: csi-sanity skips "should fail when the volume is already published
+      // but is incompatible" (read-only is applied at NodePublish, not at attach).
+      expect(caps).not.toContain('PUBLISH_READONLY');
+    });
+
+    it('ControllerPublishVolume should fail when no volume id is provided', async () => {
+      expect(await statusOf(controller('ControllerPublishVolume', {}))).toBe('INVALID_ARGUMENT');
+    });
+
+    it('ControllerPublishVolume should fail when no node id is provided', async () => {
+      const res = controller('ControllerPublishVolume', { volumeId: 'fake-volume-id' });
+      expect(await statusOf(res)).toBe('INVALID_ARGUMENT');
+    });
+
+    it('ControllerPublishVolume should fail when no volume capability is provided', async () => {
+      const res = controller('ControllerPublishVolume', {
+        volumeId: 'fake-volume-id',
+        nodeId: 'fake-node-id',
+      });
+      expect(await statusOf(res)).toBe('INVALID_ARGUMENT');
+    });
+
+    it('ControllerPublishVolume should fail when the volume does not exist', async () => {
+      expect(await statusOf(controller('ControllerPublishVolume', publishReq()))).toBe('NOT_FOUND');
+    });
+
+    it('ControllerPublishVolume should fail when the node does not exist', async () => {
+      const vol = await createVolume(unique('sanity-controller-wrong-node'));
+      const res = controller('ControllerPublishVolume', publishReq({ volumeId: vol.volume.volumeId }));
+      expect(await statusOf(res)).toBe('NOT_FOUND');
+      expect(p.disk!.attached.size).toBe(0);
+    });
+
+    async function volumeLifecycle(count: number) {
+      const ni = await node('NodeGetInfo');
+      expect(ni.nodeId).not.toBe('');
+      const vol = await createVolume(unique(`sanity-controller-publish-${count}`), {
+        accessibilityRequirements: { requisite: [ni.accessibleTopology] },
+      });
+      const id = vol.volume.volumeId;
+      for (let i = 0; i < count; i++) {
+        const res = await controller('ControllerPublishVolume', {
+          volumeId: id,
+          nodeId: ni.nodeId,
+          volumeCapability: snw(),
+          volumeContext: vol.volume.volumeContext,
+          readonly: false,
+        });
+        expect(res).toBeDefined();
+        expect(p.disk!.attached.get(id)).toBe(TEST_HOST);
+      }
+      for (let i = 0; i < count; i++) {
+        await controller('ControllerUnpublishVolume', { volumeId: id, nodeId: ni.nodeId });
+        expect(p.disk!.attached.has(id)).toBe(false);
+      }
+      await controller('DeleteVolume', { volumeId: id });
+      expect(await volumeIds()).toEqual([]);
+    }
+
+    it('volume lifecycle should work', async () => {
+      await volumeLifecycle(1);
+    });
+
+    it('volume lifecycle should be idempotent', async () => {
+      await volumeLifecycle(IDEMPOTENT_COUNT);
+    });
+
+    it('ControllerUnpublishVolume should fail when no volume id is provided', async () => {
+      expect(await statusOf(controller('ControllerUnpublishVolume', {}))).toBe('INVALID_ARGUMENT');
+    });
+  });
+});
+
+describe('Node Service', () => {
+  describe('with local', () => {
+    servePlugin('local');
+
+    it('NodeGetCapabilities should return appropriate capabilities', async () => {
+      const known = [
+        'UNKNOWN',
+        'STAGE_UNSTAGE_VOLUME',
+        'GET_VOLUME_STATS',
+        'EXPAND_VOLUME',
+        'VOLUME_CONDITION',
+        'SINGLE_NODE_MULTI_WRITER',
+        'VOLUME_MOUNT_GROUP',
+      ];
+      const caps = await rpcCapabilities('Node');
+      expect(caps).toContain('STAGE_UNSTAGE_VOLUME');
+      for (const cap of caps) expect(known).toContain(cap);
+    });
+
+    it('NodeGetInfo should return appropriate values', async () => {
+      const ni = await node('NodeGetInfo');
+      expect(ni.nodeId).toBe(TEST_HOST);
+      expect(Number(ni.maxVolumesPerNode)).toBeGreaterThanOrEqual(0);
+      // VOLUME_ACCESSIBILITY_CONSTRAINTS is advertised, so the topology must be there.
+      expect(ni.accessibleTopology?.segments).toEqual({ 'topology.stowage.io/host': TEST_HOST });
+    });
+
+    it('NodePublishVolume should fail when no volume id is provided', async () => {
+      expect(await statusOf(node('NodePublishVolume', {}))).toBe('INVALID_ARGUMENT');
+    });
+
+    it('NodePublishVolume should fail when no target path is provided', async () => {
+      expect(await statusOf(node('NodePublishVolume', { volumeId: 'fake-volume-id' }))).toBe(
+        'INVALID_ARGUMENT',
+      );
+    });
+
+    it('NodePublishVolume should fail when no volume capability is provided', async () => {
+      const res = node('NodePublishVolume', { volumeId: 'fake-volume-id', targetPath: targetPath() });
+      expect(await statusOf(res)).toBe('INVALID_ARGUMENT');
+      expect(existsSync(targetPath())).toBe(false);
+    });
+
+    it('NodeUnpublishVolume should fail when no volume id is provided', async () => {
+      expect(await statusOf(node('NodeUnpublishVolume', {}))).toBe('INVALID_ARGUMENT');
+    });
+
+    it('NodeUnpublishVolume should fail when no target path is provided', async () => {
+      expect(await statusOf(node('NodeUnpublishVolume', { volumeId: 'fake-volume-id' }))).toBe(
+        'INVALID_ARGUMENT',
+      );
+    });
+
+    it('NodeUnpublishVolume should remove target path', async () => {
+      const vol = await createVolume(unique('sanity-node-unpublish-volume'), {
+        capacityRange: range(TEST_VOLUME_SIZE),
+      });
+      const id = vol.volume.volumeId;
+      await node('NodeStageVolume', {
+        volumeId: id,
+        stagingTargetPath: stagingPath(),
+        volumeCapability: snw(),
+      });
+      await node('NodePublishVolume', {
+        volumeId: id,
+        stagingTargetPath: stagingPath(),
+        targetPath: targetPath(),
+        volumeCapability: snw(),
+      });
+      expect(existsSync(targetPath())).toBe(true);
+      await node('NodeUnpublishVolume', { volumeId: id, targetPath: targetPath() });
+      expect(existsSync(targetPath())).toBe(false);
+    });
+
+    // csi-sanity's own NodeUnpublishVolume cases never name an unknown volume; stowage answers
+    // OK there (the spec's "already unpublished"), see docs/csi.md "Idempotency and error codes".
+    it('NodeUnpublishVolume of a volume that is not published answers OK (stowage: already unpublished is success)', async () => {
+      await node('NodeUnpublishVolume', { volumeId: 'fake-volume-id', targetPath: targetPath() });
+    });
+
+    it('NodeStageVolume should fail when no volume id is provided', async () => {
+      const res = node('NodeStageVolume', {
+        stagingTargetPath: stagingPath(),
+        volumeCapability: snw(),
+        publishContext: { device: '/dev/mock' },
+      });
+      expect(await statusOf(res)).toBe('INVALID_ARGUMENT');
+    });
+
+    it('NodeStageVolume should fail when no staging target path is provided', async () => {
+      const res = node('NodeStageVolume', {
+        volumeId: 'fake-volume-id',
+        volumeCapability: snw(),
+        publishContext: { device: '/dev/mock' },
+      });
+      expect(await statusOf(res)).toBe('INVALID_ARGUMENT');
+    });
+
+    it('NodeStageVolume should fail when no volume capability is provided', async () => {
+      const vol = await createVolume(unique('sanity-node-stage-nocaps'));
+      const res = node('NodeStageVolume', {
+        volumeId: vol.volume.volumeId,
+        stagingTargetPath: stagingPath(),
+        publishContext: { device: '/dev/mock' },
+      });
+      expect(await statusOf(res)).toBe('INVALID_ARGUMENT');
+      expect(p.t.mounter.table.size).toBe(0);
+    });
+
+    it('NodeUnstageVolume should fail when no volume id is provided', async () => {
+      const res = node('NodeUnstageVolume', { stagingTargetPath: stagingPath() });
+      expect(await statusOf(res)).toBe('INVALID_ARGUMENT');
+    });
+
+    it('NodeUnstageVolume should fail when no staging target path is provided', async () => {
+      expect(await statusOf(node('NodeUnstageVolume', { volumeId: 'fake-volume-id' }))).toBe(
+        'INVALID_ARGUMENT',
+      );
+    });
+
+    it('NodeGetVolumeStats should fail when no volume id is provided', async () => {
+      expect(await statusOf(node('NodeGetVolumeStats', { volumePath: 'some/path' }))).toBe(
+        'INVALID_ARGUMENT',
+      );
+    });
+
+    it('NodeGetVolumeStats should fail when no volume path is provided', async () => {
+      expect(await statusOf(node('NodeGetVolumeStats', { volumeId: 'fake-volume-id' }))).toBe(
+        'INVALID_ARGUMENT',
+      );
+    });
+
+    it('NodeGetVolumeStats should fail when volume is not found', async () => {
+      const res = node('NodeGetVolumeStats', { volumeId: 'fake-volume-id', volumePath: 'some/path' });
+      expect(await statusOf(res)).toBe('NOT_FOUND');
+      // Also for a path inside kubelet's directory, where the lookup reaches the store.
+      const inside = node('NodeGetVolumeStats', { volumeId: 'fake-volume-id', volumePath: targetPath() });
+      expect(await statusOf(inside)).toBe('NOT_FOUND');
+    });
+
+    it('NodeGetVolumeStats should fail when volume does not exist on the specified path', async () => {
+      const vol = await createVolume(unique('sanity-node-get-volume-stats'), {
+        capacityRange: range(TEST_VOLUME_SIZE),
+      });
+      const id = vol.volume.volumeId;
+      await node('NodeStageVolume', {
+        volumeId: id,
+        stagingTargetPath: stagingPath(),
+        volumeCapability: snw(),
+      });
+      await node('NodePublishVolume', {
+        volumeId: id,
+        stagingTargetPath: stagingPath(),
+        targetPath: targetPath(),
+        volumeCapability: snw(),
+      });
+      const res = node('NodeGetVolumeStats', { volumeId: id, volumePath: 'some/path' });
+      expect(await statusOf(res)).toBe('NOT_FOUND');
+    });
+
+    it('NodeExpandVolume is skipped by csi-sanity for local: EXPAND_VOLUME is not advertised', async () => {
+      expect(await rpcCapabilities('Node')).not.toContain('EXPAND_VOLUME');
+    });
+  });
+
+  describe('with an attachable disk (ebs traits)', () => {
+    servePlugin('disk');
+
+    it('NodeExpandVolume should fail when no volume id is provided', async () => {
+      const res = node('NodeExpandVolume', {
+        volumePath: join(p.kubelet, 'csi-mount'),
+        volumeCapability: snw(),
+      });
+      expect(await statusOf(res)).toBe('INVALID_ARGUMENT');
+    });
+
+    it('NodeExpandVolume should fail when no volume path is provided', async () => {
+      const vol = await createVolume(unique('sanity-node-expand-volume-valid-id'), {
+        capacityRange: range(TEST_VOLUME_SIZE),
+      });
+      const res = node('NodeExpandVolume', { volumeId: vol.volume.volumeId, volumeCapability: snw() });
+      expect(await statusOf(res)).toBe('INVALID_ARGUMENT');
+    });
+
+    it('NodeExpandVolume should fail when volume is not found', async () => {
+      const res = node('NodeExpandVolume', { volumeId: 'fake-volume-id', volumePath: 'some/path' });
+      expect(await statusOf(res)).toBe('NOT_FOUND');
+    });
+  });
+
+  /**
+   * csi-sanity's runControllerTest, then the teardown its Resources.Cleanup does: NodeGetInfo,
+   * create (in the node's topology), controller publish where advertised, stage, publish (`count`
+   * times each), stats at the target; then unpublish, unstage, controller unpublish, delete.
+   */
+  async function runControllerTest(count: number) {
+    const ni = await node('NodeGetInfo');
+    expect(ni.nodeId).not.toBe('');
+    const publishes = (await rpcCapabilities('Controller')).includes('PUBLISH_UNPUBLISH_VOLUME');
+    const nodeCaps = await rpcCapabilities('Node');
+    expect(nodeCaps).toContain('STAGE_UNSTAGE_VOLUME');
+    expect(nodeCaps).toContain('GET_VOLUME_STATS');
+    const vol = await createVolume(unique(`sanity-node-full-${count}`), {
+      capacityRange: range(TEST_VOLUME_SIZE),
+      accessibilityRequirements: { requisite: [ni.accessibleTopology] },
+    });
+    const id = vol.volume.volumeId;
+    let publishContext: Record<string, string> = {};
+    if (publishes) {
+      const res = await controller('ControllerPublishVolume', {
+        volumeId: id,
+        nodeId: ni.nodeId,
+        volumeCapability: snw(),
+        volumeContext: vol.volume.volumeContext,
+        readonly: false,
+      });
+      publishContext = res.publishContext;
+    }
+    const common = {
+      volumeId: id,
+      volumeCapability: snw(),
+      volumeContext: vol.volume.volumeContext,
+      publishContext,
+    };
+    for (let i = 0; i < count; i++)
+      await node('NodeStageVolume', { ...common, stagingTargetPath: stagingPath() });
+    for (let i = 0; i < count; i++) {
+      await node('NodePublishVolume', {
+        ...common,
+        stagingTargetPath: stagingPath(),
+        targetPath: targetPath(),
+      });
+    }
+    const stats = await node('NodeGetVolumeStats', { volumeId: id, volumePath: targetPath() });
+    expect(stats.usage.length).toBeGreaterThan(0);
+    expect(stats.volumeCondition).toEqual({ abnormal: false, message: expect.any(String) });
+    const mounts = await p.t.store.getMounts(id);
+    expect(Object.keys(mounts.find((m) => m.host === TEST_HOST)?.refs ?? {})).toHaveLength(2);
+
+    await node('NodeUnpublishVolume', { volumeId: id, targetPath: targetPath() });
+    await node('NodeUnstageVolume', { volumeId: id, stagingTargetPath: stagingPath() });
+    if (publishes) await controller('ControllerUnpublishVolume', { volumeId: id, nodeId: ni.nodeId });
+    await controller('DeleteVolume', { volumeId: id });
+    expect(p.t.mounter.table.size).toBe(0);
+    expect(existsSync(targetPath())).toBe(false);
+    expect(await volumeIds()).toEqual([]);
+  }
+
+  describe('with local (no controller publish)', () => {
+    servePlugin('local');
+    it('should work', async () => {
+      await runControllerTest(1);
+    });
+    it('should be idempotent', async () => {
+      await runControllerTest(IDEMPOTENT_COUNT);
+    });
+  });
+
+  describe('with an attachable disk (controller publish)', () => {
+    servePlugin('disk');
+    it('should work', async () => {
+      await runControllerTest(1);
+      expect(p.disk!.attached.size).toBe(0);
+    });
+    it('should be idempotent', async () => {
+      await runControllerTest(IDEMPOTENT_COUNT);
+      expect(p.disk!.attached.size).toBe(0);
+    });
+  });
+});
