@@ -12,6 +12,7 @@ import { oneOf, parseOptions } from '../../src/core/options.js';
 import { DriverRegistry } from '../../src/core/registry.js';
 import type { VolumeRecord } from '../../src/state/store.js';
 import type { FakeDisk, FakeMounter } from '../fakes/fake-mounter.js';
+import { type MemorySnapshots, snapshotDisk } from '../fakes/snapshot-disk.js';
 import { createTestRuntime, TEST_HOST, type TestRuntime } from '../helpers/runtime.js';
 import { type CsiClient, csiClient } from './client.js';
 
@@ -20,9 +21,11 @@ import { type CsiClient, csiClient } from './client.js';
  * unix socket, built by the real composition of the door (csiServices) over a test runtime (the
  * real VolumeManager and SQLite store, the fake kernel). `local` is the real local driver;
  * `disk` is an attachable, zonal block driver with ebs's traits over a fake cloud disk, for the
- * cases csi-sanity runs only when PUBLISH_UNPUBLISH_VOLUME is advertised.
+ * cases csi-sanity runs only when PUBLISH_UNPUBLISH_VOLUME is advertised; `snapdisk` is a block
+ * driver with ebs's traits whose snapshots are kept in memory (test/fakes/snapshot-disk.ts), for
+ * the snapshot cases.
  */
-export type SanityDriver = 'local' | 'disk';
+export type SanityDriver = 'local' | 'disk' | 'snapdisk';
 
 export interface SanityPlugin {
   driver: SanityDriver;
@@ -31,6 +34,7 @@ export interface SanityPlugin {
   /** kubelet's directory: csi-sanity's --csi.mountdir and --csi.stagingdir are inside it. */
   kubelet: string;
   disk?: FakeAttachableDisk;
+  snapshots?: MemorySnapshots;
   close(): Promise<void>;
 }
 
@@ -102,6 +106,7 @@ export class FakeAttachableDisk implements Partial<Driver> {
 export async function startSanityPlugin(driver: SanityDriver): Promise<SanityPlugin> {
   let t: TestRuntime;
   let disk: FakeAttachableDisk | undefined;
+  let snapshots: MemorySnapshots | undefined;
   if (driver === 'disk') {
     const fake = new FakeAttachableDisk();
     disk = fake;
@@ -110,6 +115,22 @@ export async function startSanityPlugin(driver: SanityDriver): Promise<SanityPlu
     registry.register('disk', () => fake as unknown as Driver);
     t = await createTestRuntime({ registry, flags: { drivers: ['local', 'disk'] } });
     fake.mounter = t.mounter;
+  } else if (driver === 'snapdisk') {
+    const snapdisk = snapshotDisk();
+    snapshots = snapdisk.snapshots;
+    const registry = new DriverRegistry();
+    await registerBuiltins(registry);
+    // ebs restores a volume from a snapshot named in its `snapshotId` option; so does this one.
+    const optionSpecs = {
+      snapshotId: { schema: z.string().regex(/^snap-[0-9a-f]{17}$/), help: 'the snapshot to restore' },
+    };
+    const restoring: Driver = {
+      ...snapdisk.driver,
+      optionSpecs,
+      parseOptions: (raw) => parseOptions<Record<string, unknown>>('snapdisk', optionSpecs, raw, {}),
+    };
+    registry.register('snapdisk', () => restoring);
+    t = await createTestRuntime({ registry, flags: { drivers: ['local', 'snapdisk'] } });
   } else {
     t = await createTestRuntime();
   }
@@ -120,7 +141,7 @@ export async function startSanityPlugin(driver: SanityDriver): Promise<SanityPlu
   await mkdir(kubelet, { recursive: true });
   const ctx: CsiContext = {
     driver,
-    traits: driverTraits(driver === 'disk' ? 'ebs' : 'local')!,
+    traits: driverTraits(driver === 'local' ? 'local' : 'ebs')!,
     manager: t.manager,
     hosts: t.runtime.hosts,
     nodeId: TEST_HOST,
@@ -130,7 +151,7 @@ export async function startSanityPlugin(driver: SanityDriver): Promise<SanityPlu
     ready: () => true,
     checkStore: async () => {},
     nodeTopology: async (): Promise<Record<string, string>> =>
-      driver === 'disk' ? { [TOPOLOGY_ZONE]: 'zone-a' } : { [TOPOLOGY_HOST]: TEST_HOST },
+      driver === 'local' ? { [TOPOLOGY_HOST]: TEST_HOST } : { [TOPOLOGY_ZONE]: 'zone-a' },
   };
   let server: CsiServer;
   try {
@@ -146,6 +167,7 @@ export async function startSanityPlugin(driver: SanityDriver): Promise<SanityPlu
     client,
     kubelet,
     ...(disk ? { disk } : {}),
+    ...(snapshots ? { snapshots } : {}),
     close: async () => {
       client.close();
       await server.close(1000);

@@ -666,3 +666,174 @@ describe('Node Service', () => {
     });
   });
 });
+
+/**
+ * The snapshot cases, for a plugin that advertises CREATE_DELETE_SNAPSHOT and LIST_SNAPSHOTS
+ * (ebs; here its traits over snapshots kept in memory). csi-sanity's MakeCreateVolumeReq and
+ * MakeCreateSnapshotReq; snapshots are ready once the fake storage finishes them.
+ */
+describe('snapshots (ebs traits, snapshots in memory)', () => {
+  servePlugin('snapdisk');
+
+  const makeVolume = async (name: string) => (await createVolume(name)).volume.volumeId as string;
+  const createSnapshot = (name: string, sourceVolumeId: string) =>
+    controller('CreateSnapshot', { name, sourceVolumeId });
+  /** csi-sanity's MustCreateSnapshotFromVolumeRequest. */
+  async function snapshotOfNewVolume(volumeName: string, snapshotName: string) {
+    const res = await createSnapshot(snapshotName, await makeVolume(volumeName));
+    verifySnapshotInfo(res.snapshot);
+    return res.snapshot as { snapshotId: string; sourceVolumeId: string };
+  }
+  function verifySnapshotInfo(s: { snapshotId: string; sourceVolumeId: string; creationTime?: unknown }) {
+    expect(s.snapshotId).not.toBe('');
+    expect(s.sourceVolumeId).not.toBe('');
+    expect(s.creationTime).toBeTruthy();
+  }
+  const listSnapshots = async (req: Record<string, unknown> = {}) => {
+    const res = await controller('ListSnapshots', req);
+    return res.entries as { snapshot: { snapshotId: string; sourceVolumeId: string } }[];
+  };
+
+  it('Controller Service [Controller Server] CreateVolume should create volume from an existing source snapshot', async () => {
+    const source = await makeVolume(unique('sanity-controller-source-vol'));
+    const snapName = unique('sanity-controller-snap-from-vol');
+    const snap = (await createSnapshot(snapName, source)).snapshot;
+    // csi-sanity repeats CreateSnapshot until ready_to_use: the storage finishes it meanwhile.
+    expect(snap.readyToUse).toBe(false);
+    p.snapshots!.finish(snap.snapshotId);
+    const ready = (await createSnapshot(snapName, source)).snapshot;
+    expect(ready).toMatchObject({ snapshotId: snap.snapshotId, readyToUse: true });
+    const res = await createVolume(unique('sanity-controller-vol-from-snap'), {
+      volumeContentSource: { snapshot: { snapshotId: snap.snapshotId } },
+    });
+    expect(res.volume.contentSource?.snapshot?.snapshotId).toBe(snap.snapshotId);
+  });
+
+  it('Controller Service [Controller Server] CreateVolume should fail when the volume source snapshot is not found', async () => {
+    const res = createVolume(unique('sanity-controller-vol-from-snap'), {
+      volumeContentSource: { snapshot: { snapshotId: 'non-existing-snapshot-id' } },
+    });
+    expect(await statusOf(res)).toBe('NOT_FOUND');
+    expect(await volumeIds()).toEqual([]);
+  });
+
+  it('ListSnapshots [Controller Server] should return appropriate values (no optional values added)', async () => {
+    await snapshotOfNewVolume(unique('listSnapshots-volume'), unique('listSnapshots-snapshot'));
+    const entries = await listSnapshots();
+    expect(entries).toHaveLength(1);
+    for (const e of entries) verifySnapshotInfo(e.snapshot);
+  });
+
+  it('ListSnapshots [Controller Server] should return snapshots that match the specified snapshot id', async () => {
+    await snapshotOfNewVolume(
+      unique('listSnapshots-volume-unrelated-s-1'),
+      unique('listSnapshots-snapshot-unrelated-s-1'),
+    );
+    const target = await snapshotOfNewVolume(
+      unique('listSnapshots-volume-target-s'),
+      unique('listSnapshots-snapshot-target-s'),
+    );
+    await snapshotOfNewVolume(
+      unique('listSnapshots-volume-unrelated-s-2'),
+      unique('listSnapshots-snapshot-unrelated-s-2'),
+    );
+    const entries = await listSnapshots({ snapshotId: target.snapshotId });
+    expect(entries.map((e) => e.snapshot.snapshotId)).toEqual([target.snapshotId]);
+  });
+
+  it('ListSnapshots [Controller Server] should return empty when the specified snapshot id does not exist', async () => {
+    expect(await listSnapshots({ snapshotId: 'none-exist-id' })).toEqual([]);
+  });
+
+  it('ListSnapshots [Controller Server] should return snapshots that match the specified source volume id', async () => {
+    await snapshotOfNewVolume(
+      unique('listSnapshots-volume-unrelated-v-1'),
+      unique('listSnapshots-snapshot-unrelated-v-1'),
+    );
+    const target = await snapshotOfNewVolume(
+      unique('listSnapshots-volume-target-v'),
+      unique('listSnapshots-snapshot-target-v'),
+    );
+    await snapshotOfNewVolume(
+      unique('listSnapshots-volume-unrelated-v-2'),
+      unique('listSnapshots-snapshot-unrelated-v-2'),
+    );
+    const entries = await listSnapshots({ sourceVolumeId: target.sourceVolumeId });
+    expect(entries.map((e) => e.snapshot.snapshotId)).toEqual([target.snapshotId]);
+  });
+
+  it('ListSnapshots [Controller Server] should return empty when the specified source volume id does not exist', async () => {
+    expect(await listSnapshots({ sourceVolumeId: 'fake-volume-id' })).toEqual([]);
+  });
+
+  it('ListSnapshots [Controller Server] check the presence of new snapshots in the snapshot list', async () => {
+    const before = (await listSnapshots()).length;
+    const snap = await snapshotOfNewVolume(
+      unique('listSnapshots-volume-3'),
+      unique('listSnapshots-snapshot-3'),
+    );
+    expect(await listSnapshots()).toHaveLength(before + 1);
+    await controller('DeleteSnapshot', { snapshotId: snap.snapshotId });
+    expect(await listSnapshots()).toHaveLength(before);
+  });
+
+  it('ListSnapshots [Controller Server] should return next token when a limited number of entries are requested', async () => {
+    for (let i = 1; i <= 5; i++) await snapshotOfNewVolume(unique(`volume${i}`), unique(`snapshot${i}`));
+    const first = await controller('ListSnapshots', { maxEntries: 2 });
+    expect(first.entries).toHaveLength(2);
+    const rest = await listSnapshots({ startingToken: first.nextToken });
+    expect(rest).toHaveLength(3);
+  });
+
+  it('DeleteSnapshot [Controller Server] should fail when no snapshot id is provided', async () => {
+    expect(await statusOf(controller('DeleteSnapshot', {}))).toBe('INVALID_ARGUMENT');
+  });
+
+  it('DeleteSnapshot [Controller Server] should succeed when an invalid snapshot id is used', async () => {
+    await controller('DeleteSnapshot', { snapshotId: 'reallyfakesnapshotid' });
+  });
+
+  it('DeleteSnapshot [Controller Server] should return appropriate values (no optional values added)', async () => {
+    const snap = await createSnapshot(
+      unique('DeleteSnapshot-snapshot-1'),
+      await makeVolume(unique('DeleteSnapshot-volume-1')),
+    );
+    verifySnapshotInfo(snap.snapshot);
+    await controller('DeleteSnapshot', { snapshotId: snap.snapshot.snapshotId });
+    expect(await listSnapshots()).toEqual([]);
+  });
+
+  it('CreateSnapshot [Controller Server] should fail when no name is provided', async () => {
+    expect(await statusOf(controller('CreateSnapshot', { sourceVolumeId: 'testId' }))).toBe(
+      'INVALID_ARGUMENT',
+    );
+  });
+
+  it('CreateSnapshot [Controller Server] should fail when no source volume id is provided', async () => {
+    expect(await statusOf(controller('CreateSnapshot', { name: 'name' }))).toBe('INVALID_ARGUMENT');
+  });
+
+  it('CreateSnapshot [Controller Server] should succeed when requesting to create a snapshot with already existing name and same source volume ID', async () => {
+    const volume = await makeVolume(unique('CreateSnapshot-volume-1'));
+    const name = unique('CreateSnapshot-snapshot-1');
+    const first = await createSnapshot(name, volume);
+    const second = await createSnapshot(name, volume);
+    expect(second.snapshot.snapshotId).toBe(first.snapshot.snapshotId);
+  });
+
+  it('CreateSnapshot [Controller Server] should fail when requesting to create a snapshot with already existing name and different source volume ID', async () => {
+    const name = unique('CreateSnapshot-snapshot-2');
+    await snapshotOfNewVolume(unique('CreateSnapshot-volume-2'), name);
+    const volume2 = await makeVolume(unique('CreateSnapshot-volume-3'));
+    expect(await statusOf(createSnapshot(name, volume2))).toBe('ALREADY_EXISTS');
+    expect(await listSnapshots()).toHaveLength(1);
+  });
+
+  it('CreateSnapshot [Controller Server] should succeed when creating snapshot with maximum-length name', async () => {
+    const volume = await makeVolume(unique('CreateSnapshot-volume-maxlen-name'));
+    const name = `${unique('CreateSnapshot-snapshot-maxlen')}-`.padEnd(MAX_NAME_LENGTH, 'x');
+    const first = await createSnapshot(name, volume);
+    const second = await createSnapshot(name, volume);
+    expect(second.snapshot.snapshotId).toBe(first.snapshot.snapshotId);
+  });
+});
