@@ -7,7 +7,7 @@ import { csiServices } from '../../csi/plugin.js';
 import { type CsiServer, serveCsi } from '../../csi/server.js';
 import { driverTraits } from '../../drivers/catalog.js';
 import { registerBuiltins } from '../../drivers/index.js';
-import type { AttachTarget, Driver, VolumeSizing } from '../../src/core/driver.js';
+import type { AttachTarget, Driver, ExpandResult, VolumeSizing } from '../../src/core/driver.js';
 import { oneOf, parseOptions } from '../../src/core/options.js';
 import { DriverRegistry } from '../../src/core/registry.js';
 import type { VolumeRecord } from '../../src/state/store.js';
@@ -81,19 +81,33 @@ export class FakeAttachableDisk implements Partial<Driver> {
   }
   async destroy() {}
   async abandon() {}
-  async attach(vol: { name: string }, target?: AttachTarget) {
+  async attach(vol: { name: string; fields?: Record<string, unknown> }, target?: AttachTarget) {
     const host = target?.host ?? TEST_HOST;
     this.attached.set(vol.name, host);
-    if (host === TEST_HOST) {
-      const contents = this.disks.get(vol.name) ?? { fsType: null };
-      this.disks.set(vol.name, contents);
-      this.mounter?.addBlockDevice(DEVICE, contents);
-    }
+    if (host === TEST_HOST) this.mounter?.addBlockDevice(DEVICE, this.contentsOf(vol));
     return { device: DEVICE };
+  }
+  /** The size of the filesystem on the volume's disk (what the node's growFilesystem made it). */
+  fsBytes(volume: string): number | undefined {
+    return this.disks.get(volume)?.fsSizeBytes;
+  }
+  private contentsOf(vol: { name: string; fields?: Record<string, unknown> }): FakeDisk {
+    let contents = this.disks.get(vol.name);
+    if (!contents) {
+      contents = { fsType: null, sizeBytes: Number(vol.fields?.sizeGiB ?? 1) * GiB };
+      this.disks.set(vol.name, contents);
+    }
+    return contents;
   }
   async detach(vol: { name: string }, _a: unknown, target?: AttachTarget) {
     this.attached.delete(vol.name);
     if ((target?.host ?? TEST_HOST) === TEST_HOST) this.mounter?.removeBlockDevice(DEVICE);
+  }
+  async expand(vol: VolumeRecord, bytes: number): Promise<ExpandResult> {
+    const size = Math.max(vol.fields.sizeGiB as number, Math.ceil(bytes / GiB));
+    // The cloud grows the device; the filesystem on it stays as it was until the node grows it.
+    this.contentsOf(vol).sizeBytes = size * GiB;
+    return { sizeBytes: size * GiB, fields: { ...vol.fields, sizeGiB: size } };
   }
   mountSpec() {
     return { kind: 'block' as const, device: DEVICE, fsType: 'ext4', mountOptions: [] };

@@ -580,6 +580,40 @@ describe('Node Service', () => {
       expect(await statusOf(res)).toBe('INVALID_ARGUMENT');
     });
 
+    it('NodeExpandVolume should work if node-expand is called after node-publish', async () => {
+      const expandSize = TEST_VOLUME_SIZE + GiB;
+      const vol = await createVolume(unique('sanity-node-expand-volume'), {
+        capacityRange: range(TEST_VOLUME_SIZE),
+      });
+      const id = vol.volume.volumeId;
+      const grown = await controller('ControllerExpandVolume', {
+        volumeId: id,
+        capacityRange: range(expandSize),
+        volumeCapability: snw(),
+      });
+      expect(Number(grown.capacityBytes)).toBe(expandSize);
+      const ni = await node('NodeGetInfo');
+      const pub = await controller('ControllerPublishVolume', {
+        volumeId: id,
+        nodeId: ni.nodeId,
+        volumeCapability: snw(),
+      });
+      const common = { volumeId: id, volumeCapability: snw(), publishContext: pub.publishContext };
+      await node('NodeStageVolume', { ...common, stagingTargetPath: stagingPath() });
+      await node('NodePublishVolume', {
+        ...common,
+        stagingTargetPath: stagingPath(),
+        targetPath: targetPath(),
+      });
+      await node('NodeExpandVolume', {
+        volumeId: id,
+        volumePath: targetPath(),
+        capacityRange: range(expandSize),
+      });
+      expect(p.t.mounter.filesystemOf('/dev/xvdba')).toBe('ext4');
+      expect(p.disk!.fsBytes(id)).toBe(expandSize);
+    });
+
     it('NodeExpandVolume should fail when volume is not found', async () => {
       const res = node('NodeExpandVolume', { volumeId: 'fake-volume-id', volumePath: 'some/path' });
       expect(await statusOf(res)).toBe('NOT_FOUND');
@@ -664,6 +698,51 @@ describe('Node Service', () => {
       await runControllerTest(IDEMPOTENT_COUNT);
       expect(p.disk!.attached.size).toBe(0);
     });
+  });
+});
+
+/** csi-sanity's ExpandVolume cases: run for a plugin that advertises EXPAND_VOLUME (ebs). */
+describe('ExpandVolume [Controller Server]', () => {
+  servePlugin('disk');
+
+  /** csi-sanity's TestVolumeExpandSize: the test volume size plus 1 GiB. */
+  const expandSize = TEST_VOLUME_SIZE + GiB;
+
+  it('ControllerGetCapabilities advertises EXPAND_VOLUME, so csi-sanity runs these cases', async () => {
+    expect(await rpcCapabilities('Controller')).toContain('EXPAND_VOLUME');
+  });
+
+  it('should fail if no volume id is given', async () => {
+    const res = controller('ControllerExpandVolume', {
+      volumeId: '',
+      capacityRange: range(expandSize),
+      volumeCapability: snw(),
+    });
+    expect(await statusOf(res)).toBe('INVALID_ARGUMENT');
+  });
+
+  it('should fail if no capacity range is given', async () => {
+    // As in csi-sanity, the volume id is empty too.
+    expect(await statusOf(controller('ControllerExpandVolume', { volumeId: '' }))).toBe('INVALID_ARGUMENT');
+    // With a volume that exists, the missing range alone is refused, and nothing grows.
+    const vol = await createVolume(unique('sanity-expand-volume-no-range'), {
+      capacityRange: range(TEST_VOLUME_SIZE),
+    });
+    const res = controller('ControllerExpandVolume', { volumeId: vol.volume.volumeId });
+    expect(await statusOf(res)).toBe('INVALID_ARGUMENT');
+    expect((await p.t.manager.get('disk', vol.volume.volumeId)).volume.fields.sizeGiB).toBe(1);
+  });
+
+  it('should work', async () => {
+    const vol = await createVolume(unique('sanity-expand-volume'), {
+      capacityRange: range(TEST_VOLUME_SIZE),
+    });
+    const res = await controller('ControllerExpandVolume', {
+      volumeId: vol.volume.volumeId,
+      capacityRange: range(expandSize),
+      volumeCapability: snw(),
+    });
+    expect(Number(res.capacityBytes)).toBe(expandSize);
   });
 });
 
