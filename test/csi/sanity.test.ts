@@ -701,6 +701,47 @@ describe('Node Service', () => {
     });
   });
 
+  describe("with local: csi-sanity's cleanup beside a volume in use", () => {
+    servePlugin('local');
+
+    // csi-sanity's Resources.Cleanup sends NodeUnpublishVolume and NodeUnstageVolume for each
+    // volume it made at its one target and staging path. Named for another volume than the one
+    // there, they must leave that volume's mounts alone: they answer OK (the named volume is not
+    // published there) and nothing is unmounted. (Before the fix they unmounted the other volume:
+    // the request's volume_id was not looked at.)
+    it('NodeUnpublishVolume and NodeUnstageVolume of another volume leave the volume at those paths alone', async () => {
+      const inUse = (await createVolume('sanity-in-use')).volume.volumeId;
+      const other = (await createVolume('sanity-other')).volume.volumeId;
+      await node('NodeStageVolume', {
+        volumeId: inUse,
+        stagingTargetPath: stagingPath(),
+        volumeCapability: snw(),
+      });
+      await node('NodePublishVolume', {
+        volumeId: inUse,
+        stagingTargetPath: stagingPath(),
+        targetPath: targetPath(),
+        volumeCapability: snw(),
+      });
+      const table = () => [...p.t.mounter.table.keys()].sort();
+      const refs = async () => (await p.t.store.getMounts(inUse)).map((m) => m.refs);
+      const before = { table: table(), refs: await refs() };
+      expect(before.table).toHaveLength(3);
+
+      await node('NodeUnpublishVolume', { volumeId: other, targetPath: targetPath() });
+      await node('NodeUnstageVolume', { volumeId: other, stagingTargetPath: stagingPath() });
+      await node('NodeUnpublishVolume', { volumeId: 'fake-volume-id', targetPath: targetPath() });
+      await node('NodeUnstageVolume', { volumeId: 'fake-volume-id', stagingTargetPath: stagingPath() });
+      expect({ table: table(), refs: await refs() }).toEqual(before);
+      expect(existsSync(targetPath())).toBe(true);
+
+      // Named for the volume that is there, they take it back as before.
+      await node('NodeUnpublishVolume', { volumeId: inUse, targetPath: targetPath() });
+      await node('NodeUnstageVolume', { volumeId: inUse, stagingTargetPath: stagingPath() });
+      expect(table()).toEqual([]);
+    });
+  });
+
   describe('with an attachable disk (controller publish)', () => {
     servePlugin('disk');
     it('should work', async () => {
