@@ -1,5 +1,6 @@
 import { StowageError } from '../src/base/errors.js';
 import { csiPublishMountId, stageMountId } from '../src/core/mount-ids.js';
+import { validateVolumeName } from '../src/core/names.js';
 import type { CsiContext } from './context.js';
 import { failedPrecondition } from './handler.js';
 import {
@@ -56,8 +57,9 @@ export function nodeService(ctx: CsiContext): Partial<Rpcs<NodeMethods>> {
       if (!req.volumeId) throw new StowageError('INVALID_ARGUMENT', 'volume_id is missing');
       const staging = requireKubeletPath(ctx.kubeletDir, req.stagingTargetPath, 'staging_target_path');
       // Not staged (or already unstaged) is success. The volume stays mounted under stowage's
-      // mount root while anything else (a pod, a container) still counts it.
-      await manager.unpublish(stageMountId(staging), staging);
+      // mount root while anything else (a pod, a container) still counts it. Another volume
+      // staged at the path is left alone: the one named is not staged there.
+      await manager.unpublish(stageMountId(staging), staging, { volume: namedVolume(req.volumeId) });
       return {};
     },
 
@@ -93,7 +95,11 @@ export function nodeService(ctx: CsiContext): Partial<Rpcs<NodeMethods>> {
       if (!req.volumeId) throw new StowageError('INVALID_ARGUMENT', 'volume_id is missing');
       const target = requireKubeletPath(ctx.kubeletDir, req.targetPath, 'target_path');
       // Not published is success; the target directory this plugin made goes too (the spec).
-      await manager.unpublish(csiPublishMountId(target), target, { removeTarget: true });
+      // Another volume published at the target is left alone: the one named is not published there.
+      await manager.unpublish(csiPublishMountId(target), target, {
+        removeTarget: true,
+        volume: namedVolume(req.volumeId),
+      });
       return {};
     },
 
@@ -166,6 +172,18 @@ export function nodeCapabilities(ctx: Pick<CsiContext, 'traits'>): NodeRpcType[]
   if (ctx.traits.fsGroup) caps.push('VOLUME_MOUNT_GROUP');
   if (ctx.traits.requiresFSResize) caps.push('EXPAND_VOLUME');
   return caps;
+}
+
+/**
+ * The stowage volume a NodeUnpublish or NodeUnstage names. An id that is no stowage name names no
+ * volume, so it is guarded with a name no volume can have: whatever is at the path is not its.
+ */
+function namedVolume(id: string): string {
+  try {
+    return validateVolumeName(id);
+  } catch {
+    return '';
+  }
 }
 
 /** An int64 of a request (a string, as proto-loader delivers it), 0 when unset. */

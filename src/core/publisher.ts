@@ -126,6 +126,7 @@ export class Publisher {
     validateMountId(id);
     const path = cleanTarget(target);
     const holder = (await this.d.store.listMountsByHost(this.d.host)).find((m) => (m.refs[id] ?? 0) > 0);
+    if (holder && opts.volume !== undefined && holder.volume !== opts.volume) return;
     if (!holder) {
       await this.d.mounter.unmount(path);
       if (opts.removeTarget) await this.removeTarget(path);
@@ -235,6 +236,11 @@ export class Publisher {
 export interface UnpublishOptions {
   /** Remove the target directory once unbound (CSI); kubelet removes its flexvolume directories itself. */
   removeTarget?: boolean;
+  /**
+   * The volume the caller means (CSI names one): when the path's user belongs to another volume,
+   * that volume is not published there, and nothing is touched.
+   */
+  volume?: string;
 }
 
 function checkFlags(flags: readonly string[]): string[] {
