@@ -237,8 +237,10 @@ describe('three hosts, one etcd', () => {
         const start = Date.now();
         const r = await plugin('host-c', endpoint, body);
         const took = Date.now() - start;
+        // Either of the two fast failures: the request's own deadline, or (once gRPC's keepalive has
+        // given up on the silent server, which a loaded machine reaches sooner) the channel closed.
         expect(r.body.Err, endpoint).toMatch(
-          /the metadata store etcd at http:\/\/127\.0\.0\.1:\d+ did not answer within 1500 ms/,
+          /the metadata store etcd at http:\/\/127\.0\.0\.1:\d+ (did not answer within 1500 ms|could not be reached)/,
         );
         expect(took, endpoint).toBeLessThan(10_000);
       }
