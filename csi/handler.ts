@@ -25,13 +25,14 @@ export function unary<Req, Res>(
   return (call, callback) => {
     const started = performance.now();
     const req = call.request;
-    const volumeId = volumeIdOf(req);
+    const volumeId = volumeIdOf(method, req);
     rpc(req).then(
       (res) => {
         const seconds = (performance.now() - started) / 1000;
         log.debug({ method, volumeId, ms: Math.round(seconds * 1000) }, 'CSI call');
-        observe?.(method, 'OK', seconds);
         callback(null, res);
+        // Counted after the reply is on its way: recording is a store write the CO need not wait for.
+        observe?.(method, 'OK', seconds);
       },
       (err: unknown) => {
         const seconds = (performance.now() - started) / 1000;
@@ -41,8 +42,8 @@ export function unary<Req, Res>(
           { method, volumeId, code: e.code, err: e.message, ms: Math.round(seconds * 1000) },
           'CSI call failed',
         );
-        observe?.(method, e.code, seconds);
         callback(grpcError(e));
+        observe?.(method, e.code, seconds);
       },
     );
   };
@@ -92,9 +93,11 @@ export function failedPrecondition(message: string): StowageError {
   return csiError(status.FAILED_PRECONDITION, 'INVALID_ARGUMENT', message);
 }
 
-function volumeIdOf(req: unknown): string | undefined {
+/** The volume a call is about, for its log line: CreateSnapshot's `name` is a snapshot's, not a volume's. */
+function volumeIdOf(method: string, req: unknown): string | undefined {
   if (typeof req !== 'object' || req === null) return undefined;
-  const r = req as { volumeId?: unknown; name?: unknown };
-  const id = typeof r.volumeId === 'string' && r.volumeId !== '' ? r.volumeId : r.name;
+  const r = req as { volumeId?: unknown; sourceVolumeId?: unknown; name?: unknown };
+  const named = method === 'CreateVolume' ? r.name : r.sourceVolumeId;
+  const id = typeof r.volumeId === 'string' && r.volumeId !== '' ? r.volumeId : named;
   return typeof id === 'string' && id !== '' ? id.slice(0, 200) : undefined;
 }
