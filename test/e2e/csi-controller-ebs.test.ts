@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SqliteStore } from '../../src/state/sqlite-store.js';
 import type { CsiClient } from '../csi/client.js';
 import { FakeEc2 } from '../fakes/aws/ec2-endpoint.js';
-import { CsiProcess } from './csi-controller-process.js';
+import { CsiProcess } from './csi-process.js';
 
 /**
  * The ebs controller as external-provisioner, external-attacher and external-resizer drive it,

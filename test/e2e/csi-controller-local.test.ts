@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CsiClient } from '../csi/client.js';
-import { CsiProcess } from './csi-controller-process.js';
+import { CsiProcess } from './csi-process.js';
 
 /**
  * The local driver's controller as external-provisioner drives it (--node-deployment: one per

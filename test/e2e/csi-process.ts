@@ -12,14 +12,17 @@ export interface CsiProcessOptions {
   driver: string;
   mode: 'node' | 'controller' | 'all';
   socket: string;
-  kubeletDir: string;
+  /** --data-dir, when the config file does not set it. */
+  dataDir?: string;
+  /** --kubelet-dir (the node role's); the default /var/lib/kubelet when not given. */
+  kubeletDir?: string;
   logFile: string;
   env?: Record<string, string>;
 }
 
 /**
- * The real `stowage csi` (compiled CLI) as a child process, as the node DaemonSet runs it, with a
- * grpc-js client on its socket. kill() is a crash (SIGKILL: mounts stay, the socket file too);
+ * The real `stowage csi` (compiled CLI) as a child process, as the node DaemonSet or the
+ * controller Deployment runs it, with a grpc-js client on its socket. kill() is a crash (SIGKILL: mounts stay, the socket file too);
  * start() again is the DaemonSet's restart, which must find everything as it was.
  */
 export class CsiProcess {
@@ -33,7 +36,8 @@ export class CsiProcess {
     return this.current;
   }
 
-  async start(): Promise<void> {
+  /** Starts it and waits until Probe answers ready; the client on its socket. */
+  async start(): Promise<CsiClient> {
     const o = this.opts;
     this.child = execa(
       'node',
@@ -42,6 +46,7 @@ export class CsiProcess {
         BIN,
         '--config',
         o.configFile,
+        ...(o.dataDir ? ['--data-dir', o.dataDir] : []),
         '--log-level',
         'debug',
         '--log-file',
@@ -53,13 +58,13 @@ export class CsiProcess {
         o.mode,
         '--endpoint',
         `unix://${o.socket}`,
-        '--kubelet-dir',
-        o.kubeletDir,
+        ...(o.kubeletDir ? ['--kubelet-dir', o.kubeletDir] : []),
       ],
       { reject: false, stdin: 'ignore', all: true, env: o.env ?? {} },
     );
     this.current = csiClient(o.socket);
     await this.waitReady();
+    return this.current;
   }
 
   /** Waits (20 s at most) until Probe answers ready: registered and reconciled. */

@@ -16,6 +16,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
 import { type Client, credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import { type FsOutcome, fsTry, type MountView, ourMounts as ourMountsIn } from '../guest/mount-view.js';
+
+export type { FsOutcome, MountView } from '../guest/mount-view.js';
 
 export interface CsiDriverPlan {
   driver: 'nfs' | 'efs';
@@ -45,19 +48,6 @@ export interface RpcRecord {
   details?: string;
   reply?: Record<string, unknown>;
   ms: number;
-}
-
-export interface MountView {
-  mountPoint: string;
-  fsType: string;
-  source: string;
-  options: string[];
-}
-
-export interface FsOutcome {
-  ok: boolean;
-  text?: string;
-  code?: string;
 }
 
 export interface CsiDriverReport {
@@ -192,38 +182,8 @@ class Plugin {
   }
 }
 
-function mountTable(): MountView[] {
-  return readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .filter(Boolean)
-    .map((line) => {
-      const [left = '', right = ''] = line.split(' - ');
-      const f = left.split(' ');
-      const [fsType = '', source = ''] = right.split(' ');
-      return { mountPoint: unescapeOctal(f[4] ?? ''), fsType, source, options: (f[5] ?? '').split(',') };
-    });
-}
-
-function unescapeOctal(s: string): string {
-  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8)));
-}
-
-const under = (p: string, dir: string) => p === dir || p.startsWith(`${dir}/`);
-
 function ourMounts(): MountView[] {
-  return mountTable().filter(
-    (m) =>
-      m.fsType.startsWith('nfs') || under(m.mountPoint, plan.kubeletDir) || under(m.mountPoint, plan.dataDir),
-  );
-}
-
-function fsTry(fn: () => string | undefined): FsOutcome {
-  try {
-    const text = fn();
-    return text === undefined ? { ok: true } : { ok: true, text };
-  } catch (err) {
-    return { ok: false, code: (err as NodeJS.ErrnoException).code ?? (err as Error).message };
-  }
+  return ourMountsIn(plan.kubeletDir, plan.dataDir);
 }
 
 const capability = (mode: string) => ({ mount: { fsType: '', mountFlags: [] }, accessMode: { mode } });

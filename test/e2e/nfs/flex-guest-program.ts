@@ -17,6 +17,16 @@ import { mkdirSync, readdirSync, readFileSync, rmdirSync, statSync, writeFileSyn
 import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  type FsOutcome,
+  fsTry,
+  type MountView,
+  mountTable,
+  ourMounts as ourMountsIn,
+  under,
+} from '../guest/mount-view.js';
+
+export type { FsOutcome, MountView } from '../guest/mount-view.js';
 
 /** One volume driven through the full kubelet sequence. */
 export interface DriverPlan {
@@ -69,22 +79,6 @@ export interface CallRecord {
   signal: string | null;
   timedOut: boolean;
   ms: number;
-}
-
-export interface MountView {
-  mountPoint: string;
-  fsType: string;
-  source: string;
-  /** Per-mount options (the field before the optional fields), e.g. ['ro', 'relatime']. */
-  options: string[];
-}
-
-export interface FsOutcome {
-  ok: boolean;
-  /** errno code (EROFS, ENOENT...) when it failed. */
-  code?: string;
-  /** What was read, when it was a read that succeeded. */
-  text?: string;
 }
 
 export interface DriverReport {
@@ -215,44 +209,13 @@ function call(driver: string, args: string[], env: Record<string, string> = {}):
   });
 }
 
-function mountTable(): MountView[] {
-  return readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .filter(Boolean)
-    .map((line) => {
-      const [left = '', right = ''] = line.split(' - ');
-      const f = left.split(' ');
-      const [fsType = '', source = ''] = right.split(' ');
-      return { mountPoint: unescapeOctal(f[4] ?? ''), fsType, source, options: (f[5] ?? '').split(',') };
-    });
-}
-
-/** mountinfo escapes space, tab, newline and backslash as octal. */
-function unescapeOctal(s: string): string {
-  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8)));
-}
-
-const under = (p: string, dir: string) => p === dir || p.startsWith(`${dir}/`);
-
 /** Mounts that are ours to care about: NFS ones anywhere, and anything under kubelet's or stowage's dirs. */
 function ourMounts(): MountView[] {
-  return mountTable().filter(
-    (m) =>
-      m.fsType.startsWith('nfs') || under(m.mountPoint, plan.kubeletDir) || under(m.mountPoint, plan.dataDir),
-  );
+  return ourMountsIn(plan.kubeletDir, plan.dataDir);
 }
 
 function isMounted(path: string): boolean {
   return mountTable().some((m) => m.mountPoint === path);
-}
-
-function fsTry(fn: () => string | undefined): FsOutcome {
-  try {
-    const text = fn();
-    return text === undefined ? { ok: true } : { ok: true, text };
-  } catch (err) {
-    return { ok: false, code: (err as NodeJS.ErrnoException).code ?? (err as Error).message };
-  }
 }
 
 /** Processes whose command is mount, umount or a mount helper (pid and command line). */
