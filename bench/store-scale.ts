@@ -12,6 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { NODE_OPTIONS } from '../deploy/node-options.js';
 import { EtcdStore } from '../src/state/etcd-store.js';
 import { migrateStore } from '../src/state/migrate.js';
 import { SqliteStore } from '../src/state/sqlite-store.js';
@@ -73,10 +74,12 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 }
 
 const log = (msg: string) => process.stderr.write(`bench: ${msg}\n`);
-const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('STOWAGE_')));
+const env = Object.fromEntries(
+  Object.entries(process.env).filter(([k]) => !k.startsWith('STOWAGE_') && k !== 'NODE_OPTIONS'),
+);
 
-function spawnTracked(name: string, args: string[]): Child {
-  const child = startNode(name, args, REPO, env);
+function spawnTracked(name: string, args: string[], childEnv: NodeJS.ProcessEnv = env): Child {
+  const child = startNode(name, args, REPO, childEnv);
   cleanups.push(() => stopChild(child));
   return child;
 }
@@ -127,27 +130,41 @@ interface Daemon {
   client: PluginClient;
 }
 
-async function startDaemon(name: string, dir: string, state: string, hostId: string): Promise<Daemon> {
+/**
+ * A daemon as the deploy forms run it: with their NODE_OPTIONS (deploy/node-options.ts), unless
+ * `nodeDefaults` (the same-run baseline of what that heap sizing changes).
+ */
+async function startDaemon(
+  name: string,
+  dir: string,
+  state: string,
+  hostId: string,
+  nodeDefaults = false,
+): Promise<Daemon> {
   const configFile = join(dir, 'config.yaml');
   await mkdir(join(dir, 'data'), { recursive: true });
   await writeFile(configFile, '');
-  const child = spawnTracked(name, [
-    '--no-warnings',
-    'bin/stowage.js',
-    '--config',
-    configFile,
-    '--data-dir',
-    join(dir, 'data'),
-    '--state',
-    state,
-    '--socket-dir',
-    join(dir, 'sock'),
-    '--host-id',
-    hostId,
-    '--log-level',
-    'warn',
-    'daemon',
-  ]);
+  const child = spawnTracked(
+    name,
+    [
+      '--no-warnings',
+      'bin/stowage.js',
+      '--config',
+      configFile,
+      '--data-dir',
+      join(dir, 'data'),
+      '--state',
+      state,
+      '--socket-dir',
+      join(dir, 'sock'),
+      '--host-id',
+      hostId,
+      '--log-level',
+      'warn',
+      'daemon',
+    ],
+    nodeDefaults ? env : { ...env, NODE_OPTIONS },
+  );
   const socket = join(dir, 'sock', 'stowage-local.sock');
   await waitForSocket(child, socket, START_TIMEOUT_MS);
   const client = new PluginClient(socket, 60_000);
@@ -300,7 +317,7 @@ async function runSize(n: number, etcd: EtcdService): Promise<SizeRun> {
     bytesPerCall: ((await etcdMetric(etcd, SENT)) - before) / directCalls,
   };
 
-  const run: SizeRun = {
+  const run: Omit<SizeRun, 'nodeDefaults'> = {
     n,
     results,
     rss,
@@ -316,9 +333,52 @@ async function runSize(n: number, etcd: EtcdService): Promise<SizeRun> {
     run.lag = await visibilityLag(etcd, prefix, seedStore);
   }
   await stopDaemon(ed);
+  const nodeDefaults = await withNodeDefaults(n, tmp, `${etcd.url}${prefix}`, own, seedStore, c);
   await seedStore.close();
   await rm(tmp, { recursive: true, force: true });
-  return run;
+  return { ...run, nodeDefaults };
+}
+
+/**
+ * The baseline of the memory figures: the etcd daemon again, on the same store and host, with
+ * node's own heap sizing. Its start-up goes the same way (the reconcile drops this host's mount
+ * records, the bench writes them again) and it answers the same requests; then its RSS.
+ */
+async function withNodeDefaults(
+  n: number,
+  tmp: string,
+  state: string,
+  own: MountRecord[],
+  seedStore: EtcdStore,
+  c: ReturnType<typeof counts>,
+): Promise<{ rss: number; hwm: number; settled: number }> {
+  const d = await startDaemon(
+    `etcd daemon N=${n}, node defaults`,
+    join(tmp, 'etcd-defaults'),
+    state,
+    HOST,
+    true,
+  );
+  await untilListed(d, n, 0);
+  await seedStore.importAll({ hosts: [], volumes: [], attachments: [], mounts: own });
+  await untilListed(d, n, own.length);
+  const rand = seededRandom(n);
+  const randomName = () => JSON.stringify({ Name: volumeName(1 + Math.floor(rand() * n)) });
+  for (const [path, count, body] of [
+    ['/VolumeDriver.Get', c.Get, randomName],
+    ['/VolumeDriver.Path', c.Path, randomName],
+    ['/VolumeDriver.List', c.List, () => '{}'],
+  ] as const) {
+    await timeRequests(d.client, path, body, Math.min(c.warmup, count) + count);
+  }
+  const m = memoryOf(d.child.proc.pid!);
+  await new Promise((r) => setTimeout(r, 5000));
+  const settled = memoryOf(d.child.proc.pid!).rss;
+  await stopDaemon(d);
+  log(
+    `N=${n}: etcd daemon with node's default heap sizing: RSS ${(m.rss / 1e6).toFixed(1)} MB (peak ${(m.hwm / 1e6).toFixed(1)} MB)`,
+  );
+  return { ...m, settled };
 }
 
 async function stopDaemon(d: Daemon): Promise<void> {
@@ -413,6 +473,8 @@ async function visibilityLag(etcd: EtcdService, prefix: string, writer: StateSto
     await new Promise((r) => setTimeout(r, 5));
   }
   await stopChild(reader);
+  // The store holds n volumes again for what follows (the node-defaults daemon counts them).
+  for (let i = 0; i < LAG_SAMPLES; i++) await writer.deleteVolume(`lag-${i}`);
   const s = summarize(lags);
   log(`visibility lag: median ${(s.medianUs / 1000).toFixed(1)} ms, p99 ${(s.p99Us / 1000).toFixed(1)} ms`);
   return s;
@@ -436,6 +498,7 @@ async function main(): Promise<void> {
     mountedShare: MOUNTED_SHARE,
     rounds: ROUNDS,
     sentMetric: SENT,
+    nodeOptions: NODE_OPTIONS,
   });
   process.stdout.write(`${text}\n`);
   await writeSection(join(REPO, 'BENCHMARKS.md'), 'store-scale', markdown);

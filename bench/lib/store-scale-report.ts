@@ -31,6 +31,8 @@ export interface SizeRun {
   direct: { calls: number; medianMs: number; bytesPerCall: number };
   five?: Summary & { daemons: number; lists: number };
   lag?: Summary;
+  /** The etcd daemon again with node's default heap sizing (the rest run with deploy/node-options.ts). */
+  nodeDefaults: { rss: number; hwm: number; settled: number };
 }
 
 /** The run's shape, as bench/store-scale.ts set it (quoted in the Method). */
@@ -42,6 +44,8 @@ export interface ReportSettings {
   mountedShare: number;
   rounds: number;
   sentMetric: string;
+  /** What the daemons ran with (deploy/node-options.ts). */
+  nodeOptions: string;
 }
 
 const ms = (us: number) => `${(us / 1000).toFixed(2)} ms`;
@@ -84,6 +88,7 @@ export function render(
       'List reply',
       'RSS SQLite / etcd daemon (peak)',
       'RSS after ≥ 5 s idle',
+      "etcd daemon with node's default heap sizing: RSS (peak), after ≥ 5 s idle",
       'migrate SQLite → etcd',
     ],
     runs.map((r) => [
@@ -94,6 +99,7 @@ export function render(
       mb(r.listBytes),
       `${mb(r.rss.sqlite.rss)} (${mb(r.rss.sqlite.hwm)}) / ${mb(r.rss.etcd.rss)} (${mb(r.rss.etcd.hwm)})`,
       `${mb(r.settled.sqlite)} / ${mb(r.settled.etcd)}`,
+      `${mb(r.nodeDefaults.rss)} (${mb(r.nodeDefaults.hwm)}), ${mb(r.nodeDefaults.settled)}`,
       `${(r.migrateMs / 1000).toFixed(2)} s`,
     ]),
   );
@@ -120,7 +126,7 @@ export function render(
   }
   verdicts.push([
     `RSS ≤ 250 MB at ${fmtN(largest.n)} (etcd daemon)`,
-    `${mb(largest.rss.etcd.rss)} right after the requests (peak ${mb(largest.rss.etcd.hwm)}; ${mb(largest.settled.etcd)} after ≥ 5 s idle; SQLite's ${mb(largest.rss.sqlite.rss)})${largest.n < 100_000 ? '; the 100,000 run is the soak size: STOWAGE_BENCH_VOLUMES=100000' : ''}`,
+    `${mb(largest.rss.etcd.rss)} right after the requests (peak ${mb(largest.rss.etcd.hwm)}; ${mb(largest.settled.etcd)} after ≥ 5 s idle; SQLite's ${mb(largest.rss.sqlite.rss)}; with node's default heap sizing ${mb(largest.nodeDefaults.rss)})${largest.n < 100_000 ? '; the 100,000 run is the soak size: STOWAGE_BENCH_VOLUMES=100000' : ''}`,
     largest.rss.etcd.rss <= 250e6,
   ]);
   if (focus?.lag) {
@@ -183,6 +189,11 @@ ${targets}
   traffic expected in as long (lease keepalives, the read caches' watch heartbeat once a second), from
   the rate over an idle window of at least 5 s. Met: no request, and under 1 B per List beyond it. "Before the cache" is the store call the daemon made per List until now
   (\`EtcdStore.listVolumeSummaries\` without the read cache, in the bench process).
+- The daemons run as every deploy form runs them, with \`NODE_OPTIONS="${s.nodeOptions}"\`
+  (deploy/node-options.ts: the image's ENV, the managed plugins' env, the systemd unit). The baseline of
+  what that changes, in the same run: after the rest, the etcd daemon is started again on the same store
+  and host with node's default heap sizing, goes through the same start-up (its reconcile drops this
+  host's mount records, the bench writes them again) and answers the same Get, Path and List requests.
 - RSS: VmRSS (VmHWM) of the daemon processes right after the timed requests, and VmRSS again after the
   idle window (at least 5 s without a request). The target is judged on the first.
 - 100,000 volumes: \`STOWAGE_BENCH_VOLUMES=100000 npm run bench\` (a soak-size run; not part of CI).

@@ -1,4 +1,5 @@
 import { DRIVER_NAMES, DRIVER_TRAITS, type DriverName } from '../../drivers/catalog.js';
+import { NODE_OPTIONS } from '../node-options.js';
 
 /**
  * The config.json of each managed plugin (https://docs.docker.com/engine/extend/config/), one
@@ -96,6 +97,12 @@ export function pluginConfig(driver: PluginDriver, stateRoot = DEFAULT_STATE_ROO
         value: '',
         settable: ['value'],
       })),
+      {
+        name: 'NODE_OPTIONS',
+        description: "node's heap sizing (docs/operations.md); docker plugin set to change it",
+        value: NODE_OPTIONS,
+        settable: ['value'],
+      },
     ],
   };
 }
