@@ -1,8 +1,8 @@
 /**
  * The node options every deploy form runs stowage with: the image's ENV (so the compose and
  * Rancher stacks, the DaemonSet and the CSI pods), the managed plugins' env (settable), and the
- * systemd unit (overridable in /etc/stowage/stowage.env). One value, checked against each form
- * by test/deploy/node-options.test.ts.
+ * systemd unit (overridable in /etc/stowage/stowage.env), and as node's own flags in `npm start`.
+ * One value, checked against each form by test/deploy/node-options.test.ts.
  *
  * Why: with the etcd store a daemon keeps every volume in memory (about 80 MB of heap at 100,000
  * volumes), and V8 sizes its heap for a machine's memory, not for what the process holds. With a

@@ -37,6 +37,13 @@ describe('NODE_OPTIONS in every deploy form', () => {
     expect(unit).toContain('EnvironmentFile=-/etc/stowage/stowage.env');
   });
 
+  it("is given to the daemon that README's `npm start` runs", () => {
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
+      scripts: Record<string, string>;
+    };
+    expect(pkg.scripts.start).toContain(`&& node ${NODE_OPTIONS} --no-warnings bin/stowage.js daemon`);
+  });
+
   it('is overridden by no manifest: only the three places above name it', () => {
     const naming = (readdirSync(DEPLOY, { recursive: true, encoding: 'utf8' }) as string[])
       .filter((f) => statSync(join(DEPLOY, f)).isFile())
