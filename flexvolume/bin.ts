@@ -33,7 +33,11 @@ try {
 }
 
 const [driver, ...args] = process.argv.slice(2);
-const reply = await flexMain(driver, args, { dir: installDir, ...(buildId ? { buildId } : {}) });
+const reply = await flexMain(driver, args, {
+  dir: installDir,
+  ...(buildId ? { buildId } : {}),
+  exitsAfter: true,
+});
 // Commands still running belong to a call that gave up at its deadline: they must not finish the
 // job (a late mount) after the reply said it failed.
 killTrackedChildren();

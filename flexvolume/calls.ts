@@ -15,6 +15,8 @@ export interface CallContext {
   traits: FlexDriverTraits;
   config: Config;
   installDir?: string;
+  /** The process exits right after the reply (see FlexBundle.exitsAfter). */
+  exitsAfter?: boolean;
 }
 
 type Handler = (
@@ -130,7 +132,7 @@ export async function runCall(ctx: CallContext, call: string, args: string[]): P
     throw err;
   } finally {
     await countCall(rt, ctx.driver, call, code);
-    await rt.close();
+    await rt.close(ctx.exitsAfter ? { exiting: true } : {});
   }
 }
 

@@ -58,7 +58,13 @@ export async function flexMain(
     }
     const [{ runCall }, { flexConfig }] = await Promise.all([import('./calls.js'), import('./runtime.js')]);
     const config = await flexConfig(driver, bundle);
-    const ctx = { driver, traits, config, ...(bundle ? { installDir: bundle.dir } : {}) };
+    const ctx = {
+      driver,
+      traits,
+      config,
+      ...(bundle ? { installDir: bundle.dir } : {}),
+      ...(bundle?.exitsAfter ? { exitsAfter: true } : {}),
+    };
     return await withDeadline(
       runCall(ctx, call, rest),
       config.flexvolume.callTimeoutMs,

@@ -21,6 +21,11 @@ export interface FlexBundle {
   dir: string;
   /** Undefined when the code runs unbundled (tests): no config cache then. */
   buildId?: string;
+  /**
+   * The process exits as soon as the reply is written (bin.ts): the store is then closed for an
+   * exit (StateStore.close's `exiting`), leaving what only tidies up to the next opener.
+   */
+  exitsAfter?: boolean;
 }
 
 /** The validated-config cache's file, next to the bundle (a dot-name: kubelet ignores it). */

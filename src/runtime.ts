@@ -24,7 +24,7 @@ import { LinuxMounter, type Mounter } from './mount/mounter.js';
 import { probeTcp, type TcpProbe } from './net/tcp-probe.js';
 import { type OpenStoreOptions, openStore, storeLocation } from './state/open.js';
 import { SqliteStore } from './state/sqlite-store.js';
-import type { StateStore } from './state/store.js';
+import type { CloseOptions, StateStore } from './state/store.js';
 import { timedStore } from './state/timed-store.js';
 
 export interface Runtime {
@@ -42,7 +42,8 @@ export interface Runtime {
   metrics?: StowageMetrics;
   /** Where the flexvolume executable and the CLI count their requests, for the daemon's metrics. */
   requests: DoorRequests;
-  close(): Promise<void>;
+  /** Closes the store; `exiting` as StateStore.close's. */
+  close(opts?: CloseOptions): Promise<void>;
 }
 
 /** Seams a test may replace; everything else is built from the config. */
@@ -192,7 +193,7 @@ export function createRuntime(config: Config, o: RuntimeOverrides = {}): Runtime
     ...(cloud ? { cloud } : {}),
     ...(metrics ? { metrics } : {}),
     requests: new DoorRequests({ store, host: config.hostId, log }),
-    close: () => store.close(),
+    close: (opts) => store.close(opts),
   };
 }
 

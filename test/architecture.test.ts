@@ -115,6 +115,16 @@ describe('the layers of docs/architecture.md', () => {
     expect(wholeZod).toEqual([]);
   });
 
+  it('a store-opening flexvolume call of a local or nfs volume does not load node:crypto', () => {
+    // ~2.5 ms of every call: the rare paths that need it load it on first use (src/base/node-crypto.ts).
+    // The AWS drivers load it with the SDK anyway.
+    const loaded = ['flexvolume/calls.ts', 'drivers/local/index.ts', 'drivers/nfs/index.ts'].flatMap(
+      loadedBy,
+    );
+    expect(loaded.length).toBeGreaterThan(0);
+    expect(loaded.filter((i) => i.spec === 'node:crypto' || i.spec === 'crypto').map(show)).toEqual([]);
+  });
+
   it('the flexvolume door reaches the store and the kernel only through the core and the runtime', () => {
     expect(
       all('flexvolume')

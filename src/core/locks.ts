@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { pollUntil } from '../base/backoff.js';
 import { isStowageError, StowageError } from '../base/errors.js';
 import type { StateStore } from '../state/store.js';
@@ -28,7 +27,15 @@ interface Owner {
   incarnation?: string;
 }
 
-const INCARNATION = randomBytes(6).toString('hex');
+/**
+ * This process's lock owners: `host|pid|op|sequence|incarnation`. An owner only has to differ from
+ * every other owner, not be unguessable (owners are stored in the open), so no node:crypto, which
+ * would cost the flexvolume executable's every call ~2.5 ms to load: V8 seeds Math.random from the
+ * OS in each process, and with the start time it tells this process from an earlier one that had
+ * the same pid (pid 1 of a restarted container); the sequence tells this process's operations apart.
+ */
+const INCARNATION = `${Date.now().toString(36)}${Math.floor(Math.random() * 2 ** 48).toString(36)}`;
+let sequence = 0;
 
 /**
  * Per-volume mutual exclusion at two levels: in this process (a map of held volumes) and across
@@ -51,7 +58,7 @@ export class VolumeLocks {
       throw err;
     };
     const release = await this.acquireLocal(volume, op, deadline).catch(refused);
-    const owner = `${this.opts.host}|${process.pid}|${op}|${randomBytes(4).toString('hex')}|${INCARNATION}`;
+    const owner = `${this.opts.host}|${process.pid}|${op}|${(++sequence).toString(36)}|${INCARNATION}`;
     const key = `volume/${volume}`;
     try {
       await this.acquireStore(volume, key, owner, op, deadline).catch(refused);

@@ -1,5 +1,5 @@
-import { createHash } from 'node:crypto';
 import { StowageError } from '../base/errors.js';
+import { nodeCrypto } from '../base/node-crypto.js';
 
 /**
  * Mount ids: who a mount of a volume on a host is counted for, as the keys of a mount record's
@@ -87,5 +87,5 @@ export function describeUsers(ids: string[]): string {
 }
 
 function digest(text: string): string {
-  return createHash('sha256').update(text).digest('hex').slice(0, 32);
+  return nodeCrypto().createHash('sha256').update(text).digest('hex').slice(0, 32);
 }

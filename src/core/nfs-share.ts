@@ -1,8 +1,8 @@
-import { randomBytes } from 'node:crypto';
 import { mkdir, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { formatMs } from '../base/backoff.js';
 import { StowageError } from '../base/errors.js';
+import { nodeCrypto } from '../base/node-crypto.js';
 import type { DriverContext, VolumeInput } from './driver.js';
 
 /**
@@ -38,7 +38,7 @@ export async function withShare<T>(
   loc: ShareLocation,
   fn: (root: string) => Promise<T>,
 ): Promise<T> {
-  const staging = join(ctx.stagingDir, `share-${randomBytes(6).toString('hex')}`);
+  const staging = join(ctx.stagingDir, `share-${nodeCrypto().randomBytes(6).toString('hex')}`);
   await mkdir(staging, { recursive: true, mode: 0o700 });
   try {
     await ctx.mounter.mount(`${loc.server}:${loc.path}`, staging, {

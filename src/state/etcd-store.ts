@@ -10,6 +10,7 @@ import { ReadPath } from './etcd-read-path.js';
 import { EtcdRequestTallies } from './etcd-requests.js';
 import type {
   AttachmentRecord,
+  CloseOptions,
   HostRecord,
   IntentRecord,
   LockHolder,
@@ -501,9 +502,10 @@ export class EtcdStore implements StateStore {
 
   /**
    * Revokes the host leases (their hosts show as gone at once; with `{ revokeLeases: false }`
-   * they run out after their TTL, as if this process had died) and closes the client.
+   * they run out after their TTL, as if this process had died) and closes the client. `exiting`
+   * changes nothing here: the client is closed either way (a flexvolume call holds no lease).
    */
-  async close(opts: { revokeLeases?: boolean } = {}): Promise<void> {
+  async close(opts: CloseOptions & { revokeLeases?: boolean } = {}): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     this.cache?.close();

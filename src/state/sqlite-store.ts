@@ -5,6 +5,7 @@ import { StowageError } from '../base/errors.js';
 import { MIGRATIONS } from './sqlite-migrations.js';
 import type {
   AttachmentRecord,
+  CloseOptions,
   HostRecord,
   IntentRecord,
   LockHolder,
@@ -398,7 +399,12 @@ export class SqliteStore implements StateStore {
     return this.stmts.requestTallies.all(host) as RequestTally[];
   }
 
-  async close(): Promise<void> {
+  async close(opts: CloseOptions = {}): Promise<void> {
+    if (opts.exiting) {
+      // Not db.close(): see CloseOptions. Should the process not exit after all, better-sqlite3
+      // closes the database when node tears down, with the checkpoint.
+      return;
+    }
     if (this.db.open) this.db.close();
   }
 }

@@ -79,8 +79,16 @@ describe('VolumeLocks in one process', () => {
     });
     expect(value).toBe(42);
     // The store lock names host, pid and op, so another process can tell who holds it.
-    expect(heldInside).toMatch(new RegExp(`^${HOST}\\|${process.pid}\\|mount\\|[0-9a-f]{8}\\|[0-9a-f]{12}$`));
+    // Then a sequence number and this process's incarnation: each acquisition its own owner.
+    expect(heldInside).toMatch(new RegExp(`^${HOST}\\|${process.pid}\\|mount\\|[0-9a-z]+\\|[0-9a-z]{10,}$`));
     expect(await storeHolder(store, 'v1')).toBeUndefined();
+    let again: string | undefined;
+    await locks.withLock('v1', 'mount', async () => {
+      again = await storeHolder(store, 'v1');
+    });
+    expect(again).toMatch(new RegExp(`^${HOST}\\|${process.pid}\\|mount\\|`));
+    expect(again).not.toBe(heldInside);
+    expect(again!.split('|')[4]).toBe(heldInside!.split('|')[4]);
   });
 
   it("reports a store lock it could not release, and still answers with fn's value", async () => {

@@ -1,3 +1,4 @@
+import { existsSync, statSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -117,6 +118,32 @@ describe('SqliteStore', () => {
     expect(names.filter((n) => n.startsWith('child-'))).toHaveLength(300);
     expect(await parent.listMountsByHost('child')).toHaveLength(300);
     await parent.close();
+  });
+
+  it('closed for an exit, leaves its write-ahead log to the next opener and loses no write', async () => {
+    const fixture = join(import.meta.dirname, 'fixtures', 'writer.ts');
+    const write = async (path: string, how: string) => {
+      const res = await execa('node', ['--no-warnings', '--import', 'tsx', fixture, path, 'w', '20', how], {
+        timeout: 60_000,
+      });
+      expect(res.stdout).toBe('done');
+    };
+    // A plain close by the last connection checkpoints the log into the database and deletes it.
+    const closed = await tempDb();
+    await write(closed, 'close');
+    expect(existsSync(`${closed}-wal`)).toBe(false);
+    // Closed for an exit: the log stays, with the writes in it...
+    const exited = await tempDb();
+    await write(exited, 'exiting');
+    expect(statSync(`${exited}-wal`).size).toBeGreaterThan(0);
+    // ...and the next opener reads every one of them, then tidies up on its own close.
+    const next = new SqliteStore(exited);
+    expect((await next.listVolumes()).map((v) => v.name)).toEqual(
+      Array.from({ length: 20 }, (_, i) => `w-${i}`).sort(),
+    );
+    expect((await next.getMounts('w-19'))[0]?.mountpoint).toBe('/m/19');
+    await next.close();
+    expect(existsSync(`${exited}-wal`)).toBe(false);
   });
 
   it('names the file when the database cannot be opened', async () => {
