@@ -1,75 +1,41 @@
 import { status } from '@grpc/grpc-js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { z } from 'zod';
 import { TOPOLOGY_ZONE } from '../../csi/context.js';
 import type { ControllerPart } from '../../csi/plugin.js';
 import { driverTraits } from '../../drivers/catalog.js';
 import { registerBuiltins } from '../../drivers/index.js';
-import type { AttachTarget, Driver, ExpandResult, VolumeSizing } from '../../src/core/driver.js';
+import type { AttachTarget, Driver, ExpandResult } from '../../src/core/driver.js';
 import { boolOption } from '../../src/core/option-schemas.js';
-import { oneOf, parseOptions } from '../../src/core/options.js';
 import { DriverRegistry } from '../../src/core/registry.js';
 import type { VolumeRecord } from '../../src/state/store.js';
 import { createTestRuntime, TEST_HOST, type TestRuntime } from '../helpers/runtime.js';
 import { controllerFor, createRequest, GiB, mountCap, range, statusOf } from './controller-harness.js';
+import { DISK_OPTION_SPECS, FakeAttachableDisk } from './sanity-harness.js';
 
 /**
  * The controller RPCs of an attachable, zonal, growable driver (ebs's traits) over a fake cloud
  * disk: publish = attach through the core's arbitration, unpublish = detach, expansion in GiB,
  * the zone from the topology. The real ebs driver runs in test/e2e/csi-controller-ebs.test.ts.
  */
-class FakeCloudDisk implements Partial<Driver> {
-  readonly name = 'disk';
-  readonly scope = 'global' as const;
-  readonly needsAttach = true;
-  readonly attachesRemotely = true;
-  readonly lazyUnmount = false;
-  readonly optionSpecs = {
-    size: { schema: z.string().regex(/^\d+$/).transform(Number), help: 'GiB' },
-    availabilityZone: { schema: z.string(), help: 'zone' },
-    fsType: { schema: oneOf(['ext4', 'xfs']), help: 'fs' },
+class FakeCloudDisk extends FakeAttachableDisk {
+  override readonly optionSpecs = {
+    ...DISK_OPTION_SPECS,
     preempt: { schema: boolOption, help: 'take over' },
   };
+  protected override readonly defaults = { size: '10', fsType: 'ext4', preempt: 'false' };
+  /** The cloud calls, in order, with the host each attach or detach was for. */
   readonly calls: string[] = [];
-  readonly sizing: VolumeSizing = {
-    option: 'size',
-    stepBytes: GiB,
-    format: (b) => String(b / GiB),
-    bytesOf: (o) => (o.size as number) * GiB,
-    minBytes: () => GiB,
-    maxBytes: 16 * GiB,
-    recordedBytes: (v) => (v.fields.sizeGiB as number) * GiB,
-  };
-  parseOptions(raw: Record<string, string>) {
-    return parseOptions('disk', this.optionSpecs, raw, { size: '10', fsType: 'ext4', preempt: 'false' });
-  }
-  async provision(v: { options: Record<string, unknown> }) {
-    const zone = (v.options.availabilityZone as string | undefined) ?? 'zone-a';
-    return {
-      fields: { sizeGiB: v.options.size, availabilityZone: zone },
-      adopted: false,
-      removePolicy: 'delete' as const,
-    };
-  }
-  async destroy() {}
-  async abandon() {}
-  async attach(vol: { name: string }, target?: AttachTarget) {
+  override async attach(vol: { name: string }, target?: AttachTarget) {
     this.calls.push(`attach ${vol.name} ${target?.host ?? TEST_HOST}`);
-    return { device: '/dev/xvdba' };
+    return super.attach(vol, target);
   }
-  async detach(vol: { name: string }, _a: unknown, target?: AttachTarget) {
+  override async detach(vol: { name: string }, a: unknown, target?: AttachTarget) {
     this.calls.push(`detach ${vol.name} ${target?.host ?? TEST_HOST}`);
+    return super.detach(vol, a, target);
   }
-  mountSpec() {
-    return { kind: 'block' as const, device: '/dev/xvdba', fsType: 'ext4', mountOptions: [] };
-  }
-  async expand(vol: VolumeRecord, bytes: number): Promise<ExpandResult> {
+  override async expand(vol: VolumeRecord, bytes: number): Promise<ExpandResult> {
     this.calls.push(`expand ${vol.name} ${bytes / GiB}`);
-    const size = Math.max(vol.fields.sizeGiB as number, Math.ceil(bytes / GiB));
-    return { sizeBytes: size * GiB, fields: { ...vol.fields, sizeGiB: size } };
-  }
-  describe(vol: VolumeRecord) {
-    return { availabilityZone: vol.fields.availabilityZone };
+    return super.expand(vol, bytes);
   }
 }
 

@@ -1,11 +1,6 @@
-import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { ServiceError } from '@grpc/grpc-js';
-import { pino } from 'pino';
 import { expect } from 'vitest';
-import { type CsiContext, TOPOLOGY_HOST } from '../../csi/context.js';
-import { csiServices } from '../../csi/plugin.js';
-import { type CsiServer, serveCsi } from '../../csi/server.js';
+import { TOPOLOGY_HOST } from '../../csi/context.js';
 import { type DriverTraits, driverTraits } from '../../drivers/catalog.js';
 import {
   createTestRuntime,
@@ -13,7 +8,8 @@ import {
   type TestRuntime,
   type TestRuntimeOptions,
 } from '../helpers/runtime.js';
-import { type CsiClient, csiClient } from './client.js';
+import type { CsiClient } from './client.js';
+import { serveTestPlugin } from './test-plugin.js';
 
 /**
  * A node plugin over the fake kernel: the real composition of the door (csiServices) served by
@@ -32,39 +28,16 @@ export async function startNodePlugin(
 ): Promise<NodeHarness> {
   const driver = opts.driver ?? 'local';
   const t = await createTestRuntime(opts.runtime);
-  const kubelet = join(t.dir, 'kubelet');
-  await mkdir(kubelet, { recursive: true });
-  const ctx: CsiContext = {
-    driver,
-    traits: { ...driverTraits(driver)!, ...opts.traits },
-    manager: t.manager,
-    hosts: t.runtime.hosts,
-    nodeId: TEST_HOST,
-    version: '0.0.0-test',
-    kubeletDir: kubelet,
-    log: pino({ level: 'silent' }),
-    ready: () => true,
-    checkStore: async () => {},
-    nodeTopology: async () => ({ [TOPOLOGY_HOST]: TEST_HOST }),
-  };
-  let server: CsiServer | undefined;
-  try {
-    server = await serveCsi(`unix://${join(t.dir, 'csi.sock')}`, csiServices(ctx, 'node'), ctx.log);
-  } catch (err) {
-    await t.cleanup();
-    throw err;
-  }
-  const client = csiClient(server.path);
-  return {
+  const plugin = await serveTestPlugin(
     t,
-    client,
-    kubelet,
-    close: async () => {
-      client.close();
-      await server.close(1000);
-      await t.cleanup();
+    {
+      driver,
+      traits: { ...driverTraits(driver)!, ...opts.traits },
+      nodeTopology: async () => ({ [TOPOLOGY_HOST]: TEST_HOST }),
     },
-  };
+    'node',
+  );
+  return { t, ...plugin };
 }
 
 /** The gRPC status name a call failed with; fails the test when it succeeds. */

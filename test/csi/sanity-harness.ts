@@ -1,20 +1,16 @@
-import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
-import { pino } from 'pino';
 import { z } from 'zod';
-import { type CsiContext, TOPOLOGY_HOST, TOPOLOGY_ZONE } from '../../csi/context.js';
-import { csiServices } from '../../csi/plugin.js';
-import { type CsiServer, serveCsi } from '../../csi/server.js';
+import { TOPOLOGY_HOST, TOPOLOGY_ZONE } from '../../csi/context.js';
 import { driverTraits } from '../../drivers/catalog.js';
 import { registerBuiltins } from '../../drivers/index.js';
 import type { AttachTarget, Driver, ExpandResult, VolumeSizing } from '../../src/core/driver.js';
-import { oneOf, parseOptions } from '../../src/core/options.js';
+import { type OptionSpec, oneOf, parseOptions } from '../../src/core/options.js';
 import { DriverRegistry } from '../../src/core/registry.js';
 import type { VolumeRecord } from '../../src/state/store.js';
 import type { FakeDisk, FakeMounter } from '../fakes/fake-mounter.js';
 import { type MemorySnapshots, snapshotDisk } from '../fakes/snapshot-disk.js';
 import { createTestRuntime, TEST_HOST, type TestRuntime } from '../helpers/runtime.js';
-import { type CsiClient, csiClient } from './client.js';
+import type { CsiClient } from './client.js';
+import { serveTestPlugin } from './test-plugin.js';
 
 /**
  * What csi-sanity talks to: one plugin serving Identity, Controller and Node (`--mode all`) on a
@@ -41,6 +37,13 @@ export interface SanityPlugin {
 export const GiB = 1024 ** 3;
 const DEVICE = '/dev/xvdba';
 
+/** The fake disk's options: a size in GiB, a zone, a filesystem. */
+export const DISK_OPTION_SPECS: Record<string, OptionSpec> = {
+  size: { schema: z.string().regex(/^\d+$/).transform(Number), help: 'GiB' },
+  availabilityZone: { schema: z.string(), help: 'zone' },
+  fsType: { schema: oneOf(['ext4', 'xfs']), help: 'fs' },
+};
+
 /** A block volume in whole GiB that must be attached to a host before it is mounted there. */
 export class FakeAttachableDisk implements Partial<Driver> {
   readonly name = 'disk';
@@ -48,11 +51,7 @@ export class FakeAttachableDisk implements Partial<Driver> {
   readonly needsAttach = true;
   readonly attachesRemotely = true;
   readonly lazyUnmount = false;
-  readonly optionSpecs = {
-    size: { schema: z.string().regex(/^\d+$/).transform(Number), help: 'GiB' },
-    availabilityZone: { schema: z.string(), help: 'zone' },
-    fsType: { schema: oneOf(['ext4', 'xfs']), help: 'fs' },
-  };
+  readonly optionSpecs: Record<string, OptionSpec> = DISK_OPTION_SPECS;
   /** Attached disks: volume name → host. */
   readonly attached = new Map<string, string>();
   /** The fake kernel of this host (set once the runtime exists): an attached disk appears in it. */
@@ -68,8 +67,10 @@ export class FakeAttachableDisk implements Partial<Driver> {
     maxBytes: 16 * GiB,
     recordedBytes: (v) => (v.fields.sizeGiB as number) * GiB,
   };
+  /** Defaults of options a request leaves out. */
+  protected readonly defaults: Record<string, string> = { size: '10', fsType: 'ext4' };
   parseOptions(raw: Record<string, string>) {
-    return parseOptions('disk', this.optionSpecs, raw, { size: '10', fsType: 'ext4' });
+    return parseOptions('disk', this.optionSpecs, raw, this.defaults);
   }
   async provision(v: { options: Record<string, unknown> }) {
     const zone = (v.options.availabilityZone as string | undefined) ?? 'zone-a';
@@ -151,41 +152,21 @@ export async function startSanityPlugin(driver: SanityDriver): Promise<SanityPlu
   // The node registered itself, as `stowage csi --mode node|all` does at start: ControllerPublish
   // finds the node id NodeGetInfo reports.
   await t.store.upsertHost({ id: TEST_HOST, identity: { hostname: 'test-host.example' }, lastSeen: 'now' });
-  const kubelet = join(t.dir, 'kubelet');
-  await mkdir(kubelet, { recursive: true });
-  const ctx: CsiContext = {
-    driver,
-    traits: driverTraits(driver === 'local' ? 'local' : 'ebs')!,
-    manager: t.manager,
-    hosts: t.runtime.hosts,
-    nodeId: TEST_HOST,
-    version: '0.0.0-test',
-    kubeletDir: kubelet,
-    log: pino({ level: 'silent' }),
-    ready: () => true,
-    checkStore: async () => {},
-    nodeTopology: async (): Promise<Record<string, string>> =>
-      driver === 'local' ? { [TOPOLOGY_HOST]: TEST_HOST } : { [TOPOLOGY_ZONE]: 'zone-a' },
-  };
-  let server: CsiServer;
-  try {
-    server = await serveCsi(`unix://${join(t.dir, 'csi.sock')}`, csiServices(ctx, 'all'), ctx.log);
-  } catch (err) {
-    await t.cleanup();
-    throw err;
-  }
-  const client = csiClient(server.path);
+  const plugin = await serveTestPlugin(
+    t,
+    {
+      driver,
+      traits: driverTraits(driver === 'local' ? 'local' : 'ebs')!,
+      nodeTopology: async (): Promise<Record<string, string>> =>
+        driver === 'local' ? { [TOPOLOGY_HOST]: TEST_HOST } : { [TOPOLOGY_ZONE]: 'zone-a' },
+    },
+    'all',
+  );
   return {
     driver,
     t,
-    client,
-    kubelet,
+    ...plugin,
     ...(disk ? { disk } : {}),
     ...(snapshots ? { snapshots } : {}),
-    close: async () => {
-      client.close();
-      await server.close(1000);
-      await t.cleanup();
-    },
   };
 }
