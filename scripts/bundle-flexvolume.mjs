@@ -8,6 +8,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
+import { ESM_BUNDLE_BANNER } from './esm-bundle-banner.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const out = join(root, 'dist', 'flexvolume-bundle');
@@ -30,18 +31,7 @@ await build({
   minify: true,
   legalComments: 'linked',
   logLevel: 'warning',
-  // CommonJS dependencies (better-sqlite3, etcd3) call require() and read __dirname (etcd3 loads
-  // its .proto files from ../proto next to it); ESM output has neither.
-  banner: {
-    js: [
-      "import { createRequire as __cr } from 'node:module';",
-      "import { dirname as __dn } from 'node:path';",
-      "import { fileURLToPath as __fu } from 'node:url';",
-      'const require = __cr(import.meta.url);',
-      'const __filename = __fu(import.meta.url);',
-      'const __dirname = __dn(__filename);',
-    ].join(' '),
-  },
+  banner: { js: ESM_BUNDLE_BANNER },
 });
 // etcd3's code lands in chunks/ and reads `${__dirname}/../proto/rpc.proto`.
 await cp(join(dirname(require.resolve('etcd3/package.json')), 'proto'), join(out, 'proto'), {

@@ -5,6 +5,7 @@ import { dirname, join, resolve } from 'node:path';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CSI_PROTO_PATH } from '../../csi/proto/load.js';
+import { ESM_BUNDLE_BANNER } from '../../scripts/esm-bundle-banner.mjs';
 import { EFS_MOUNT_DEFAULTS } from '../../src/config.js';
 import { FakeEfs } from '../fakes/aws/efs-endpoint.js';
 import type {
@@ -58,16 +59,7 @@ async function bundleServer(dir: string): Promise<void> {
     outExtension: { '.js': '.mjs' },
     chunkNames: 'chunks/[name]-[hash]',
     logLevel: 'warning',
-    banner: {
-      js: [
-        "import { createRequire as __cr } from 'node:module';",
-        "import { dirname as __dn } from 'node:path';",
-        "import { fileURLToPath as __fu } from 'node:url';",
-        'const require = __cr(import.meta.url);',
-        'const __filename = __fu(import.meta.url);',
-        'const __dirname = __dn(__filename);',
-      ].join(' '),
-    },
+    banner: { js: ESM_BUNDLE_BANNER },
   });
   const addon = join(
     dirname(require.resolve('better-sqlite3/package.json')),

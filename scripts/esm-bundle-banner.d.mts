@@ -1,0 +1,2 @@
+/** See esm-bundle-banner.mjs. */
+export declare const ESM_BUNDLE_BANNER: string;
