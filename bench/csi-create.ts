@@ -20,6 +20,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Client, credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
 import { loadCsi } from '../csi/proto/load.js';
+import { cleanups, runBench } from './lib/cleanups.js';
 import {
   type Child,
   checkReply,
@@ -40,21 +41,6 @@ const SIZE_MIB = 64;
 const START_TIMEOUT_MS = 30_000;
 /** Issue 15's goal: the CSI round trip within this many times the Docker socket's. */
 const GOAL = 1.2;
-
-const cleanups: Array<() => Promise<void>> = [];
-async function cleanup(): Promise<void> {
-  while (cleanups.length > 0) {
-    await cleanups.pop()!().catch((err: unknown) =>
-      process.stderr.write(`bench: cleanup failed: ${String(err)}\n`),
-    );
-  }
-}
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    process.stderr.write(`bench: ${signal}, cleaning up\n`);
-    void cleanup().finally(() => process.exit(130));
-  });
-}
 
 /** One side of the comparison: makes and removes volumes by name, timing only the make. */
 interface Side {
@@ -287,9 +273,4 @@ async function main(): Promise<void> {
   await writeSection(join(REPO, 'BENCHMARKS.md'), 'csi-create', md);
 }
 
-main()
-  .catch((err: unknown) => {
-    process.stderr.write(`bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    process.exitCode = 1;
-  })
-  .finally(cleanup);
+await runBench(main);

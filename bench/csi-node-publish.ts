@@ -24,6 +24,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { type CsiClient, csiClient } from '../test/csi/client.js';
+import { cleanups, runBench } from './lib/cleanups.js';
 import { checkReply, PluginClient, startNode, stopChild, summarize, waitForSocket } from './lib/harness.js';
 import { writeSection } from './lib/sections.js';
 
@@ -35,21 +36,6 @@ const START_TIMEOUT_MS = 30_000;
 /** Issue 15's goal: NodePublish within this many times the same operation through the Docker socket. */
 const GOAL = 1.2;
 const run = promisify(execFile);
-
-const cleanups: Array<() => Promise<unknown>> = [];
-async function cleanup(): Promise<void> {
-  while (cleanups.length > 0) {
-    await cleanups.pop()!().catch((err: unknown) =>
-      process.stderr.write(`bench: cleanup failed: ${String(err)}\n`),
-    );
-  }
-}
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    process.stderr.write(`bench: ${signal}, cleaning up\n`);
-    void cleanup().finally(() => process.exit(130));
-  });
-}
 
 async function mounted(path: string): Promise<boolean> {
   const info = await readFile('/proc/self/mountinfo', 'utf8');
@@ -262,11 +248,4 @@ ${line(['an empty request: HTTP /VolumeDriver.Capabilities', fmt(emptyHttp.media
   }
 }
 
-try {
-  await main();
-} catch (err) {
-  process.stderr.write(`bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-  process.exitCode = 1;
-} finally {
-  await cleanup();
-}
+await runBench(main);

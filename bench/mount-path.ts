@@ -24,6 +24,7 @@ import { access, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promise
 import { availableParallelism, cpus, loadavg, release } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { cleanups, runBench } from './lib/cleanups.js';
 import { checkReply, PluginClient, startNode, stopChild, summarize, waitForSocket } from './lib/harness.js';
 import { writeSection } from './lib/sections.js';
 
@@ -49,24 +50,6 @@ t1=$EPOCHREALTIME
 t2=$EPOCHREALTIME
 echo "$t0 $t1 $t2"
 `;
-
-// ---------------------------------------------------------------------------------------------
-// Cleanup: children, mounts and temp dirs go away on success, failure and Ctrl-C alike.
-
-const cleanups: Array<() => Promise<unknown>> = [];
-async function cleanup(): Promise<void> {
-  while (cleanups.length > 0) {
-    await cleanups.pop()!().catch((err: unknown) =>
-      process.stderr.write(`bench: cleanup failed: ${String(err)}\n`),
-    );
-  }
-}
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    process.stderr.write(`bench: ${signal}, cleaning up\n`);
-    void cleanup().finally(() => process.exit(130));
-  });
-}
 
 function sh(cmd: string, args: string[]): string {
   return execFileSync(cmd, args, { encoding: 'utf8', timeout: 60_000 }).trim();
@@ -349,11 +332,4 @@ async function main(): Promise<void> {
   }
 }
 
-try {
-  await main();
-} catch (err) {
-  process.stderr.write(`bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-  process.exitCode = 1;
-} finally {
-  await cleanup();
-}
+await runBench(main);

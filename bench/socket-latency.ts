@@ -10,6 +10,7 @@ import { availableParallelism, cpus, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SqliteStore } from '../src/state/sqlite-store.js';
+import { cleanups, runBench } from './lib/cleanups.js';
 import {
   type Child,
   checkReply,
@@ -42,25 +43,6 @@ const LIST_COUNT_10K = 200;
  */
 const ROUNDS = 4;
 const START_TIMEOUT_MS = 30_000;
-
-// ---------------------------------------------------------------------------------------------
-// Cleanup: children and temp dirs go away on success, failure and Ctrl-C alike.
-
-const cleanups: Array<() => Promise<void>> = [];
-async function cleanup(): Promise<void> {
-  while (cleanups.length > 0) {
-    const fn = cleanups.pop()!;
-    await fn().catch((err: unknown) => process.stderr.write(`bench: cleanup failed: ${String(err)}\n`));
-  }
-}
-let interrupted = false;
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    interrupted = true;
-    process.stderr.write(`bench: ${signal}, cleaning up\n`);
-    void cleanup().finally(() => process.exit(130));
-  });
-}
 
 async function tempDir(prefix: string): Promise<string> {
   const dir = await mkdtemp(join('/tmp', prefix));
@@ -360,13 +342,4 @@ async function main(): Promise<void> {
   process.stderr.write(`bench: wrote BENCHMARKS.md (${facts.wallS.toFixed(0)} s)\n`);
 }
 
-try {
-  await main();
-} catch (err) {
-  // After Ctrl-C the pending request fails as the daemon goes away: not worth a stack trace.
-  if (!interrupted)
-    process.stderr.write(`bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-  process.exitCode = 1;
-} finally {
-  await cleanup();
-}
+await runBench(main);

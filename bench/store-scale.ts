@@ -18,6 +18,7 @@ import { migrateStore } from '../src/state/migrate.js';
 import { SqliteStore } from '../src/state/sqlite-store.js';
 import type { MountRecord, StateStore, VolumeRecord } from '../src/state/store.js';
 import { type EtcdService, startEtcd } from '../test/services/etcd.js';
+import { cleanups, runBench } from './lib/cleanups.js';
 import {
   type Child,
   checkReply,
@@ -53,25 +54,6 @@ const counts = (n: number) => ({
   Path: n >= 100_000 ? 400 : 1000,
   List: n >= 100_000 ? 20 : n >= 10_000 ? 100 : 300,
 });
-
-// ---------------------------------------------------------------------------------------------
-// Cleanup: children, etcd and temp dirs go away on success, failure and Ctrl-C alike.
-
-const cleanups: Array<() => Promise<void>> = [];
-async function cleanup(): Promise<void> {
-  while (cleanups.length > 0) {
-    const fn = cleanups.pop()!;
-    await fn().catch((err: unknown) => process.stderr.write(`bench: cleanup failed: ${String(err)}\n`));
-  }
-}
-let interrupted = false;
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    interrupted = true;
-    process.stderr.write(`bench: ${signal}, cleaning up\n`);
-    void cleanup().finally(() => process.exit(130));
-  });
-}
 
 const log = (msg: string) => process.stderr.write(`bench: ${msg}\n`);
 const env = Object.fromEntries(
@@ -505,11 +487,4 @@ async function main(): Promise<void> {
   log(`wrote BENCHMARKS.md (${((performance.now() - wallStart) / 1000).toFixed(0)} s)`);
 }
 
-try {
-  await main();
-} catch (err) {
-  if (!interrupted) log(err instanceof Error ? (err.stack ?? err.message) : String(err));
-  process.exitCode = 1;
-} finally {
-  await cleanup();
-}
+await runBench(main);
